@@ -1,0 +1,74 @@
+"""Record when keys were last used, without a write per request.
+
+The hot path only notes the key id in memory; a background thread writes
+the batch with one UPDATE every ``XROUTER_LAST_USED_FLUSH_SECONDS``. Losing
+the last few seconds on a crash costs nothing but a slightly older
+"last used" time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+_pending: set[int] = set()
+_lock = threading.Lock()
+_flusher: threading.Thread | None = None
+
+
+def touch(key_id: int) -> None:
+    """Note that ``key_id`` was used just now."""
+    _pending.add(key_id)
+    if _flusher is None:
+        _start_flusher()
+
+
+def flush() -> int:
+    """Write pending last-used times; return how many keys were updated."""
+    from keys.models import ApiKey
+
+    with _lock:
+        ids = list(_pending)
+        _pending.clear()
+    if not ids:
+        return 0
+    return ApiKey.objects.filter(pk__in=ids).update(last_used_at=timezone.now())
+
+
+def _run() -> None:
+    interval = settings.XROUTER_LAST_USED_FLUSH_SECONDS
+    while True:
+        time.sleep(interval)
+        try:
+            close_old_connections()
+            flush()
+        except Exception:
+            logger.warning("could not record key last-used times", exc_info=True)
+        finally:
+            connection.close()
+
+
+def _start_flusher() -> None:
+    global _flusher
+    with _lock:
+        if _flusher is not None:
+            return
+        _flusher = threading.Thread(target=_run, name="key-last-used", daemon=True)
+        _flusher.start()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _pending:
+        try:
+            flush()
+        except Exception:
+            logger.warning("could not record key last-used times at exit", exc_info=True)

@@ -1,0 +1,176 @@
+"""Resolve a bearer key to the principal behind it, without the database.
+
+The lookup has three tiers:
+
+1. an in-process dict, trusted for ``XROUTER_KEY_LOCAL_TTL`` seconds (1 s);
+2. the shared cache (Redis), holding principals and misses, evicted when a
+   key changes (``post_save``), so every worker sees a revocation within the
+   local TTL;
+3. the database, on a shared-cache miss.
+
+Without a shared cache (zero-config, local-memory cache per process) the
+second tier is skipped: after the local TTL a worker asks the database
+again, so the one-second revocation bound holds across processes there too.
+Misses are cached like hits because broken clients retry the same bad key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from keys import tokens
+from keys.models import ApiKey
+from xrouter_site.errors import AuthenticationFailed
+
+logger = logging.getLogger(__name__)
+
+_MISS = "-"  # cached in place of a principal for unknown or unusable keys
+_LOCAL_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """What the hot path needs to know about the caller; picklable."""
+
+    key_id: int
+    public_id: str
+    team_id: int
+    team_slug: str
+    prefix: str
+    name: str
+    allowed_models: frozenset[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
+    budget_rub: Decimal | None
+    expires_at: float | None  # POSIX timestamp
+
+    @classmethod
+    def from_key(cls, key: ApiKey) -> KeyPrincipal:
+        return cls(
+            key_id=key.pk,
+            public_id=str(key.public_id),
+            team_id=key.team_id,
+            team_slug=key.team.slug,
+            prefix=key.prefix,
+            name=key.name,
+            allowed_models=frozenset(key.allowed_models),
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+            budget_rub=key.budget_rub,
+            expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        )
+
+    def allows_model(self, model_id: str) -> bool:
+        """Return True if this key may call ``model_id``.
+
+        An allowed entry without a ``:version`` suffix allows every version.
+        """
+        if not self.allowed_models:
+            return True
+        if model_id in self.allowed_models:
+            return True
+        base, sep, _version = model_id.partition(":")
+        return bool(sep) and base in self.allowed_models
+
+
+# digest -> (monotonic deadline, principal or _MISS)
+_local: dict[str, tuple[float, KeyPrincipal | str]] = {}
+
+
+def _shared_key(digest: str) -> str:
+    return f"apikey:{digest}"
+
+
+def _load_from_db(digest: str) -> KeyPrincipal | str:
+    key = ApiKey.objects.select_related("team").filter(key_hash=digest).first()
+    if key is None:
+        return _MISS
+    if not key.is_usable():
+        logger.info(
+            "api key refused",
+            extra={"key_id": key.pk, "reason": "revoked" if key.is_revoked else "disabled/expired"},
+        )
+        return _MISS
+    return KeyPrincipal.from_key(key)
+
+
+def _load(digest: str) -> KeyPrincipal | str:
+    if not settings.XROUTER_SHARED_CACHE:
+        return _load_from_db(digest)
+    try:
+        value = cache.get(_shared_key(digest))
+    except Exception:  # Redis down: the database is still the truth.
+        logger.warning("shared cache unavailable for key lookup", exc_info=True)
+        return _load_from_db(digest)
+    if value is None:
+        value = _load_from_db(digest)
+        try:
+            cache.set(_shared_key(digest), value, settings.XROUTER_KEY_SHARED_TTL)
+        except Exception:
+            logger.warning("shared cache unavailable for key store", exc_info=True)
+    return value
+
+
+def resolve_key(plaintext: str) -> KeyPrincipal:
+    """Return the principal for ``plaintext`` or raise ``AuthenticationFailed``."""
+    if not tokens.is_well_formed(plaintext):
+        raise AuthenticationFailed("malformed")
+    digest = tokens.digest(plaintext)
+    now = time.monotonic()
+    entry = _local.get(digest)
+    if entry is None or entry[0] <= now:
+        value = _load(digest)
+        if len(_local) >= _LOCAL_MAX_ENTRIES:
+            # Oldest first: dicts keep insertion order.
+            _local.pop(next(iter(_local)))
+        _local[digest] = (now + settings.XROUTER_KEY_LOCAL_TTL, value)
+    else:
+        value = entry[1]
+    if not isinstance(value, KeyPrincipal):
+        raise AuthenticationFailed("unknown, revoked or disabled")
+    if value.expires_at is not None and value.expires_at <= time.time():
+        raise AuthenticationFailed("expired")
+    return value
+
+
+def authenticate_bearer(header: str) -> KeyPrincipal:
+    """Parse an ``Authorization`` header value and resolve its key."""
+    scheme, _sep, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise AuthenticationFailed("missing")
+    return resolve_key(credential.strip())
+
+
+def forget_key(digest: str) -> None:
+    """Evict a key from this process and from the shared cache."""
+    _local.pop(digest, None)
+    try:
+        cache.delete(_shared_key(digest))
+    except Exception:
+        # The local TTL still bounds staleness; shared entries expire too.
+        logger.error("could not evict api key from the shared cache", exc_info=True)
+
+
+@receiver(post_save, sender=ApiKey)
+@receiver(post_delete, sender=ApiKey)
+def _evict_on_change(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
+    digest = instance.key_hash
+    forget_key(digest)
+    # Evict again once the change is committed: a worker that read the old
+    # row between the first eviction and the commit may have cached it.
+    transaction.on_commit(lambda: forget_key(digest))
+
+
+def clear_local_cache() -> None:
+    """Empty this process's key cache (tests and reloads)."""
+    _local.clear()

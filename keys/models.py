@@ -1,0 +1,92 @@
+"""API keys: what a team presents to call the gateway.
+
+Only a SHA-256 digest of a key is stored, with a short display prefix and the
+last four characters; the plaintext exists once, in the response that
+created it (see :mod:`keys.tokens` for the format).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self, now: datetime | None = None) -> ApiKeyQuerySet:
+        now = now or timezone.now()
+        return self.filter(revoked_at__isnull=True, disabled=False).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=100)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # sha256(plaintext) in hex; the only way a key is looked up.
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # "xr_live_AbCd": enough for a person to tell keys apart, useless to use.
+    prefix = models.CharField(_("prefix"), max_length=16, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    disabled = models.BooleanField(_("disabled"), default=False)
+
+    # Public model ids this key may call; empty means every catalog model.
+    # An entry without ":version" allows every version of that model.
+    allowed_models = models.JSONField(_("allowed models"), default=list, blank=True)
+    rpm_limit = models.PositiveIntegerField(
+        _("requests per minute"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    tpm_limit = models.PositiveIntegerField(
+        _("tokens per minute"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    budget_rub = models.DecimalField(
+        _("budget, RUB"),
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["team", "-created_at"], name="apikey_team_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…{self.last4}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        return not (self.is_revoked or self.disabled or self.is_expired(now))

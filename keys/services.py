@@ -1,0 +1,124 @@
+"""Write operations on API keys: create, revoke, rotate, update.
+
+Each returns what the caller needs and leaves the key cache consistent
+(the cache is evicted by the ``post_save`` hook in :mod:`keys.auth`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Team, User
+from keys import tokens
+from keys.models import ApiKey
+
+# Fields api_key_update may change; anything else is refused.
+UPDATABLE_FIELDS = frozenset(
+    {"name", "expires_at", "disabled", "allowed_models", "rpm_limit", "tpm_limit", "budget_rub"}
+)
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A newly created key and its plaintext, which is never stored."""
+
+    api_key: ApiKey
+    plaintext: str
+
+
+def _clean_models(models: list[str] | None) -> list[str]:
+    cleaned = []
+    for model in models or []:
+        if not isinstance(model, str) or not model.strip():
+            raise ValidationError({"allowed_models": "each model id must be a non-empty string"})
+        cleaned.append(model.strip())
+    return sorted(set(cleaned))
+
+
+def api_key_create(
+    *,
+    team: Team,
+    name: str,
+    created_by: User | None = None,
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    budget_rub: Decimal | None = None,
+    env: str | None = None,
+) -> CreatedKey:
+    """Create a key for ``team`` and return it with its plaintext (shown once)."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "the expiry must be in the future"})
+    new = tokens.generate(env or settings.XROUTER_KEY_ENV)
+    api_key = ApiKey(
+        team=team,
+        name=name,
+        created_by=created_by,
+        key_hash=new.digest,
+        prefix=new.prefix,
+        last4=new.last4,
+        expires_at=expires_at,
+        allowed_models=_clean_models(allowed_models),
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        budget_rub=budget_rub,
+    )
+    api_key.full_clean()
+    api_key.save()
+    return CreatedKey(api_key=api_key, plaintext=new.plaintext)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke ``api_key`` for good; revoking twice keeps the first time."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> CreatedKey:
+    """Issue a new secret with the same settings and revoke the old key."""
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.revoked_at is not None:
+        raise ValidationError("a revoked key cannot be rotated")
+    created = api_key_create(
+        team=locked.team,
+        name=locked.name,
+        created_by=created_by or locked.created_by,
+        expires_at=locked.expires_at if not locked.is_expired() else None,
+        allowed_models=list(locked.allowed_models),
+        rpm_limit=locked.rpm_limit,
+        tpm_limit=locked.tpm_limit,
+        budget_rub=locked.budget_rub,
+        env=locked.prefix.split("_")[1],
+    )
+    api_key_revoke(api_key=locked)
+    api_key.refresh_from_db()
+    return created
+
+
+def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
+    """Change the given settings of ``api_key`` (limits, models, expiry...)."""
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+    if "allowed_models" in changes:
+        changes["allowed_models"] = _clean_models(changes["allowed_models"])
+    expires_at = changes.get("expires_at")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "the expiry must be in the future"})
+    for field, value in changes.items():
+        setattr(api_key, field, value)
+    api_key.full_clean()
+    api_key.save(update_fields=sorted(changes))
+    return api_key

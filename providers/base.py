@@ -1,0 +1,471 @@
+"""The contract every provider adapter implements.
+
+Adapters translate between these dataclasses and one provider's wire format;
+provider-specific dicts never travel above this layer. The gateway speaks
+OpenAI's dialect to clients, so the dataclasses follow OpenAI's chat and
+embeddings objects closely, with typed fields instead of dicts.
+
+To add a provider, subclass :class:`Provider`, set ``kind`` and register the
+dotted path in :data:`providers.registry.PROVIDER_KINDS`::
+
+    class AcmeProvider(Provider):
+        kind = "acme"
+
+        def chat(self, request: ChatRequest) -> ChatResponse:
+            body = {...}  # map request -> Acme's JSON
+            response = self.http.post_json(self.url("/chat"), body, headers=...)
+            return ChatResponse(...)  # map Acme's JSON -> dataclasses
+
+        def stream(self, request: ChatRequest) -> ChatStream:
+            ...
+
+Upstream failures are raised as :class:`ProviderError`, never as an HTTP
+library exception; routing decides whether to retry or fall back from its
+``retryable`` flag alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from providers.http import HttpClient
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One function call the model asks for; ``arguments`` is a JSON string."""
+
+    id: str
+    name: str
+    arguments: str
+    type: str = "function"
+
+
+@dataclass(slots=True)
+class Message:
+    """A chat message in OpenAI's terms.
+
+    ``content`` is a string, or a list of OpenAI content parts (dicts with
+    ``type`` "text" / "image_url"); adapters that cannot send parts flatten
+    the text parts.
+    """
+
+    role: str  # system | developer | user | assistant | tool
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """Return the text of ``content``, joining text parts."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(
+            part.get("text", "") for part in self.content if part.get("type") == "text"
+        )
+
+
+@dataclass(slots=True)
+class Tool:
+    """A function the model may call (OpenAI ``tools[].function``)."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat completion request, already validated and routed.
+
+    ``model`` is the upstream model name (the catalog's ``upstream``), not
+    the public id the client sent.
+    """
+
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    n: int = 1
+    tools: list[Tool] = field(default_factory=list)
+    # "auto" | "none" | "required" | {"type": "function", "function": {"name": ...}}
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    # OpenAI response_format as sent: {"type": "json_object"} or
+    # {"type": "json_schema", "json_schema": {...}}.
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    # Gateway request id, forwarded upstream where the provider takes one.
+    request_id: str | None = None
+    # Provider-specific options from the catalog or request (e.g. GigaChat's
+    # repetition_penalty); adapters read what they know and ignore the rest.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_openai(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+
+@dataclass(slots=True)
+class Choice:
+    index: int
+    message: Message
+    finish_reason: FinishReason | None
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A whole completion. ``model`` is what served it, version included."""
+
+    id: str
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    created: int
+    # Provider's own version string (GigaChat "2.0.28.2", Yandex
+    # modelVersion), reported to clients in x-xrouter-model-version.
+    model_version: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call (OpenAI ``delta.tool_calls[]``)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    """One streamed piece: a content delta, a finish reason and/or usage.
+
+    A chunk with only ``usage`` set is the trailing usage report.
+    """
+
+    index: int = 0
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+class ChatStream:
+    """An iterator of :class:`ChatChunk` that owns an upstream connection.
+
+    ``close()`` must release the connection whether or not the stream was
+    read to the end; the gateway calls it when the client goes away. The
+    ``id``, ``model`` and ``model_version`` attributes may be filled in by
+    the adapter as the first chunks arrive.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[ChatChunk],
+        *,
+        id: str,
+        model: str,
+        created: int,
+        close: Any = None,
+    ) -> None:
+        self._chunks = chunks
+        self._close = close
+        self.id = id
+        self.model = model
+        self.created = created
+        self.model_version: str | None = None
+        self.closed = False
+
+    def __iter__(self) -> Iterator[ChatChunk]:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        close_gen = getattr(self._chunks, "close", None)
+        if close_gen is not None:
+            close_gen()
+        if self._close is not None:
+            self._close()
+
+
+@dataclass(slots=True)
+class EmbeddingRequest:
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    user: str | None = None
+    request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EmbeddingResponse:
+    model: str
+    vectors: list[list[float]]
+    usage: Usage
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    id: str
+    owned_by: str
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """A provider entry of the catalog, with its credential resolved.
+
+    ``credential`` holds the secret read from the env var the catalog names
+    (``api_key_env``); ``options`` holds kind-specific settings (GigaChat's
+    scope, Yandex's folder id, a CA bundle path...).
+    """
+
+    name: str
+    kind: str
+    base_url: str
+    credential: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    pool_size: int = 256
+
+
+class ProviderError(Exception):
+    """An upstream call failed.
+
+    ``retryable`` says whether another attempt (here or at another
+    deployment) may succeed: connection errors, timeouts, 429 and 5xx are
+    retryable; errors caused by the request itself (400, 404, 413, 422) and
+    bad credentials (401, 403) are not. ``status`` is the HTTP status the
+    gateway should answer with; ``retry_after`` is the upstream's hint in
+    seconds. ``message`` must be safe to show a client: adapters strip
+    tokens and upstream internals from it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retryable: bool,
+        status: int = 502,
+        upstream_status: int | None = None,
+        code: str = "upstream_error",
+        retry_after: float | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.retryable = retryable
+        self.status = status
+        self.upstream_status = upstream_status
+        self.code = code
+        self.retry_after = retry_after
+        self.param = param
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderError({self.message!r}, provider={self.provider!r}, "
+            f"retryable={self.retryable}, status={self.status}, "
+            f"upstream_status={self.upstream_status})"
+        )
+
+
+class Provider:
+    """Base class of adapters: one instance per catalog provider per process.
+
+    Instances are shared by all requests of a worker, so they hold no
+    per-request state; ``self.http`` is the provider's own connection pool.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.http = http or HttpClient(
+            provider=config.name,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            pool_size=config.pool_size,
+            verify=config.options.get("ca_bundle", True),
+        )
+
+    def url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Return a whole completion; raise :class:`ProviderError` on failure."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement chat()")
+
+    def stream(self, request: ChatRequest) -> ChatStream:
+        """Start a streamed completion.
+
+        Errors before the first chunk raise :class:`ProviderError` from this
+        call; errors later raise it from the iterator.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement stream()")
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Return one vector per input, in order."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement embed()")
+
+    def list_models(self) -> list[ModelInfo]:
+        """Return the models the upstream serves."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement list_models()")
+
+    def count_tokens(self, model: str, texts: list[str]) -> list[int]:
+        """Return the token count of each text for ``model``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement count_tokens()")
+
+    def health_check(self) -> None:
+        """Probe the upstream cheaply; return None or raise ProviderError.
+
+        The default lists models, which no provider bills.
+        """
+        self.list_models()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header given in seconds; dates are ignored."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def sanitize_upstream_message(message: Any, limit: int = 300) -> str:
+    """Return an upstream error text that is safe to log and show a client.
+
+    Credentials that a provider may echo back are masked and the text is
+    cut short, so a verbose upstream cannot leak internals through us.
+    """
+    from xrouter_site.logging import redact
+
+    text = str(message or "").strip().replace("\n", " ")
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_from_status(
+    provider: str,
+    upstream_status: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    param: str | None = None,
+) -> ProviderError:
+    """Map an upstream HTTP error status to a :class:`ProviderError`.
+
+    The rules every adapter shares: the request's own faults (400, 404,
+    413, 422) pass through and are not retried; bad provider credentials
+    (401, 403) are the operator's problem, shown to the client as 502 and
+    not retried; 408, 429 and 5xx are retryable.
+    """
+    text = sanitize_upstream_message(message) or f"{provider} returned HTTP {upstream_status}"
+    common: dict[str, Any] = {
+        "provider": provider,
+        "upstream_status": upstream_status,
+        "retry_after": retry_after,
+        "param": param,
+    }
+    if upstream_status in (400, 422):
+        return ProviderError(text, retryable=False, status=400, code="invalid_request", **common)
+    if upstream_status == 413:
+        return ProviderError(text, retryable=False, status=413, code="request_too_large", **common)
+    if upstream_status == 404:
+        return ProviderError(
+            f"{provider} does not know this model or path: {text}",
+            retryable=False,
+            status=404,
+            code="model_not_found",
+            **common,
+        )
+    if upstream_status in (401, 403):
+        return ProviderError(
+            f"{provider} rejected the gateway's credentials",
+            retryable=False,
+            status=502,
+            code="upstream_auth_failed",
+            **common,
+        )
+    if upstream_status == 402:
+        return ProviderError(
+            f"{provider} refused the request: the provider account is out of quota",
+            retryable=True,
+            status=502,
+            code="upstream_payment_required",
+            **common,
+        )
+    if upstream_status == 429:
+        return ProviderError(
+            f"{provider} is rate limiting requests: {text}",
+            retryable=True,
+            status=429,
+            code="upstream_rate_limited",
+            **common,
+        )
+    if upstream_status == 408 or upstream_status == 504:
+        return ProviderError(
+            text, retryable=True, status=504, code="upstream_timeout", **common
+        )
+    if upstream_status == 503:
+        return ProviderError(
+            text, retryable=True, status=503, code="upstream_unavailable", **common
+        )
+    return ProviderError(
+        text,
+        retryable=upstream_status >= 500 or upstream_status == 409,
+        status=502,
+        code="upstream_error",
+        **common,
+    )

@@ -1,0 +1,199 @@
+"""The one way adapters talk HTTP: a pooled session with explicit timeouts.
+
+Each provider gets its own :class:`HttpClient` and so its own connection pool
+(a bulkhead: a stuck provider cannot take the other's connections). Transport
+failures come out as :class:`~providers.base.ProviderError`; HTTP error
+statuses are returned to the adapter, which knows the provider's error body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+logger = logging.getLogger(__name__)
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# Upper bound for one SSE event; a peer that never sends a blank line cannot
+# make the gateway buffer without limit.
+MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024
+
+
+class HttpClient:
+    """A ``requests.Session`` with a sized pool, timeouts and no retries.
+
+    Retries belong to the router (one retry layer), so urllib3's are off.
+    ``verify`` is True (system CAs), False is refused, or a CA bundle path.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        pool_size: int = 256,
+        verify: bool | str = True,
+    ) -> None:
+        if verify is False:
+            raise ValueError(
+                f"provider {provider}: TLS verification cannot be turned off; "
+                "point ca_bundle at the CA certificate instead"
+            )
+        self.provider = provider
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        self.session.verify = verify
+        # Requests otherwise reads proxies and .netrc from the environment on
+        # every call, which is slow and surprising for a gateway.
+        self.session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        data: bytes | Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        timeout: tuple[float, float] | None = None,
+        auth: Any = None,
+    ) -> requests.Response:
+        """Send a request and return the response, whatever its status.
+
+        Raises ProviderError (retryable) on connection errors and timeouts.
+        """
+        from providers.base import ProviderError
+
+        all_headers: dict[str, str] = {}
+        if json is not None:
+            data = orjson.dumps(json)
+            all_headers.update(_JSON_HEADERS)
+        if headers:
+            all_headers.update(headers)
+        try:
+            return self.session.request(
+                method,
+                url,
+                data=data,
+                headers=all_headers,
+                stream=stream,
+                timeout=timeout or self.timeout,
+                auth=auth,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise ProviderError(
+                f"{self.provider} did not answer in time",
+                provider=self.provider,
+                retryable=True,
+                status=504,
+                code="upstream_timeout",
+            ) from exc
+        except (requests.ConnectionError, Urllib3HTTPError) as exc:
+            raise ProviderError(
+                f"could not reach {self.provider}",
+                provider=self.provider,
+                retryable=True,
+                status=502,
+                code="upstream_unreachable",
+            ) from exc
+        except requests.RequestException as exc:
+            raise ProviderError(
+                f"request to {self.provider} failed",
+                provider=self.provider,
+                retryable=False,
+                status=502,
+            ) from exc
+
+    def post_json(self, url: str, body: Any, **kwargs: Any) -> requests.Response:
+        return self.request("POST", url, json=body, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", url, **kwargs)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def parse_json(response: requests.Response, *, provider: str) -> Any:
+    """Return the JSON body or raise a retryable ProviderError if it is not JSON."""
+    from providers.base import ProviderError
+
+    try:
+        return orjson.loads(response.content)
+    except (orjson.JSONDecodeError, requests.RequestException, Urllib3HTTPError) as exc:
+        raise ProviderError(
+            f"{provider} sent a response that is not valid JSON",
+            provider=provider,
+            retryable=True,
+            status=502,
+            upstream_status=response.status_code,
+            code="upstream_bad_response",
+        ) from exc
+
+
+def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[bytes]:
+    """Yield the ``data`` payload of each server-sent event as bytes.
+
+    Reads whatever arrives (``read1``), so each event is passed on as soon as
+    its terminating blank line is in; multi-line ``data`` fields are joined
+    with newlines; comments and other fields are skipped. Bytes are split on
+    newlines only, so a multi-byte character split across reads is whole
+    again before anyone decodes it. A connection that drops mid-stream
+    raises a retryable ProviderError.
+    """
+    from providers.base import ProviderError
+
+    raw = response.raw
+    buffer = b""
+    data_lines: list[bytes] = []
+    try:
+        while True:
+            try:
+                chunk = raw.read1(65536)
+            except (requests.RequestException, Urllib3HTTPError, OSError) as exc:
+                raise ProviderError(
+                    f"the stream from {provider} broke off",
+                    provider=provider,
+                    retryable=True,
+                    status=502,
+                    code="upstream_stream_cut",
+                ) from exc
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > MAX_SSE_EVENT_BYTES:
+                raise ProviderError(
+                    f"{provider} sent an oversized stream event",
+                    provider=provider,
+                    retryable=False,
+                    status=502,
+                    code="upstream_bad_response",
+                )
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                line = line.rstrip(b"\r")
+                if not line:
+                    if data_lines:
+                        yield b"\n".join(data_lines)
+                        data_lines = []
+                elif line.startswith(b"data:"):
+                    value = line[5:]
+                    data_lines.append(value[1:] if value.startswith(b" ") else value)
+                # "event:", "id:", "retry:" and ":" comments carry nothing
+                # the adapters need.
+        if data_lines:
+            yield b"\n".join(data_lines)
+    finally:
+        response.close()

@@ -1,0 +1,185 @@
+"""Run the gateway under gunicorn, with emulators when nothing is configured.
+
+With ``XROUTER_CATALOG`` set, this serves that catalog. Without it there are
+no provider credentials to use, so the command starts the built-in provider
+emulators, writes a demo catalog pointing at them, makes sure a demo API key
+exists, and says so loudly. With ``CELERY_BROKER_URL`` set it also runs a
+Celery worker and beat beside gunicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from accounts.services import team_get_or_create
+from keys import tokens
+from keys.models import ApiKey
+from keys.services import api_key_create
+
+# kind -> (port offset, catalog text). Each emulator kind that exists in
+# providers.emulators gets a demo provider and a few models.
+DEMO_EMULATORS: dict[str, str] = {
+    "openai": """
+  - name: demo-openai
+    kind: openai
+    base_url: http://127.0.0.1:{port}/v1
+    api_key_env: XROUTER_DEMO_UPSTREAM_KEY
+""",
+}
+DEMO_MODELS = """
+models:
+  - id: demo/gpt-mock
+    name: Demo chat model (emulated OpenAI-compatible upstream)
+    provider: demo-openai
+    upstream: gpt-mock
+    context_length: 32768
+    pricing: {prompt: 0.1, completion: 0.2}
+  - id: demo/embedding-mock
+    name: Demo embedding model (emulated)
+    type: embedding
+    provider: demo-openai
+    upstream: text-embedding-mock
+    pricing: {prompt: 0.01}
+"""
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with code {process.returncode}")
+        try:
+            if requests.get(url, timeout=0.5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f}s")
+
+
+class Command(BaseCommand):
+    help = "Serve the gateway with gunicorn (gevent); start emulators if unconfigured."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default=os.environ.get("XROUTER_BIND", "127.0.0.1:8000"))
+        parser.add_argument("--emulator-port", type=int, default=18080)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.children: list[subprocess.Popen[bytes]] = []
+        env = os.environ.copy()
+        env["XROUTER_BIND"] = options["bind"]
+        demo_key = None
+        try:
+            if not settings.XROUTER_CATALOG:
+                catalog_path = self._start_emulators(options["emulator_port"], env)
+                env["XROUTER_CATALOG"] = str(catalog_path)
+                demo_key = self._demo_key()
+            if settings.CELERY_BROKER_URL:
+                self._start_celery(env)
+            gunicorn = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(settings.BASE_DIR / "deploy" /
+                 "gunicorn.conf.py"), "xrouter_site.wsgi:application"],
+                env=env,
+            )
+            self.children.append(gunicorn)
+            _wait_healthy(f"http://{options['bind']}/healthz", gunicorn, timeout=60)
+            self._banner(options["bind"], demo_key)
+            signal.signal(signal.SIGTERM, lambda *_: gunicorn.terminate())
+            gunicorn.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop_children()
+
+    def _start_emulators(self, base_port: int, env: dict[str, str]) -> Path:
+        providers = []
+        for offset, (kind, entry) in enumerate(DEMO_EMULATORS.items()):
+            port = base_port + offset
+            process = subprocess.Popen(
+                [sys.executable, "-m", "providers.emulators", kind, "--port", str(port)],
+                cwd=settings.BASE_DIR,
+                env=env,
+            )
+            self.children.append(process)
+            _wait_healthy(f"http://127.0.0.1:{port}/_emulator/health", process)
+            providers.append(entry.format(port=port))
+        # Emulators accept any credential; a random one proves it is passed.
+        env.setdefault("XROUTER_DEMO_UPSTREAM_KEY", secrets.token_urlsafe(16))
+        os.environ["XROUTER_DEMO_UPSTREAM_KEY"] = env["XROUTER_DEMO_UPSTREAM_KEY"]
+        catalog = settings.VAR_DIR / "demo-catalog.yaml"
+        catalog.parent.mkdir(parents=True, exist_ok=True)
+        catalog.write_text(
+            "# Written by `manage.py serve` for the emulated demo; do not edit.\n"
+            "providers:" + "".join(providers) + DEMO_MODELS,
+            encoding="utf-8",
+        )
+        return catalog
+
+    def _demo_key(self) -> str:
+        """Return the demo key, creating it once and keeping it in var/."""
+        path = settings.VAR_DIR / "demo-api-key"
+        if path.exists():
+            plaintext = path.read_text(encoding="utf-8").strip()
+            if tokens.is_well_formed(plaintext):
+                key = ApiKey.objects.filter(key_hash=tokens.digest(plaintext)).first()
+                if key is not None and key.is_usable():
+                    return plaintext
+        team, _created = team_get_or_create(slug="demo", name="Demo team")
+        created = api_key_create(team=team, name="demo key (make run)")
+        path.write_text(created.plaintext + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        return created.plaintext
+
+    def _start_celery(self, env: dict[str, str]) -> None:
+        for argv in (
+            ["worker", "--loglevel", "INFO", "--concurrency", "2"],
+            ["beat", "--loglevel", "INFO", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")],
+        ):
+            self.children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "xrouter_site", *argv], env=env
+                )
+            )
+
+    def _banner(self, bind: str, demo_key: str | None) -> None:
+        line = "=" * 72
+        out = [line, f"  XRouter is serving on http://{bind}"]
+        if demo_key:
+            out += [
+                "",
+                "  !!! PROVIDERS ARE EMULATED: no XROUTER_CATALOG was given, so this",
+                "  !!! gateway answers from the built-in emulators, not GigaChat or",
+                "  !!! YandexGPT. Set XROUTER_CATALOG (see README) for real providers.",
+                "",
+                f"  Demo API key: {demo_key}",
+                "",
+                f"  curl http://{bind}/v1/chat/completions \\",
+                f"    -H 'Authorization: Bearer {demo_key}' \\",
+                "    -H 'Content-Type: application/json' \\",
+                "    -d '{\"model\": \"demo/gpt-mock\", \"messages\": [{\"role\": \"user\", "
+                "\"content\": \"Привет\"}]}'",
+            ]
+        out.append(line)
+        self.stderr.write("\n".join(out))
+
+    def _stop_children(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -1,0 +1,80 @@
+"""Serve ``/v1/`` ahead of the rest of the middleware stack.
+
+The OpenAI-compatible API needs none of sessions, CSRF, messages or the auth
+middleware, and every layer costs time on the hot path. This middleware sits
+first: it answers every ``/v1/`` request itself from a fixed route table and
+hands everything else down the normal stack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from routing import gateway
+from xrouter_site.errors import MethodNotAllowed, NotFound, XRouterError
+from xrouter_site.middleware import request_id_from
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/v1/"
+View = Callable[..., HttpResponse]
+
+# Exact paths: (allowed methods, view).
+ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
+    "/v1/chat/completions": (("POST",), gateway.chat_completions),
+    "/v1/embeddings": (("POST",), gateway.embeddings),
+    "/v1/models": (("GET", "HEAD"), gateway.list_models),
+}
+# Paths with one trailing argument: prefix -> (allowed methods, view).
+PREFIX_ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
+    "/v1/models/": (("GET", "HEAD"), gateway.retrieve_model),
+}
+
+
+def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
+    route = ROUTES.get(path) or ROUTES.get(path.rstrip("/"))
+    if route is not None:
+        return route[0], route[1], ()
+    for prefix, (methods, view) in PREFIX_ROUTES.items():
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return methods, view, (path[len(prefix):],)
+    return None
+
+
+class GatewayMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if not path.startswith(PREFIX):
+            return self.get_response(request)
+        ctx = gateway.CallContext(
+            request_id=request_id_from(request.META), method=request.method or "", path=path
+        )
+        response = self._dispatch(request, ctx, path)
+        response["X-Request-ID"] = ctx.request_id
+        if not response.streaming:
+            ctx.log()
+        return response
+
+    def _dispatch(self, request: HttpRequest, ctx: gateway.CallContext, path: str) -> HttpResponse:
+        try:
+            resolved = _resolve(path)
+            if resolved is None:
+                raise NotFound(f"Unknown API path {path}.")
+            methods, view, args = resolved
+            if request.method not in methods:
+                raise MethodNotAllowed(request.method or "", methods)
+            return view(request, ctx, *args)
+        except XRouterError as exc:
+            return ctx.fail(exc)
+        except Exception:
+            logger.exception("unhandled error in the gateway", extra={"request_id": ctx.request_id})
+            return ctx.fail(XRouterError())
+
+

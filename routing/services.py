@@ -1,0 +1,194 @@
+"""Write operations on the catalog: load the declarative file."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from providers.registry import PROVIDER_KINDS
+from routing.models import Deployment, Model, Provider
+
+logger = logging.getLogger(__name__)
+
+_PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key_env", "options", "enabled"}
+_MODEL_FIELDS = {
+    "id", "name", "type", "provider", "upstream", "deployments", "context_length",
+    "pricing", "enabled", "options",
+}
+_DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled"}
+
+
+class CatalogError(ValueError):
+    """The catalog file is malformed; the message says where."""
+
+
+@dataclass(frozen=True)
+class CatalogLoadResult:
+    providers: int
+    models: int
+    retired: int
+
+
+def _check_fields(entry: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: expected a mapping")
+    unknown = set(entry) - allowed
+    if unknown:
+        raise CatalogError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    return entry
+
+
+def _price(value: Any, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise CatalogError(f"{where}: {value!r} is not a number") from None
+    if price < 0:
+        raise CatalogError(f"{where}: a price cannot be negative")
+    return price
+
+
+def _full_clean(obj: Any, where: str) -> None:
+    try:
+        obj.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        raise CatalogError(f"{where}: {exc.message_dict}") from None
+
+
+def parse_catalog(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"not valid YAML: {exc}") from None
+    return _check_fields(data, {"providers", "models"}, "catalog")
+
+
+@transaction.atomic
+def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
+    """Upsert providers, models and deployments from a parsed catalog.
+
+    Idempotent: loading the same file twice changes nothing. Managed rows
+    that the file no longer lists are disabled, not deleted, so usage
+    records keep their references.
+    """
+    providers_seen: dict[str, Provider] = {}
+    for i, raw in enumerate(data.get("providers") or []):
+        where = f"providers[{i}]"
+        entry = _check_fields(raw, _PROVIDER_FIELDS, where)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise CatalogError(f"{where}: 'name' is required")
+        if entry.get("kind") not in PROVIDER_KINDS:
+            raise CatalogError(
+                f"{where}: 'kind' must be one of {', '.join(sorted(PROVIDER_KINDS))}"
+            )
+        if name in providers_seen:
+            raise CatalogError(f"{where}: provider {name!r} is listed twice")
+        options = entry.get("options") or {}
+        if not isinstance(options, dict):
+            raise CatalogError(f"{where}.options: expected a mapping")
+        provider = Provider.objects.filter(name=name).first() or Provider(name=name)
+        provider.kind = entry["kind"]
+        provider.base_url = entry.get("base_url") or ""
+        provider.api_key_env = entry.get("api_key_env") or ""
+        provider.options = options
+        provider.enabled = bool(entry.get("enabled", True))
+        provider.managed = True
+        _full_clean(provider, where)
+        provider.save()
+        providers_seen[name] = provider
+
+    models_seen: set[str] = set()
+    for i, raw in enumerate(data.get("models") or []):
+        where = f"models[{i}]"
+        entry = _check_fields(raw, _MODEL_FIELDS, where)
+        model_id = entry.get("id")
+        if not isinstance(model_id, str) or not model_id:
+            raise CatalogError(f"{where}: 'id' is required")
+        if model_id in models_seen:
+            raise CatalogError(f"{where}: model {model_id!r} is listed twice")
+        models_seen.add(model_id)
+        pricing = entry.get("pricing") or {}
+        if not isinstance(pricing, dict) or set(pricing) - {"prompt", "completion"}:
+            raise CatalogError(f"{where}.pricing: expected {{prompt, completion}}")
+        model = Model.objects.filter(model_id=model_id).first() or Model(model_id=model_id)
+        model.display_name = entry.get("name") or ""
+        model.type = entry.get("type") or Model.Type.CHAT
+        model.context_length = entry.get("context_length")
+        model.prompt_price = _price(pricing.get("prompt"), f"{where}.pricing.prompt")
+        model.completion_price = _price(pricing.get("completion"), f"{where}.pricing.completion")
+        model.enabled = bool(entry.get("enabled", True))
+        model.managed = True
+        _full_clean(model, where)
+        model.save()
+
+        if "deployments" in entry:
+            if "provider" in entry or "upstream" in entry:
+                raise CatalogError(f"{where}: give either provider/upstream or deployments")
+            deployments = entry["deployments"]
+            if not isinstance(deployments, list) or not deployments:
+                raise CatalogError(f"{where}.deployments: expected a non-empty list")
+        else:
+            deployments = [{"provider": entry.get("provider"), "upstream": entry.get("upstream")}]
+        keep: list[int] = []
+        for j, raw_dep in enumerate(deployments):
+            dep_where = f"{where}.deployments[{j}]" if "deployments" in entry else where
+            dep = _check_fields(raw_dep, _DEPLOYMENT_FIELDS, dep_where)
+            provider_name = dep.get("provider")
+            provider_obj = providers_seen.get(provider_name) if provider_name else None
+            if provider_obj is None:
+                provider_obj = Provider.objects.filter(name=provider_name).first()
+            if provider_obj is None:
+                raise CatalogError(f"{dep_where}: unknown provider {provider_name!r}")
+            upstream = dep.get("upstream")
+            if not isinstance(upstream, str) or not upstream:
+                raise CatalogError(f"{dep_where}: 'upstream' is required")
+            deployment, _created = Deployment.objects.update_or_create(
+                model=model,
+                provider=provider_obj,
+                upstream=upstream,
+                defaults={
+                    "priority": int(dep.get("priority", j)),
+                    "weight": int(dep.get("weight", 1)),
+                    "enabled": bool(dep.get("enabled", True)),
+                },
+            )
+            keep.append(deployment.pk)
+        Deployment.objects.filter(model=model).exclude(pk__in=keep).update(enabled=False)
+
+    retired = Model.objects.filter(managed=True, enabled=True).exclude(
+        model_id__in=models_seen
+    ).update(enabled=False)
+    retired += Provider.objects.filter(managed=True, enabled=True).exclude(
+        name__in=providers_seen
+    ).update(enabled=False)
+    # update() sends no signals: bump the version so workers reload.
+    from routing.table import catalog_version_bump
+
+    transaction.on_commit(catalog_version_bump)
+    return CatalogLoadResult(
+        providers=len(providers_seen), models=len(models_seen), retired=retired
+    )
+
+
+def catalog_load_file(path: str | Path) -> CatalogLoadResult:
+    """Load the catalog YAML at ``path``; raise CatalogError if it is malformed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path}: {exc}") from None
+    result = catalog_load(parse_catalog(text))
+    logger.info(
+        "catalog loaded",
+        extra={"path": str(path), "providers": result.providers, "models": result.models},
+    )
+    return result

@@ -1,0 +1,18 @@
+"""Test settings: production settings with a fast hasher and plain static storage.
+
+The database and cache come from the environment like production
+(``make test`` points them at the local PostgreSQL and Redis).
+"""
+
+from __future__ import annotations
+
+from xrouter_site.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+SECURE_SSL_REDIRECT = False
+# Tests flush explicitly; no background writer racing the test database.
+XROUTER_LAST_USED_FLUSH_SECONDS = 3600.0

@@ -1,0 +1,178 @@
+"""One error type for the gateway API and one place that renders it.
+
+Every error a client of ``/v1/`` sees has OpenAI's shape::
+
+    {"error": {"message": "...", "type": "...", "param": null, "code": "..."}}
+
+Raise a subclass of :class:`XRouterError` anywhere below a view; the gateway
+turns it into a response with :func:`error_response`. Subclasses override only
+what differs::
+
+    class ModelNotFound(XRouterError):
+        http_status = 404
+        type = "invalid_request_error"
+        code = ErrorCode.MODEL_NOT_FOUND
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import orjson
+from django.http import HttpResponse
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable error codes the API returns in ``error.code``."""
+
+    INVALID_API_KEY = "invalid_api_key"
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    MISSING_PARAMETER = "missing_required_parameter"
+    INVALID_TYPE = "invalid_type"
+    INVALID_VALUE = "invalid_value"
+    MODEL_NOT_FOUND = "model_not_found"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TOO_LARGE = "request_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNSUPPORTED_OPERATION = "unsupported_operation"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
+    CONTENT_FILTER = "content_filter"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+class XRouterError(Exception):
+    """Base error with an HTTP status and the OpenAI error fields."""
+
+    http_status: int = 500
+    type: str = "api_error"
+    code: ErrorCode | str = ErrorCode.INTERNAL_ERROR
+    default_message: str = "The server had an error while processing your request."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        code: ErrorCode | str | None = None,
+        http_status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": str(self.code),
+            }
+        }
+
+
+class InvalidRequest(XRouterError):
+    http_status = 400
+    type = "invalid_request_error"
+    code = ErrorCode.INVALID_REQUEST
+    default_message = "The request is invalid."
+
+
+class AuthenticationFailed(XRouterError):
+    """One body for every authentication failure, whatever the cause.
+
+    Unknown, malformed, revoked and expired keys look the same to the client
+    so the response is no oracle; the cause is logged server-side.
+    """
+
+    http_status = 401
+    type = "invalid_request_error"
+    code = ErrorCode.INVALID_API_KEY
+    default_message = (
+        "Invalid API key. Pass a valid key as 'Authorization: Bearer <key>'."
+    )
+
+    def __init__(self, reason: str = "invalid") -> None:
+        super().__init__(headers={"WWW-Authenticate": 'Bearer realm="xrouter"'})
+        self.reason = reason
+
+
+class PermissionDenied(XRouterError):
+    http_status = 403
+    type = "invalid_request_error"
+    code = ErrorCode.MODEL_NOT_ALLOWED
+    default_message = "This key is not allowed to do that."
+
+
+class NotFound(XRouterError):
+    http_status = 404
+    type = "invalid_request_error"
+    code = ErrorCode.NOT_FOUND
+    default_message = "Unknown URL."
+
+
+class ModelNotFound(NotFound):
+    code = ErrorCode.MODEL_NOT_FOUND
+
+
+class MethodNotAllowed(XRouterError):
+    http_status = 405
+    type = "invalid_request_error"
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(
+            f"Method {method} is not allowed here; use {', '.join(allowed)}.",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
+class RequestTooLarge(XRouterError):
+    http_status = 413
+    type = "invalid_request_error"
+    code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class UnsupportedMediaType(XRouterError):
+    http_status = 415
+    type = "invalid_request_error"
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    default_message = "Send the request body as JSON (Content-Type: application/json)."
+
+
+class ServiceUnavailable(XRouterError):
+    http_status = 503
+    type = "api_error"
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    default_message = "The service is temporarily unavailable. Retry later."
+
+
+def json_response(
+    payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """Serialise ``payload`` with orjson into an ``application/json`` response."""
+    response = HttpResponse(
+        orjson.dumps(payload), status=status, content_type="application/json"
+    )
+    if headers:
+        for name, value in headers.items():
+            response[name] = value
+    return response
+
+
+def error_response(error: XRouterError) -> HttpResponse:
+    """Render ``error`` as OpenAI's error object with its status and headers."""
+    return json_response(error.as_dict(), status=error.http_status, headers=error.headers)

@@ -1,0 +1,323 @@
+"""Django settings for XRouter, read from the environment.
+
+Everything has a safe zero-config default so ``make run`` works on a fresh
+machine: SQLite under ``var/``, a local-memory cache and Celery tasks run
+in-process. Setting ``DATABASE_URL``, ``REDIS_URL`` and ``CELERY_BROKER_URL``
+switches to PostgreSQL, Redis and a real Celery broker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Placeholder that only local development may use; a system check
+# (xrouter_site.checks) refuses it when DEBUG is off.
+INSECURE_SECRET_KEY = "django-insecure-xrouter-local-development-only"
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """Read a secret from ``NAME`` or from the file named by ``NAME_FILE``.
+
+    The ``_FILE`` form is how Docker and Kubernetes secrets are mounted.
+    """
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r}: {exc}") from None
+    return env_str(name, default)
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("SECRET_KEY") or INSECURE_SECRET_KEY
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Local state (SQLite file, demo catalog) lives here in zero-config runs.
+VAR_DIR = Path(env_str("XROUTER_VAR_DIR") or BASE_DIR / "var")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "xrouter_site.apps.XRouterSiteConfig",
+    "accounts",
+    "keys",
+    "routing",
+]
+
+MIDDLEWARE = [
+    # First: serves /v1/ entirely (no sessions, CSRF or auth middleware on
+    # the hot path) and returns before the rest of the stack runs.
+    "routing.middleware.GatewayMiddleware",
+    "xrouter_site.middleware.RequestIDMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "xrouter_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "xrouter_site.wsgi.application"
+
+# --- Database -------------------------------------------------------------
+# SQLite by default; DATABASE_URL (postgres://...) switches to PostgreSQL.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+            # A persistent connection that died in a failover is replaced
+            # instead of failing the next request (Django's default is off).
+            conn_health_checks=True,
+        )
+    }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {
+                "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5),
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "application_name": "xrouter",
+            }
+        )
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "xrouter.sqlite3",
+            # Several gunicorn workers share the file: wait for the write
+            # lock instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ----------------------------------------------------------------
+# REDIS_URL makes the cache shared by every worker and host; without it each
+# process has its own memory cache, and code that needs cross-process
+# agreement (key revocation, catalog versions) falls back to the database.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "xr"),
+            "OPTIONS": {
+                "socket_connect_timeout": 0.5,
+                "socket_timeout": 0.5,
+                "health_check_interval": 30,
+            },
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "xrouter",
+        }
+    }
+# True when every worker sees the same cache (see keys.auth).
+XROUTER_SHARED_CACHE = bool(REDIS_URL)
+
+# --- Celery ---------------------------------------------------------------
+# Without a broker, tasks run in-process (eager) so nothing needs a worker.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Longer than any task runs, so a slow task is not redelivered and run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Auth -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/admin/login/"
+
+# --- I18N -----------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("ru", _("Russian"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Security -------------------------------------------------------------
+# Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER via
+# XROUTER_BEHIND_TLS_PROXY=true; the HTTPS settings follow DEBUG.
+if env_bool("XROUTER_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# /healthz and /readyz are probed over plain HTTP by orchestrators.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^v1/"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- REST framework (management API, not /v1/) ------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+# --- XRouter gateway ------------------------------------------------------
+# Declarative catalog (YAML) loaded at start-up; see README "Model catalog".
+XROUTER_CATALOG = env_str("XROUTER_CATALOG")
+# Request bodies above this size get 413 before they are read.
+XROUTER_MAX_BODY_BYTES = env_int("XROUTER_MAX_BODY_BYTES", 4 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = XROUTER_MAX_BODY_BYTES
+# "live" or "test": the environment part of newly issued keys.
+XROUTER_KEY_ENV = env_str("XROUTER_KEY_ENV", "live")
+# How long a worker trusts its in-process copy of a key (seconds). This is
+# the revocation bound: a revoked key stops working everywhere within it.
+XROUTER_KEY_LOCAL_TTL = env_float("XROUTER_KEY_LOCAL_TTL", 1.0)
+# How long the shared cache keeps a resolved key; revocation deletes it.
+XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
+# Upstream timeouts (seconds): connect, and read between two bytes.
+XROUTER_UPSTREAM_CONNECT_TIMEOUT = env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 5.0)
+XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0)
+# Connections kept per provider per worker (requests' pool size).
+XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 256)
+# Trust X-Forwarded-For from the proxy in front (for logs and throttling).
+XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
+
+# --- Logging --------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "xrouter_site.logging.RedactSecretsFilter"}},
+    "formatters": {"json": {"()": "xrouter_site.logging.JsonFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["redact"],
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {
+        # Access lines are INFO; keep them even when LOG_LEVEL is WARNING
+        # unless explicitly silenced with XROUTER_ACCESS_LOG=false.
+        "xrouter.access": {
+            "level": "INFO" if env_bool("XROUTER_ACCESS_LOG", True) else "CRITICAL",
+            "handlers": ["stderr"],
+            "propagate": False,
+        },
+        # Django logs every 4xx here; the access log already has them.
+        "django.request": {"level": "ERROR"},
+        # urllib3 logs request lines (with query strings) at DEBUG.
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# How often the key "last used" times are written (one UPDATE per batch).
+XROUTER_LAST_USED_FLUSH_SECONDS = env_float("XROUTER_LAST_USED_FLUSH_SECONDS", 10.0)
