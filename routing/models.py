@@ -8,6 +8,9 @@ no longer lists without touching rows an operator added in the admin.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +24,16 @@ _MODEL_ID = RegexValidator(
 )
 
 
+def validate_base_url(value: str) -> None:
+    """Accept http(s) URLs with any host name, including cluster-internal
+    ones without dots (``http://vllm:8000/v1``) that URLValidator refuses."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(_("Enter an http:// or https:// URL with a host."))
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValidationError(_("The URL must not carry credentials, a query or a fragment."))
+
+
 def _kind_choices() -> list[tuple[str, str]]:
     return [(kind, kind) for kind in sorted(PROVIDER_KINDS)]
 
@@ -28,7 +41,7 @@ def _kind_choices() -> list[tuple[str, str]]:
 class Provider(models.Model):
     name = models.SlugField(_("name"), max_length=64, unique=True)
     kind = models.CharField(_("kind"), max_length=32, choices=_kind_choices)
-    base_url = models.URLField(_("base URL"), max_length=500)
+    base_url = models.CharField(_("base URL"), max_length=500, validators=[validate_base_url])
     # The credential itself never enters the database: only the name of the
     # environment variable (or mounted secret) that holds it.
     api_key_env = models.CharField(
@@ -77,6 +90,20 @@ class Model(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0)],
+    )
+    # Versioned ids (``vendor/model:branch``, see routing/versions.py): the
+    # branch's lifecycle, so clients get deprecation headers and operators
+    # see when a release candidate becomes latest.
+    deprecated = models.BooleanField(_("deprecated"), default=False)
+    version_since = models.DateField(_("version available since"), null=True, blank=True)
+    version_until = models.DateField(
+        _("version changes on"),
+        null=True,
+        blank=True,
+        help_text=_("rc: promotion to latest; deprecated: withdrawal (Sunset)."),
+    )
+    upstream_version = models.CharField(
+        _("announced upstream build"), max_length=64, blank=True
     )
     enabled = models.BooleanField(_("enabled"), default=True)
     managed = models.BooleanField(
