@@ -91,20 +91,6 @@ class Model(models.Model):
         blank=True,
         validators=[MinValueValidator(0)],
     )
-    # Versioned ids (``vendor/model:branch``, see routing/versions.py): the
-    # branch's lifecycle, so clients get deprecation headers and operators
-    # see when a release candidate becomes latest.
-    deprecated = models.BooleanField(_("deprecated"), default=False)
-    version_since = models.DateField(_("version available since"), null=True, blank=True)
-    version_until = models.DateField(
-        _("version changes on"),
-        null=True,
-        blank=True,
-        help_text=_("rc: promotion to latest; deprecated: withdrawal (Sunset)."),
-    )
-    upstream_version = models.CharField(
-        _("announced upstream build"), max_length=64, blank=True
-    )
     enabled = models.BooleanField(_("enabled"), default=True)
     managed = models.BooleanField(
         _("managed by the catalog file"), default=False, editable=False
