@@ -9,9 +9,11 @@ hands everything else down the normal stack.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from routing import gateway
@@ -48,6 +50,8 @@ def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
 class GatewayMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        # Tests and operators can see which worker process answered.
+        self.served_by = str(os.getpid()) if settings.XROUTER_DEBUG_SERVED_BY else None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
@@ -58,6 +62,8 @@ class GatewayMiddleware:
         )
         response = self._dispatch(request, ctx, path)
         response["X-Request-ID"] = ctx.request_id
+        if self.served_by:
+            response["X-Served-By"] = self.served_by
         if not response.streaming:
             ctx.log()
         return response

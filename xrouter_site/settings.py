@@ -286,6 +286,9 @@ XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 256)
 # Trust X-Forwarded-For from the proxy in front (for logs and throttling).
 XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
 
+# Add an X-Served-By header with the worker's pid to /v1/ responses.
+XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)
+
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
