@@ -286,6 +286,22 @@ XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 256)
 # Trust X-Forwarded-For from the proxy in front (for logs and throttling).
 XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
 
+# --- Limits -------------------------------------------------------------------
+# Redis for rate limits and budgets (default: REDIS_URL). Its client waits
+# at most XROUTER_LIMITER_TIMEOUT seconds: an outage must not stall requests.
+XROUTER_LIMITER_REDIS_URL = env_str("XROUTER_LIMITER_REDIS_URL", REDIS_URL)
+XROUTER_REDIS_CLUSTER = env_bool("XROUTER_REDIS_CLUSTER", False)
+XROUTER_LIMITER_TIMEOUT = env_float("XROUTER_LIMITER_TIMEOUT", 0.05)
+# After a Redis failure, use the in-process limiter this long before retrying.
+XROUTER_LIMITER_RETRY_SECONDS = env_float("XROUTER_LIMITER_RETRY_SECONDS", 1.0)
+# While Redis is down each process enforces limit / share (share = workers).
+XROUTER_LIMITER_FALLBACK_SHARE = max(1, env_int("XROUTER_LIMITER_FALLBACK_SHARE",
+                                                env_int("WEB_CONCURRENCY", 2)))
+# Budgets checked without Redis may be overshot by this fraction at most.
+XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
+# A concurrency slot expires this long after its last renewal.
+XROUTER_LEASE_TTL_SECONDS = env_int("XROUTER_LEASE_TTL_SECONDS", 60)
+
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)
 
