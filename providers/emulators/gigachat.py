@@ -1,0 +1,831 @@
+"""GigaChat emulator: the OAuth host and the classic v1 API in one process.
+
+Wire formats follow ``shared/specs/gigachat-api.md`` (real traffic recorded
+by the official SDK), so the official ``gigachat`` SDK and our adapter
+cannot tell this process from Sber's hosts:
+
+* ``POST /api/v2/oauth`` (the OAuth host): ``Authorization: Basic <key>``,
+  ``RqUID: <uuid4>``, form body ``scope=...``; answers
+  ``{"access_token", "expires_at"}`` with ``expires_at`` in Unix
+  **milliseconds**. Errors use the OAuth shape ``{"code", "message"}``:
+  missing or malformed ``RqUID`` -> 400, no scope -> 400 code 5, unknown
+  scope -> 400 code 3, undecodable key -> 400 code 4, wrong key (with the
+  ``credentials`` knob) -> 401 code 6, key of another scope (with the
+  ``scope`` knob) -> 400 code 7, more than ``oauth_rps`` token requests in
+  one second -> 429 (the real host allows about 10 per second).
+* ``/api/v1/...`` (the API host): every route needs ``Authorization:
+  Bearer <token issued here and not expired>``, else 401 ``{"status": 401,
+  "message": "Unauthorized"}`` (``"Token has expired"`` for expired ones).
+  Errors use ``{"status", "message"}``. Responses carry ``X-Request-ID``
+  and ``X-Session-ID`` (echoed, or server-generated uuids) and echo
+  ``X-Client-ID``.
+* ``POST /api/v1/chat/completions``: plain and SSE (``data:`` lines,
+  ``object: "chat.completion"`` on chunks too, usage only on the chunk with
+  ``finish_reason``, then ``data: [DONE]``). ``model`` is answered as
+  ``<model>:<model_version>``. Function calls use ``functions`` /
+  ``function_call`` with ``arguments`` as a JSON **object**, one call per
+  turn, plus a ``functions_state_id`` uuid.
+* ``GET /api/v1/models``, ``GET /api/v1/models/{id}``, ``POST
+  /api/v1/embeddings`` (per-item usage, no top-level usage), ``POST
+  /api/v1/tokens/count`` (a bare JSON array), ``GET /api/v1/balance``.
+
+Deterministic behaviour (tests rely on it):
+
+* Reply text: ``"Ответ: Echo: "`` + the first 50 words of the last user
+  message; after a ``function`` result: ``"Ответ: Function result: "`` + its
+  first 50 words. ``max_tokens`` keeps the first N words (``length``).
+* Tokens are whitespace-separated words: ``prompt_tokens`` is the sum over
+  messages of ``1 + words`` (function calls count name and arguments) plus
+  5 per function spec. ``precached_prompt_tokens`` is the larger of the
+  ``precached_tokens`` knob and, when the request repeats an
+  ``X-Session-ID``, the previous prompt size of that session (the real
+  service caches per session), capped at ``prompt_tokens``.
+* Function calling: with ``functions`` and ``function_call`` not ``"none"``,
+  the reply is a function call when ``function_call`` names a function or
+  the last message is a user message containing "weather". The function is
+  the named one, else the first whose name contains "weather", else the
+  first. Arguments fill every schema property: location/city/place strings
+  get the capitalised word after "in" (default "Moscow"), other strings
+  "mock", enums their first value, numbers 1, booleans true, objects
+  recurse.
+* ``response_format`` ``{"type": "json_schema", "schema": ...}``: the reply
+  content is a JSON document generated from the schema the same way.
+* The ``finish_reason`` knob forces ``length`` (reply cut to half its
+  words), ``blacklist`` (Sber's canned refusal), ``function_call`` (a call
+  whenever functions are given) or ``error``.
+
+Extra knobs: ``token_ttl_s`` (token lifetime; tests shorten it to make
+tokens expire), ``credentials``/``scope`` (accept only that key/scope),
+``oauth_rps``, ``finish_reason``, ``model_version``, ``precached_tokens``,
+``embedding_dim``, ``balance_forbidden`` (``/balance`` answers 403 as for
+non-prepaid accounts), ``max_concurrent`` (more in-flight chat requests
+than this -> 429, like the personal tier's single stream).
+
+Extra stats in ``/_emulator/stats``: ``token_requests`` (every request to
+the OAuth route, whatever its outcome), ``tokens_issued``,
+``oauth_rate_limited``, ``auth_failures`` (API requests answered 401 for a
+bad or expired token) and ``tokens_active``.
+
+Extra control endpoint: ``POST /_emulator/gigachat/expire_tokens`` makes
+every token issued so far expired, as if the client's clock ran behind the
+server's; the next API call with one answers 401 ``Token has expired``.
+``/_emulator/reset`` zeroes the counters but keeps issued tokens valid, as
+a real server would.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from providers.emulators.base import (
+    ConfigError,
+    Emulator,
+    EmulatorConfig,
+    HTTPError,
+    Request,
+    Response,
+    Router,
+    StreamResponse,
+    json_response,
+    sse_response,
+)
+from providers.emulators.openai import count_tokens, embedding_vector
+
+__all__ = ["CHAT_MODELS", "EMBEDDING_MODELS", "EMULATOR", "GigaChatConfig", "GigaChatEmulator"]
+
+OAUTH_PATH = "/api/v2/oauth"
+API_PREFIX = "/api/v1"
+
+#: The real listing (main host, Jan 2026) plus GigaChat-3-Ultra from 2026
+#: SDK recordings: id -> type.
+MODELS: dict[str, str] = {
+    "GigaChat": "chat",
+    "GigaChat-2": "chat",
+    "GigaChat-2-Max": "chat",
+    "GigaChat-2-Max-preview": "chat",
+    "GigaChat-2-Pro": "chat",
+    "GigaChat-2-Pro-preview": "chat",
+    "GigaChat-2-preview": "chat",
+    "GigaChat-3-Ultra": "chat",
+    "GigaChat-Max": "chat",
+    "GigaChat-Max-preview": "chat",
+    "GigaChat-Plus": "chat",
+    "GigaChat-Pro": "chat",
+    "GigaChat-Pro-preview": "chat",
+    "GigaChat-preview": "chat",
+    "GigaFilter": "filter",
+    "GigaCheckClassification": "aicheck",
+    "GigaCheckDetection": "aicheck",
+    "Embeddings": "embedder",
+    "Embeddings-2": "embedder",
+    "EmbeddingsGigaR": "embedder",
+    "GigaEmbeddings-3B-2025-09": "embedder",
+}
+CHAT_MODELS = tuple(m for m, kind in MODELS.items() if kind == "chat")
+EMBEDDING_MODELS = tuple(m for m, kind in MODELS.items() if kind == "embedder")
+
+SCOPES = frozenset({"GIGACHAT_API_PERS", "GIGACHAT_API_B2B", "GIGACHAT_API_CORP"})
+ROLES = frozenset(
+    {"system", "user", "assistant", "function", "search_result", "function_in_progress"}
+)
+FINISH_REASONS = ("", "stop", "length", "function_call", "blacklist", "error")
+REPLY_PREFIX = "Ответ: "
+ECHO_WORDS = 50
+#: What GigaChat answers when a topic is on Sber's blacklist.
+BLACKLIST_REPLY = (
+    "Не люблю менять тему разговора, но вот сейчас тот самый случай. "
+    "Давайте поговорим о чём-нибудь другом?"
+)
+_RQUID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_WEATHER_RE = re.compile(r"\bweather\b", re.IGNORECASE)
+_PLACE_RE = re.compile(r"\bin\s+([A-ZА-ЯЁ][\w-]*)")
+#: Sessions remembered for prompt-cache accounting; old ones drop out first.
+MAX_SESSIONS = 10_000
+
+
+@dataclass
+class GigaChatConfig(EmulatorConfig):
+    """Knobs of the GigaChat emulator on top of the common ones."""
+
+    token_ttl_s: float = field(
+        default=1800.0, metadata={"help": "lifetime of issued access tokens in seconds"}
+    )
+    credentials: str = field(
+        default="", metadata={"help": "the only accepted authorization key (empty: any)"}
+    )
+    scope: str = field(
+        default="", metadata={"help": "the only scope the key may ask for (empty: any)"}
+    )
+    oauth_rps: int = field(
+        default=10, metadata={"help": "token requests allowed per second (0: unlimited)"}
+    )
+    finish_reason: str = field(
+        default="",
+        metadata={"help": "force a finish reason: length|blacklist|function_call|error"},
+    )
+    model_version: str = field(
+        default="2.0.28.2", metadata={"help": "version appended to the model name"}
+    )
+    precached_tokens: int = field(
+        default=0, metadata={"help": "prompt tokens reported as precached"}
+    )
+    embedding_dim: int = field(default=1024, metadata={"help": "embedding vector size"})
+    balance_forbidden: bool = field(
+        default=False, metadata={"help": "answer /balance with 403 (not a prepaid account)"}
+    )
+    max_concurrent: int = field(
+        default=0, metadata={"help": "in-flight chat requests before 429 (0: unlimited)"}
+    )
+
+    def validate(self) -> None:
+        """Check the GigaChat knobs after the common ones."""
+        super().validate()
+        if self.token_ttl_s <= 0:
+            raise ConfigError("token_ttl_s must be > 0", "token_ttl_s")
+        if self.scope and self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {sorted(SCOPES)}", "scope")
+        if self.oauth_rps < 0:
+            raise ConfigError("oauth_rps must be >= 0", "oauth_rps")
+        if self.finish_reason not in FINISH_REASONS:
+            raise ConfigError(
+                "finish_reason must be one of " + "|".join(FINISH_REASONS[1:]), "finish_reason"
+            )
+        if self.precached_tokens < 0:
+            raise ConfigError("precached_tokens must be >= 0", "precached_tokens")
+        if not 1 <= self.embedding_dim <= 8192:
+            raise ConfigError("embedding_dim must be within 1..8192", "embedding_dim")
+        if self.max_concurrent < 0:
+            raise ConfigError("max_concurrent must be >= 0", "max_concurrent")
+
+
+def _oauth_error(status: int, code: int, message: str) -> HTTPError:
+    """Build an error in the OAuth host's ``{"code", "message"}`` shape."""
+    return HTTPError(status, message, code=str(code), error_type="oauth")
+
+
+def _invalid(message: str) -> HTTPError:
+    return HTTPError(422, f"Invalid params: {message}")
+
+
+def _words(text: str, limit: int = ECHO_WORDS) -> str:
+    words = text.split()
+    return " ".join(words[:limit]) if words else "(empty)"
+
+
+def _split_text(text: str, pieces: int) -> list[str]:
+    """Split ``text`` into at most ``pieces`` non-empty runs of whole characters."""
+    if not text:
+        return []
+    count = min(pieces, len(text))
+    size, extra = divmod(len(text), count)
+    out, pos = [], 0
+    for index in range(count):
+        step = size + (1 if index < extra else 0)
+        out.append(text[pos : pos + step])
+        pos += step
+    return out
+
+
+def fake_value(name: str, schema: object, place: str, depth: int = 0) -> object:
+    """Return a deterministic value for a JSON-schema property."""
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind is None and isinstance(schema.get("properties"), dict):
+        kind = "object"
+    if kind == "string":
+        lowered = name.lower()
+        return place if any(k in lowered for k in ("location", "city", "place")) else "mock"
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
+        return {key: fake_value(key, sub, place, depth + 1) for key, sub in properties.items()}
+    return None
+
+
+@dataclass
+class _Reply:
+    content: str
+    function_call: dict[str, Any] | None
+    finish_reason: str
+    completion_tokens: int
+
+
+class _Tracked:
+    """WSGI iterable that runs ``on_close`` once when the server closes it."""
+
+    def __init__(self, inner: Iterable[bytes], on_close: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_close: Callable[[], None] | None = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+
+class GigaChatEmulator(Emulator):
+    """Emulates ``ngw.devices.sberbank.ru`` OAuth and the GigaChat v1 API."""
+
+    kind = "gigachat"
+    config_class = GigaChatConfig
+    config: GigaChatConfig
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        """Create the app with no tokens issued yet."""
+        # token -> expiry in epoch ms; only this process's tokens are valid.
+        self.tokens: dict[str, int] = {}
+        self.sessions: dict[str, int] = {}
+        self.oauth_window: deque[float] = deque()
+        self.in_flight = 0
+        self._zero_counters()
+        super().__init__(config)
+
+    def _zero_counters(self) -> None:
+        self.token_requests = 0
+        self.tokens_issued = 0
+        self.oauth_rate_limited = 0
+        self.auth_failures = 0
+
+    # ---- framework hooks -------------------------------------------------
+
+    def register_routes(self, router: Router) -> None:
+        """Mount the OAuth route, the v1 API and the extra control endpoint."""
+        router.add("POST", OAUTH_PATH, self.oauth)
+        router.add("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
+        router.add("GET", f"{API_PREFIX}/models", self.list_models)
+        router.add("GET", f"{API_PREFIX}/models/{{model_id:path}}", self.retrieve_model)
+        router.add("POST", f"{API_PREFIX}/embeddings", self.embeddings)
+        router.add("POST", f"{API_PREFIX}/tokens/count", self.tokens_count)
+        router.add("GET", f"{API_PREFIX}/balance", self.balance)
+        router.add("POST", "/_emulator/gigachat/expire_tokens", self._expire_tokens, control=True)
+
+    def error_payload(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+    ) -> object:
+        """Return the OAuth host's or the API host's error shape."""
+        if error_type == "oauth":
+            return {"code": int(code or status), "message": message}
+        return {"status": status, "message": message}
+
+    def malformed_body(self) -> bytes:
+        """Return a truncated GigaChat completion for the ``malformed`` fault."""
+        return '{"choices": [{"message": {"role": "assistant", "content": "Отв'.encode()
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Serve a request, enforcing ``max_concurrent`` on chat requests.
+
+        The personal tier allows one request at a time; counting happens
+        around the whole response (a stream stays in flight until its last
+        byte), which only a wrapper of the WSGI iterable can see.
+        """
+        cap = self.config.max_concurrent
+        if not cap or environ.get("PATH_INFO") != f"{API_PREFIX}/chat/completions":
+            return super().__call__(environ, start_response)
+        if self.in_flight >= cap:
+            self.stats.record_request(Request.from_environ(environ, b""), "concurrency")
+            response = self.error(429, "Too many requests")
+            start_response(
+                "429 Too Many Requests", [("Content-Type", "application/json"), *response.headers]
+            )
+            return [response.body]
+        self.in_flight += 1
+
+        def done() -> None:
+            self.in_flight -= 1
+
+        try:
+            result = super().__call__(environ, start_response)
+        except BaseException:
+            done()
+            raise
+        return _Tracked(result, done)
+
+    def _get_stats(self, request: Request) -> Response:
+        now_ms = int(time.time() * 1000)
+        snapshot = self.stats.snapshot()
+        snapshot.update(
+            token_requests=self.token_requests,
+            tokens_issued=self.tokens_issued,
+            oauth_rate_limited=self.oauth_rate_limited,
+            auth_failures=self.auth_failures,
+            tokens_active=sum(1 for exp in self.tokens.values() if exp > now_ms),
+            in_flight=self.in_flight,
+        )
+        return json_response(snapshot)
+
+    def _reset(self, request: Request) -> Response:
+        self._zero_counters()
+        self.oauth_window.clear()
+        self.sessions.clear()
+        return super()._reset(request)
+
+    def _expire_tokens(self, request: Request) -> Response:
+        expired_at = int(time.time() * 1000) - 1
+        for token in self.tokens:
+            self.tokens[token] = expired_at
+        return json_response({"expired": len(self.tokens)})
+
+    # ---- OAuth -----------------------------------------------------------
+
+    def oauth(self, request: Request) -> Response:
+        """Handle ``POST /api/v2/oauth``: an authorization key -> a bearer token."""
+        self.token_requests += 1
+        now = time.monotonic()
+        if self.config.oauth_rps:
+            while self.oauth_window and now - self.oauth_window[0] >= 1.0:
+                self.oauth_window.popleft()
+            if len(self.oauth_window) >= self.config.oauth_rps:
+                self.oauth_rate_limited += 1
+                raise _oauth_error(429, 429, "Too Many Requests")
+            self.oauth_window.append(now)
+        rquid = request.header("rquid") or ""
+        if not _RQUID_RE.match(rquid):
+            raise _oauth_error(400, 400, "Bad Request")
+        scheme, _, key = (request.header("authorization") or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "basic" or not key:
+            raise _oauth_error(401, 4, "Can't decode 'Authorization' header")
+        try:
+            base64.b64decode(key, validate=True)
+        except (ValueError, binascii.Error):
+            raise _oauth_error(400, 4, "Can't decode 'Authorization' header") from None
+        if self.config.credentials and key != self.config.credentials:
+            raise _oauth_error(401, 6, "credentials doesn't match db data")
+        form = parse_qs(request.body.decode("utf-8", "replace"))
+        scope = (form.get("scope") or [""])[0].strip()
+        if not scope:
+            raise _oauth_error(400, 5, "scope is empty")
+        if scope not in SCOPES:
+            raise _oauth_error(400, 3, "scope data format invalid")
+        if self.config.scope and scope != self.config.scope:
+            raise _oauth_error(
+                400, 7, "invalid token request: scope from db not fully includes consumed scope"
+            )
+        now_ms = int(time.time() * 1000)
+        # Forget tokens long dead so a long benchmark does not grow the dict.
+        for token in [t for t, exp in self.tokens.items() if exp < now_ms - 3_600_000]:
+            del self.tokens[token]
+        token = "eyJjdHkiOiJqd3QiLCJlbmMiOiJBMjU2Q0JDLUhTNTEyIn0." + secrets.token_urlsafe(96)
+        expires_at = now_ms + int(self.config.token_ttl_s * 1000)
+        self.tokens[token] = expires_at
+        self.tokens_issued += 1
+        return json_response({"access_token": token, "expires_at": expires_at})
+
+    # ---- shared API checks ---------------------------------------------------
+
+    def _authenticate(self, request: Request) -> None:
+        scheme, _, token = (request.header("authorization") or "").partition(" ")
+        expires_at = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if expires_at is None:
+            self.auth_failures += 1
+            raise HTTPError(401, "Unauthorized")
+        if expires_at <= int(time.time() * 1000):
+            self.auth_failures += 1
+            raise HTTPError(401, "Token has expired")
+
+    @staticmethod
+    def _x_headers(request: Request) -> list[tuple[str, str]]:
+        """Echo the tracing headers; the real API makes up the ids it was not sent."""
+        headers = [
+            ("X-Request-ID", request.header("x-request-id") or str(uuid.uuid4())),
+            ("X-Session-ID", request.header("x-session-id") or str(uuid.uuid4())),
+        ]
+        if request.header("x-client-id"):
+            headers.append(("X-Client-ID", request.header("x-client-id") or ""))
+        return headers
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        self._authenticate(request)
+        try:
+            return request.json_object()
+        except ValueError:
+            raise HTTPError(400, "Your request contains invalid JSON syntax.") from None
+
+    @staticmethod
+    def _known_model(body: dict[str, Any], types: Iterable[str]) -> str:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _invalid("model is required")
+        if MODELS.get(model) not in set(types):
+            raise HTTPError(404, "No such model")
+        return model
+
+    # ---- chat --------------------------------------------------------------
+
+    def chat_completions(self, request: Request) -> Response | StreamResponse:
+        """Handle ``POST /api/v1/chat/completions`` (plain and SSE)."""
+        body = self._body(request)
+        model = self._known_model(body, ("chat",))
+        messages = self._messages(body.get("messages"))
+        functions = self._functions(body.get("functions"))
+        function_call = body.get("function_call")
+        self._check_function_call(function_call, functions)
+        self._check_sampling(body)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise HTTPError(400, "Your request contains invalid JSON syntax.")
+
+        reply = self._reply(body, messages, functions, function_call)
+        prompt_tokens = self._prompt_tokens(messages, functions)
+        session = request.header("x-session-id")
+        cached = self.config.precached_tokens
+        if session:
+            cached = max(cached, self.sessions.get(session, 0))
+            self.sessions.pop(session, None)
+            self.sessions[session] = prompt_tokens
+            if len(self.sessions) > MAX_SESSIONS:
+                self.sessions.pop(next(iter(self.sessions)))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": prompt_tokens + reply.completion_tokens,
+            "precached_prompt_tokens": min(cached, prompt_tokens),
+        }
+        served = f"{model}:{self.config.model_version}"
+        created = int(time.time())
+        headers = self._x_headers(request)
+        if stream:
+            return self._stream(served, created, reply, usage, headers)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.function_call is not None:
+            message["function_call"] = reply.function_call
+            message["functions_state_id"] = str(uuid.uuid4())
+        return json_response(
+            {
+                "choices": [{"message": message, "index": 0, "finish_reason": reply.finish_reason}],
+                "created": created,
+                "model": served,
+                "object": "chat.completion",
+                "usage": usage,
+            },
+            headers=headers,
+        )
+
+    @staticmethod
+    def _messages(raw: object) -> list[dict[str, Any]]:
+        if not isinstance(raw, list) or not raw:
+            raise _invalid("messages must be a non-empty array")
+        pending_call: str | None = None
+        for index, message in enumerate(raw):
+            if not isinstance(message, dict):
+                raise HTTPError(400, "Your request contains invalid JSON syntax.")
+            role = message.get("role")
+            if role not in ROLES:
+                raise _invalid(f"messages[{index}].role is unknown: {role!r}")
+            if role == "system" and index != 0:
+                raise _invalid("system message must be the first message")
+            content = message.get("content", "")
+            if not isinstance(content, str):
+                raise _invalid(f"messages[{index}].content must be a string")
+            call = message.get("function_call")
+            if call is not None:
+                if role != "assistant" or not isinstance(call, dict):
+                    raise _invalid(f"messages[{index}].function_call is only for assistant")
+                if not isinstance(call.get("name"), str) or not isinstance(
+                    call.get("arguments", {}), dict
+                ):
+                    raise _invalid(f"messages[{index}].function_call.arguments must be an object")
+                pending_call = call["name"]
+            if role == "function":
+                if pending_call is None:
+                    raise _invalid(
+                        "every assistant function result must have an assistant "
+                        "function call in history"
+                    )
+                try:
+                    parsed = orjson.loads(content)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                if not isinstance(parsed, dict):
+                    raise _invalid(
+                        f"messages[{index}].content of a function message must be a JSON object"
+                    )
+                pending_call = None
+        return raw
+
+    @staticmethod
+    def _functions(raw: object) -> list[dict[str, Any]]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise _invalid("functions must be an array")
+        bad = []
+        for spec in raw:
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise _invalid("every function needs a name")
+            if not _FUNCTION_NAME_RE.match(spec["name"]):
+                bad.append(spec["name"])
+            params = spec.get("parameters")
+            if params is not None and not isinstance(params, dict):
+                raise _invalid(f"parameters of {spec['name']} must be an object")
+        if bad:
+            raise HTTPError(422, f"Invalid function names: {', '.join(bad)}")
+        return raw
+
+    @staticmethod
+    def _check_function_call(value: object, functions: list[dict[str, Any]]) -> None:
+        if value is None or value in ("auto", "none"):
+            return
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            if not any(f["name"] == value["name"] for f in functions):
+                raise _invalid(f"function {value['name']} is not in functions")
+            return
+        raise _invalid("function_call must be 'auto', 'none' or {\"name\": ...}")
+
+    @staticmethod
+    def _check_sampling(body: dict[str, Any]) -> None:
+        def number(name: str) -> float | None:
+            value = body.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _invalid(f"{name} must be a number")
+            return float(value)
+
+        temperature = number("temperature")
+        if temperature is not None and temperature <= 0:
+            raise _invalid("temperature must be in range (0, +inf)")
+        top_p = number("top_p")
+        if top_p is not None and not 0 <= top_p <= 1:
+            raise _invalid("top_p must be in range [0, 1]")
+        penalty = number("repetition_penalty")
+        if penalty is not None and penalty <= 0:
+            raise _invalid("repetition_penalty must be in range (0, +inf)")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise _invalid("max_tokens must be a positive integer")
+
+    def _reply(
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, Any]],
+        functions: list[dict[str, Any]],
+        function_call: object,
+    ) -> _Reply:
+        forced = self.config.finish_reason
+        last = messages[-1]
+        last_user = next(
+            (m.get("content", "") for m in reversed(messages) if m["role"] == "user"), ""
+        )
+        place_match = _PLACE_RE.search(last_user)
+        place = place_match.group(1) if place_match else "Moscow"
+
+        if forced == "blacklist":
+            return _Reply(BLACKLIST_REPLY, None, "blacklist", count_tokens(BLACKLIST_REPLY))
+        wants_call = (
+            bool(functions)
+            and function_call != "none"
+            and (
+                isinstance(function_call, dict)
+                or forced == "function_call"
+                or (last["role"] == "user" and _WEATHER_RE.search(last.get("content", "")))
+            )
+        )
+        if wants_call:
+            if isinstance(function_call, dict):
+                spec = next(f for f in functions if f["name"] == function_call["name"])
+            else:
+                spec = next((f for f in functions if "weather" in f["name"].lower()), functions[0])
+            arguments = fake_value("", {"type": "object", **(spec.get("parameters") or {})}, place)
+            call_tokens = count_tokens(spec["name"]) + count_tokens(
+                orjson.dumps(arguments).decode()
+            )
+            return _Reply(
+                "",
+                {"name": spec["name"], "arguments": arguments},
+                "error" if forced == "error" else "function_call",
+                call_tokens,
+            )
+
+        response_format = body.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            document = fake_value("", response_format.get("schema") or {}, place)
+            text = orjson.dumps(document).decode()
+        elif last["role"] == "function":
+            text = REPLY_PREFIX + "Function result: " + _words(last.get("content", ""))
+        else:
+            text = REPLY_PREFIX + "Echo: " + _words(last_user)
+        words = text.split()
+        finish = "error" if forced == "error" else "stop"
+        limit = body.get("max_tokens")
+        if forced == "length":
+            limit = max(1, len(words) // 2)
+        if isinstance(limit, int) and len(words) > limit:
+            words, finish = words[:limit], "length"
+            text = " ".join(words)
+        return _Reply(text, None, finish, len(words))
+
+    @staticmethod
+    def _prompt_tokens(messages: list[dict[str, Any]], functions: list[dict[str, Any]]) -> int:
+        total = 5 * len(functions)
+        for message in messages:
+            total += 1 + count_tokens(message.get("content") or "")
+            call = message.get("function_call")
+            if isinstance(call, dict):
+                total += count_tokens(str(call.get("name", "")))
+                total += count_tokens(orjson.dumps(call.get("arguments") or {}).decode())
+        return total
+
+    def _stream(
+        self,
+        served: str,
+        created: int,
+        reply: _Reply,
+        usage: dict[str, Any],
+        headers: list[tuple[str, str]],
+    ) -> StreamResponse:
+        base = {"created": created, "model": served, "object": "chat.completion"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice: dict[str, Any] = {"delta": delta, "index": 0}
+            if finish is not None:
+                choice["finish_reason"] = finish
+            out: dict[str, Any] = {"choices": [choice], **base}
+            if finish is not None:
+                out["usage"] = usage
+            return out
+
+        if reply.function_call is not None:
+            # A function call arrives whole, in the chunk that finishes the turn.
+            delta = {
+                "role": "assistant",
+                "content": "",
+                "function_call": reply.function_call,
+                "functions_state_id": str(uuid.uuid4()),
+            }
+            payloads = [chunk(delta, reply.finish_reason)]
+        else:
+            pieces = _split_text(reply.content, self.config.stream_tokens) or [""]
+            payloads = [chunk({"content": pieces[0], "role": "assistant"})]
+            payloads += [chunk({"content": piece}) for piece in pieces[1:]]
+            payloads.append(chunk({"content": ""}, reply.finish_reason))
+        return sse_response(payloads, headers=headers)
+
+    # ---- models, embeddings, tokens, balance --------------------------------
+
+    @staticmethod
+    def _model_object(model_id: str) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "object": "model",
+            "owned_by": "salutedevices",
+            "type": MODELS[model_id],
+        }
+
+    def list_models(self, request: Request) -> Response:
+        """Handle ``GET /api/v1/models``."""
+        self._authenticate(request)
+        return json_response(
+            {"object": "list", "data": [self._model_object(m) for m in MODELS]},
+            headers=self._x_headers(request),
+        )
+
+    def retrieve_model(self, request: Request) -> Response:
+        """Handle ``GET /api/v1/models/{id}``."""
+        self._authenticate(request)
+        model_id = request.params["model_id"]
+        if model_id not in MODELS:
+            raise HTTPError(404, "No such model")
+        return json_response(self._model_object(model_id), headers=self._x_headers(request))
+
+    def embeddings(self, request: Request) -> Response:
+        """Handle ``POST /api/v1/embeddings`` (per-item usage, 1024-d by default)."""
+        body = self._body(request)
+        model = self._known_model(body, ("embedder",))
+        inputs = body.get("input")
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(text, str) for text in inputs)
+        ):
+            raise _invalid("input must be a non-empty array of strings")
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": embedding_vector(f"{model}\0{text}", self.config.embedding_dim),
+                "usage": {"prompt_tokens": max(1, count_tokens(text))},
+            }
+            for index, text in enumerate(inputs)
+        ]
+        return json_response(
+            {"object": "list", "model": model, "data": data}, headers=self._x_headers(request)
+        )
+
+    def tokens_count(self, request: Request) -> Response:
+        """Handle ``POST /api/v1/tokens/count``: a bare array, one entry per input."""
+        body = self._body(request)
+        self._known_model(body, ("chat", "embedder"))
+        inputs = body.get("input")
+        if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
+            raise _invalid("input must be an array of strings")
+        return json_response(
+            [
+                {"object": "tokens", "tokens": count_tokens(text), "characters": len(text)}
+                for text in inputs
+            ],
+            headers=self._x_headers(request),
+        )
+
+    def balance(self, request: Request) -> Response:
+        """Handle ``GET /api/v1/balance`` (403 unless the account is prepaid)."""
+        self._authenticate(request)
+        if self.config.balance_forbidden:
+            raise HTTPError(403, "Permission denied")
+        return json_response(
+            {
+                "balance": [
+                    {"usage": "GigaChat", "value": 900000},
+                    {"usage": "GigaChat-Pro", "value": 991490},
+                    {"usage": "embeddings", "value": 9999967},
+                ]
+            },
+            headers=self._x_headers(request),
+        )
+
+
+EMULATOR = GigaChatEmulator

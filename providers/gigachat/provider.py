@@ -1,0 +1,496 @@
+"""The GigaChat adapter: chat (plain and SSE), models, embeddings, token count.
+
+Talks to the classic v1 API (``https://gigachat.devices.sberbank.ru/api/v1``
+or ``https://api.giga.chat/v1``; the catalog's ``base_url``) with a bearer
+token from :mod:`providers.gigachat.auth`. The translation rules live in
+:mod:`providers.gigachat.mapping`.
+
+Catalog ``options`` (all optional):
+
+``scope``               ``GIGACHAT_API_PERS`` (default), ``_B2B`` or ``_CORP``.
+``auth_url``            OAuth endpoint, default
+                        ``https://ngw.devices.sberbank.ru:9443/api/v2/oauth``.
+``ca_bundle``           path of a PEM bundle holding the Russian Trusted Root
+                        CA (see ``deploy/certs/README.md``). TLS is always
+                        verified; there is no switch to turn it off.
+``token_refresh_margin_s``  refresh this long before expiry (default 60).
+``auth_timeout_s``      read timeout of the OAuth call (default 10).
+``client_id``           fixed ``X-Client-ID``; otherwise the request's
+                        ``user`` is sent (hashed unless it is a short
+                        ASCII id).
+``response_format``     ``function`` (default) or ``native``; see mapping.
+``repetition_penalty``, ``update_interval``, ``profanity_check``, ``flags``,
+``reasoning_effort``    defaults for the GigaChat fields of the same name.
+
+Headers: ``X-Request-ID`` carries the gateway's request id (Sber's support
+can find our request by it), ``X-Session-ID`` the conversation id from
+``ChatRequest.extra["session_id"]`` (GigaChat ties prompt caching to it),
+``X-Client-ID`` the end user as above.
+
+Decisions where the spec is uncertain (the safest reading, written down):
+
+* ``expires_at`` is read by magnitude (13 digits = ms, 10 digits = s), not
+  trusted to be ms; see :func:`providers.gigachat.auth.expires_at_seconds`.
+* Any non-200 answer is an error, as the official SDK treats it.
+* 402 (listed on Sber's error page, body unknown) is "account out of
+  quota": retryable elsewhere, 502 to the client (shared mapping).
+* OAuth answering 400/401/403 means a wrong key or scope: not retryable,
+  remembered for 10 s so workers do not hammer the OAuth host.
+* 401 from the API: refresh the token once and retry once, whatever the
+  message (``Unauthorized`` or ``Token has expired``); a second 401 fails.
+* ``Retry-After`` on 429 is honoured when present (not observed on the
+  real API); without it no hint is passed on.
+* A stream that ends without ``data: [DONE]`` is a cut stream (retryable).
+* A stream event without ``choices`` but with ``message`` is an in-band
+  error (mid-stream failures are undocumented).
+* Only the v1 contract is used; the moving v2 contract is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import requests
+
+from providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChatStream,
+    Choice,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FinishReason,
+    Message,
+    ModelInfo,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    error_from_status,
+    retry_after_seconds,
+)
+from providers.gigachat.auth import TokenManager
+from providers.gigachat.mapping import (
+    ChatPlan,
+    StopScanner,
+    bad_request,
+    chat_body,
+    cut_at_stop,
+    dumps,
+    finish_reason,
+    schema_content,
+    tool_call_id,
+    usage_from_gigachat,
+)
+from providers.http import HttpClient, iter_sse_data, parse_json
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
+DEFAULT_SCOPE = "GIGACHAT_API_PERS"
+SCOPES = frozenset({"GIGACHAT_API_PERS", "GIGACHAT_API_B2B", "GIGACHAT_API_CORP"})
+_SAFE_HEADER_VALUE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def header_value(value: str) -> str:
+    """Return ``value`` if it is a safe header token, else its sha256 digest.
+
+    Keeps arbitrary client text (spaces, Cyrillic, newlines) out of HTTP
+    headers and does not hand a readable e-mail address to a third party.
+    """
+    if _SAFE_HEADER_VALUE.match(value) and "@" not in value:
+        return value
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class GigaChatProvider(Provider):
+    """Adapter for Sber's GigaChat (see the module docstring for options)."""
+
+    kind = "gigachat"
+
+    def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
+        options = config.options
+        self.config_error = self._check_config(config)
+        if self.config_error:
+            # Build with system CAs so construction never fails; every call
+            # then reports the misconfiguration instead of a TLS error.
+            config = ProviderConfig(
+                name=config.name,
+                kind=config.kind,
+                base_url=config.base_url,
+                credential=config.credential,
+                options={k: v for k, v in options.items() if k != "ca_bundle"},
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+                pool_size=config.pool_size,
+            )
+            logger.error(
+                "GigaChat provider misconfigured",
+                extra={"provider": config.name, "error": self.config_error},
+            )
+        super().__init__(config, http)
+        self.tokens = TokenManager(
+            provider=self.name,
+            http=self.http,
+            auth_url=str(options.get("auth_url") or DEFAULT_AUTH_URL),
+            credential=config.credential,
+            scope=str(options.get("scope") or DEFAULT_SCOPE),
+            refresh_margin_s=float(options.get("token_refresh_margin_s", 60.0)),
+            auth_timeout_s=float(options.get("auth_timeout_s", 10.0)),
+        )
+
+    @staticmethod
+    def _check_config(config: ProviderConfig) -> str:
+        options = config.options
+        if not config.credential:
+            return "no authorization key (set the env var named by api_key_env)"
+        scope = options.get("scope") or DEFAULT_SCOPE
+        if scope not in SCOPES:
+            return f"unknown scope {scope!r}; use one of {', '.join(sorted(SCOPES))}"
+        bundle = options.get("ca_bundle")
+        if bundle is False:
+            return "ca_bundle: false is refused; TLS verification cannot be turned off"
+        if bundle is not None and not (isinstance(bundle, str) and os.path.isfile(bundle)):
+            return f"ca_bundle {bundle!r} is not a readable file"
+        if options.get("response_format", "function") not in ("function", "native"):
+            return "options.response_format must be 'function' or 'native'"
+        return ""
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def _headers(
+        self, request_id: str | None, extra: dict[str, Any] | None = None, user: str | None = None
+    ) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if request_id:
+            headers["X-Request-ID"] = header_value(request_id)
+        session = (extra or {}).get("session_id")
+        if isinstance(session, str) and session:
+            headers["X-Session-ID"] = header_value(session)
+        client_id = self.config.options.get("client_id") or user
+        if isinstance(client_id, str) and client_id:
+            headers["X-Client-ID"] = header_value(client_id)
+        return headers
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str],
+        stream: bool = False,
+    ) -> requests.Response:
+        """Call the API with a token; on 401 refresh the token once and retry.
+
+        Returns a 200 response; raises ProviderError for anything else.
+        """
+        if self.config_error:
+            raise ProviderError(
+                f"{self.name} is misconfigured on the gateway",
+                provider=self.name,
+                retryable=True,
+                status=502,
+                code="upstream_misconfigured",
+            )
+        if stream:
+            headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
+        token = self.tokens.get()
+        for attempt in (1, 2):
+            response = self.http.request(
+                method,
+                self.url(path),
+                json=body,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+                stream=stream,
+            )
+            if response.status_code == 401:
+                response.close()
+                self.tokens.invalidate(token)
+                if attempt == 1:
+                    logger.info(
+                        "GigaChat token rejected, refreshing", extra={"provider": self.name}
+                    )
+                    token = self.tokens.get(rejected=token)
+                    continue
+            if response.status_code == 200:
+                return response
+            try:
+                self._raise_for_status(response)
+            finally:
+                response.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for_status(self, response: requests.Response) -> None:
+        message = ""
+        try:
+            data = orjson.loads(response.content)
+            if isinstance(data, dict):
+                message = str(data.get("message") or "")
+        except (orjson.JSONDecodeError, requests.RequestException):
+            message = ""
+        raise error_from_status(
+            self.name,
+            response.status_code,
+            message,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+    def _bad_shape(self, what: str) -> ProviderError:
+        return ProviderError(
+            f"{self.name} sent {what} in an unexpected shape",
+            provider=self.name,
+            retryable=True,
+            status=502,
+            code="upstream_bad_response",
+        )
+
+    # ---- chat ----------------------------------------------------------------
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Return a whole completion (see mapping for the translation)."""
+        body, plan = chat_body(self.name, request, self.config.options)
+        body.pop("stream", None)
+        response = self._send(
+            "POST",
+            "/chat/completions",
+            body=body,
+            headers=self._headers(request.request_id, request.extra, request.user),
+        )
+        data = parse_json(response, provider=self.name)
+        try:
+            choices = [self._choice(raw, plan) for raw in data["choices"]]
+            served = str(data.get("model") or request.model)
+            return ChatResponse(
+                id="",
+                model=served,
+                choices=choices,
+                usage=usage_from_gigachat(data.get("usage")),
+                created=int(data.get("created") or time.time()),
+                model_version=served if ":" in served else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._bad_shape("a chat completion") from exc
+
+    @staticmethod
+    def _choice(raw: dict[str, Any], plan: ChatPlan) -> Choice:
+        message = raw.get("message") or {}
+        content: str | None = message.get("content")
+        call = message.get("function_call")
+        tool_calls: list[ToolCall] = []
+        reason = finish_reason(raw.get("finish_reason"), has_call=bool(call))
+        if call and plan.schema_function and call.get("name") == plan.schema_function:
+            content = schema_content(plan, call.get("arguments"))
+            reason = FinishReason.STOP
+        elif call:
+            arguments = call.get("arguments") or {}
+            tool_calls.append(
+                ToolCall(
+                    id=tool_call_id(call["name"], arguments, message.get("functions_state_id")),
+                    name=str(call["name"]),
+                    arguments=arguments if isinstance(arguments, str) else dumps(arguments),
+                )
+            )
+            # OpenAI clients expect null content next to tool calls.
+            content = content or None
+        elif content and plan.stops:
+            content, stopped = cut_at_stop(content, plan.stops)
+            if stopped:
+                reason = FinishReason.STOP
+        return Choice(
+            index=int(raw.get("index", 0)),
+            message=Message(role="assistant", content=content, tool_calls=tool_calls),
+            finish_reason=reason,
+        )
+
+    def stream(self, request: ChatRequest) -> ChatStream:
+        """Start a streamed completion; the first chunk sets the model version."""
+        body, plan = chat_body(self.name, request, self.config.options)
+        body["stream"] = True
+        response = self._send(
+            "POST",
+            "/chat/completions",
+            body=body,
+            headers=self._headers(request.request_id, request.extra, request.user),
+            stream=True,
+        )
+        content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        if content_type != "text/event-stream":
+            response.close()
+            raise self._bad_shape("a stream that is not text/event-stream")
+        stream = ChatStream(
+            iter(()), id="", model=request.model, created=int(time.time()), close=response.close
+        )
+        stream._chunks = self._parse_stream(response, stream, plan)
+        return stream
+
+    def _parse_stream(
+        self, response: requests.Response, stream: ChatStream, plan: ChatPlan
+    ) -> Iterator[ChatChunk]:
+        scanner = StopScanner(plan.stops) if plan.stops else None
+        finished = False
+        done = False
+        for payload in iter_sse_data(response, provider=self.name):
+            if payload == b"[DONE]":
+                done = True
+                break
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise ProviderError(
+                    f"{self.name} sent a stream event that is not valid JSON",
+                    provider=self.name,
+                    retryable=True,
+                    status=502,
+                    code="upstream_bad_response",
+                ) from exc
+            if not isinstance(data, dict):
+                continue
+            if "choices" not in data and "message" in data:
+                status = data.get("status")
+                raise error_from_status(
+                    self.name,
+                    status if isinstance(status, int) and status >= 400 else 502,
+                    str(data.get("message") or ""),
+                )
+            served = data.get("model")
+            if stream.model_version is None and isinstance(served, str) and served:
+                stream.model = served
+                stream.model_version = served if ":" in served else None
+                stream.created = int(data.get("created") or stream.created)
+            usage = usage_from_gigachat(data["usage"]) if data.get("usage") else None
+            for choice in data.get("choices") or []:
+                chunk = self._stream_chunk(choice, plan, scanner, finished)
+                if chunk is None:
+                    continue
+                if chunk.finish_reason is not None:
+                    finished = True
+                    chunk.usage = usage
+                    usage = None
+                yield chunk
+            if usage is not None:
+                # Usage after an early stop (the stop sequence ended the
+                # answer for the client; billing still needs the numbers).
+                yield ChatChunk(usage=usage)
+        if not done:
+            raise ProviderError(
+                f"the stream from {self.name} ended before it was complete",
+                provider=self.name,
+                retryable=True,
+                status=502,
+                code="upstream_stream_cut",
+            )
+
+    @staticmethod
+    def _stream_chunk(
+        choice: dict[str, Any],
+        plan: ChatPlan,
+        scanner: StopScanner | None,
+        finished: bool,
+    ) -> ChatChunk | None:
+        """Translate one GigaChat choice delta; None if nothing is left to send."""
+        if finished:
+            return None
+        delta = choice.get("delta") or {}
+        role = delta.get("role")
+        if role == "function_in_progress":
+            # Progress of a built-in function: nothing an OpenAI client knows.
+            return None
+        call = delta.get("function_call")
+        reason = finish_reason(choice.get("finish_reason"), has_call=bool(call))
+        content: str | None = delta.get("content")
+        tool_calls: list[ToolCallDelta] = []
+        if call and plan.schema_function and call.get("name") == plan.schema_function:
+            content = schema_content(plan, call.get("arguments"))
+            reason = FinishReason.STOP
+        elif call:
+            # GigaChat sends a call whole in one delta: one OpenAI delta
+            # carries id, name and the full arguments string.
+            arguments = call.get("arguments") or {}
+            tool_calls.append(
+                ToolCallDelta(
+                    index=0,
+                    id=tool_call_id(call["name"], arguments, delta.get("functions_state_id")),
+                    name=str(call["name"]),
+                    arguments=arguments if isinstance(arguments, str) else dumps(arguments),
+                )
+            )
+            content = None
+        elif scanner is not None:
+            content = scanner.feed(content or "")
+            if scanner.stopped:
+                reason = FinishReason.STOP
+            elif reason is not None:
+                content += scanner.flush()
+        return ChatChunk(
+            index=int(choice.get("index", 0)),
+            role="assistant" if role else None,
+            content=content,
+            tool_calls=tool_calls,
+            finish_reason=reason,
+        )
+
+    # ---- embeddings, models, tokens -------------------------------------------
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Return one vector per input; usage is the sum of the per-item counts."""
+        if request.dimensions is not None:
+            raise bad_request(
+                self.name, "GigaChat embeddings have a fixed size; drop 'dimensions'.", "dimensions"
+            )
+        response = self._send(
+            "POST",
+            "/embeddings",
+            body={"model": request.model, "input": request.inputs},
+            headers=self._headers(request.request_id, request.extra, request.user),
+        )
+        data = parse_json(response, provider=self.name)
+        try:
+            items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+            prompt_tokens = sum(
+                int((item.get("usage") or {}).get("prompt_tokens") or 0) for item in items
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._bad_shape("embeddings") from exc
+        return EmbeddingResponse(
+            model=str(data.get("model") or request.model),
+            vectors=vectors,
+            usage=Usage(prompt_tokens=prompt_tokens),
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        """Return GigaChat's model list (chat and embedder models alike)."""
+        response = self._send("GET", "/models", headers={})
+        data = parse_json(response, provider=self.name)
+        try:
+            return [
+                ModelInfo(id=str(item["id"]), owned_by=str(item.get("owned_by") or self.name))
+                for item in data["data"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad_shape("a model list") from exc
+
+    def count_tokens(self, model: str, texts: list[str]) -> list[int]:
+        """Return GigaChat's token count of each text for ``model``."""
+        response = self._send(
+            "POST", "/tokens/count", body={"model": model, "input": texts}, headers={}
+        )
+        data = parse_json(response, provider=self.name)
+        try:
+            counts = [int(item["tokens"]) for item in data]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad_shape("token counts") from exc
+        if len(counts) != len(texts):
+            raise self._bad_shape("token counts")
+        return counts
