@@ -36,7 +36,9 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 proc_name = "xrouter"
 # Header size limits stay at gunicorn's defaults; bodies are capped by the
 # gateway (XROUTER_MAX_BODY_BYTES -> 413).
-raw_env = [f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'xrouter_site.settings')}"]
+raw_env = [
+    f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'xrouter_site.settings')}"
+]
 chdir = str(BASE_DIR)
 
 
@@ -47,9 +49,7 @@ def on_starting(server: Any) -> None:
     or ssl before the workers' gevent monkey-patching.
     """
     if os.environ.get("XROUTER_CATALOG"):
-        subprocess.run(
-            [sys.executable, str(BASE_DIR / "manage.py"), "loadcatalog"], check=True
-        )
+        subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "loadcatalog"], check=True)
 
 
 def post_worker_init(worker: Any) -> None:

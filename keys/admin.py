@@ -13,12 +13,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created through the dashboard, API or ``createapikey``:
     the admin never sees a plaintext or a hash."""
 
-    list_display = ["name", "masked", "team", "created_at", "last_used_at", "expires_at",
-                    "revoked_at", "disabled"]
+    list_display = [
+        "name",
+        "masked",
+        "team",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "disabled",
+    ]
     list_filter = ["disabled", ("revoked_at", admin.EmptyFieldListFilter), "team"]
     search_fields = ["name", "prefix", "team__slug", "team__name"]
-    readonly_fields = ["public_id", "masked", "created_at", "last_used_at", "created_by",
-                       "team", "revoked_at"]
+    readonly_fields = [
+        "public_id",
+        "masked",
+        "created_at",
+        "last_used_at",
+        "created_by",
+        "team",
+        "revoked_at",
+    ]
     exclude = ["key_hash", "prefix", "last4"]
     date_hierarchy = "created_at"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +53,19 @@ class KeyPrincipal:
     tpm_limit: int | None
     budget_rub: Decimal | None
     expires_at: float | None  # POSIX timestamp
+    # Limits (routing.budgets): the key's own, its per-model overrides, the
+    # team's defaults for keys and the team's aggregate caps.
+    concurrency_limit: int | None = None
+    budget_period: str = "never"
+    model_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    team_default_key_rpm: int | None = None
+    team_default_key_tpm: int | None = None
+    team_default_key_concurrency: int | None = None
+    team_rpm_limit: int | None = None
+    team_tpm_limit: int | None = None
+    team_concurrency_limit: int | None = None
+    team_budget_rub: Decimal | None = None
+    team_budget_period: str = "never"
 
     @classmethod
     def from_key(cls, key: ApiKey) -> KeyPrincipal:

@@ -21,7 +21,7 @@ PAYLOAD_LEN = 43  # 62**43 > 2**256
 CHECKSUM_LEN = 6  # 62**6 > 2**32
 ENVIRONMENTS = ("live", "test")
 KEY_RE = re.compile(
-    r"^xr_(live|test)_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})$" % (PAYLOAD_LEN, CHECKSUM_LEN)
+    rf"^xr_(live|test)_([0-9A-Za-z]{{{PAYLOAD_LEN}}})([0-9A-Za-z]{{{CHECKSUM_LEN}}})$"
 )
 # Shown in the UI: "xr_live_" plus four payload characters.
 DISPLAY_PREFIX_LEN = 12

@@ -72,9 +72,7 @@ class Message:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(
-            part.get("text", "") for part in self.content if part.get("type") == "text"
-        )
+        return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
 
 
 @dataclass(slots=True)
@@ -455,9 +453,7 @@ def error_from_status(
             **common,
         )
     if upstream_status == 408 or upstream_status == 504:
-        return ProviderError(
-            text, retryable=True, status=504, code="upstream_timeout", **common
-        )
+        return ProviderError(text, retryable=True, status=504, code="upstream_timeout", **common)
     if upstream_status == 503:
         return ProviderError(
             text, retryable=True, status=503, code="upstream_unavailable", **common

@@ -100,6 +100,16 @@ class HttpClient:
                 status=504,
                 code="upstream_timeout",
             ) from exc
+        except requests.exceptions.ChunkedEncodingError as exc:
+            # The body broke off mid-way: the connection dropped, so another
+            # attempt may well succeed.
+            raise ProviderError(
+                f"the response from {self.provider} broke off",
+                provider=self.provider,
+                retryable=True,
+                status=502,
+                code="upstream_stream_cut",
+            ) from exc
         except (requests.ConnectionError, Urllib3HTTPError) as exc:
             raise ProviderError(
                 f"could not reach {self.provider}",

@@ -15,6 +15,7 @@ from providers.base import Provider
 PROVIDER_KINDS: dict[str, str] = {
     "openai": "providers.openai_compat.OpenAICompatibleProvider",
     "gigachat": "providers.gigachat.GigaChatProvider",
+    "yandexgpt": "providers.yandexgpt.YandexGPTProvider",
 }
 
 

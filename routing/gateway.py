@@ -3,17 +3,26 @@
 Plain Django views, dispatched by :class:`routing.middleware.GatewayMiddleware`
 before sessions, CSRF and auth middleware run. A warm request touches no
 database: the key comes from :mod:`keys.auth`, the route from
-:mod:`routing.table`, and the "last used" time is written in batches.
+:mod:`routing.table`, limits are one Redis script (:mod:`routing.limits`),
+and usage is handed to :mod:`routing.usage`, which writes it in batches.
+
+A request goes: authenticate, validate, resolve the model(s), check limits,
+try deployments until one serves (:mod:`routing.router`), answer, then
+(:meth:`CallContext.finish`) settle limits with the real usage, record usage
+and metrics, and write the access log line.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import math
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -24,14 +33,19 @@ from keys import activity
 from keys.auth import KeyPrincipal, authenticate_bearer
 from providers.base import (
     ChatChunk,
+    ChatRequest,
     ChatResponse,
     ChatStream,
+    EmbeddingRequest,
+    EmbeddingResponse,
     Provider,
     ProviderError,
     Usage,
 )
-from routing import validation
-from routing.table import DeploymentRoute, ModelRoute, get_table
+from routing import budgets, metrics, router, usage, validation
+from routing.limits import Decision, LimitCode, limiter
+from routing.table import ModelRoute, RoutingTable, get_table
+from routing.versions import deprecation_headers, resolve_model_id, version_fields
 from xrouter_site.errors import (
     ErrorCode,
     InvalidRequest,
@@ -53,33 +67,107 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 @dataclass(slots=True)
 class CallContext:
-    """What one request did, for the access log (and later, usage)."""
+    """What one request did: for limits, usage, metrics and the access log."""
 
     request_id: str
     method: str
     path: str
     started: float = field(default_factory=time.perf_counter)
+    created: float = field(default_factory=time.time)
+    endpoint: str = ""
     principal: KeyPrincipal | None = None
+    requested_model: str | None = None
     model: str | None = None
+    route: ModelRoute | None = None
     provider: str | None = None
+    deployment_id: int | None = None
+    model_version: str | None = None
+    attempts: list[router.Attempt] = field(default_factory=list)
     upstream_ms: float | None = None
     first_token_ms: float | None = None
     usage: Usage | None = None
+    cost: Decimal = Decimal(0)
+    decision: Decision | None = None
+    prompt_estimate: int = 0
     status: int = 200
     error_code: str | None = None
     stream: bool = False
     stream_complete: bool | None = None
-    logged: bool = False
+    finished: bool = False
 
     def fail(self, error: XRouterError) -> HttpResponse:
         self.status = error.http_status
         self.error_code = str(error.code)
         return error_response(error)
 
-    def log(self) -> None:
-        if self.logged:
+    def finish(self) -> None:
+        """Settle limits, record usage and metrics, write the log line; once."""
+        if self.finished:
             return
-        self.logged = True
+        self.finished = True
+        served = self.usage or Usage()
+        if self.route is not None and self.usage is not None:
+            self.cost = usage.cost_rub(self.route.prompt_price, self.route.completion_price, served)
+        if self.decision is not None:
+            limiter.settle(
+                self.decision, tokens=served.total_tokens, cost=usage.to_micro(self.cost)
+            )
+        if self.principal is not None and self.requested_model is not None:
+            self._record_usage(served)
+        self._metrics(served)
+        self._log()
+
+    def _record_usage(self, served: Usage) -> None:
+        assert self.principal is not None and self.requested_model is not None
+        usage.record(
+            usage.UsageEvent(
+                request_id=self.request_id,
+                created=self.created,
+                team_id=self.principal.team_id,
+                key_id=self.principal.key_id,
+                endpoint=self.endpoint,
+                requested_model=self.requested_model,
+                served_model=self.model or "",
+                model_version=self.model_version or "",
+                provider=self.provider or "",
+                deployment_id=self.deployment_id,
+                attempts=[a.as_dict() for a in self.attempts],
+                prompt_tokens=served.prompt_tokens,
+                completion_tokens=served.completion_tokens,
+                cached_tokens=served.cached_tokens,
+                cost_rub=str(self.cost),
+                status=self.status,
+                error_code=self.error_code or "",
+                latency_ms=(time.perf_counter() - self.started) * 1000,
+                ttft_ms=self.first_token_ms,
+                stream=self.stream,
+                stream_complete=self.stream_complete,
+            )
+        )
+
+    def _metrics(self, served: Usage) -> None:
+        if not self.endpoint:
+            return
+        model = self.model or "-"
+        provider = self.provider or "-"
+        try:
+            metrics.REQUESTS.labels(self.endpoint, model, provider, str(self.status)).inc()
+            metrics.LATENCY.labels(self.endpoint, model, provider).observe(
+                time.perf_counter() - self.started
+            )
+            if self.first_token_ms is not None:
+                metrics.TTFT.labels(model, provider).observe(self.first_token_ms / 1000)
+            if served.total_tokens:
+                metrics.TOKENS.labels(model, provider, "prompt").inc(served.prompt_tokens)
+                metrics.TOKENS.labels(model, provider, "completion").inc(served.completion_tokens)
+            if self.cost:
+                metrics.COST.labels(model, provider).inc(float(self.cost))
+            if len([a for a in self.attempts if a.status == 200]) and len(self.attempts) > 1:
+                metrics.FALLBACKS.labels(model).inc()
+        except Exception:
+            logger.debug("metrics failed", exc_info=True)
+
+    def _log(self) -> None:
         principal = self.principal
         entry: dict[str, Any] = {
             "request_id": self.request_id,
@@ -96,6 +184,9 @@ class CallContext:
         if self.usage is not None:
             entry["prompt_tokens"] = self.usage.prompt_tokens
             entry["completion_tokens"] = self.usage.completion_tokens
+            entry["cost_rub"] = str(self.cost)
+        if len(self.attempts) > 1:
+            entry["attempts"] = len(self.attempts)
         if self.error_code:
             entry["error_code"] = self.error_code
         if self.stream:
@@ -132,8 +223,9 @@ def _read_json(request: HttpRequest) -> Any:
     if len(raw) > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     if not raw.strip():
-        raise InvalidRequest("The request body is empty; send a JSON object.",
-                             code=ErrorCode.INVALID_JSON)
+        raise InvalidRequest(
+            "The request body is empty; send a JSON object.", code=ErrorCode.INVALID_JSON
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -143,69 +235,207 @@ def _read_json(request: HttpRequest) -> Any:
         ) from None
 
 
-def _route(model_id: str, principal: KeyPrincipal, kind: str) -> tuple[ModelRoute, list[DeploymentRoute]]:
-    table = get_table()
+def _lookup(
+    table: RoutingTable, model_id: str, principal: KeyPrincipal, kind: str, param: str = "model"
+) -> ModelRoute:
+    # A bare id of a versioned model means its ":latest" branch; the
+    # resolved id is what keys are checked against and responses report.
+    model_id = resolve_model_id(model_id, table.models)
     route = table.models.get(model_id)
     if route is None:
         raise ModelNotFound(
             f"The model '{model_id}' does not exist. GET /v1/models lists the available ones.",
-            param="model",
+            param=param,
             code=ErrorCode.MODEL_NOT_FOUND,
         )
     if not principal.allows_model(model_id):
         raise PermissionDenied(
             f"This API key is not allowed to use the model '{model_id}'.",
-            param="model",
+            param=param,
             code=ErrorCode.MODEL_NOT_ALLOWED,
         )
     if route.type != kind:
         raise InvalidRequest(
             f"The model '{model_id}' is a {route.type} model and cannot serve this endpoint.",
-            param="model",
+            param=param,
             code=ErrorCode.UNSUPPORTED_OPERATION,
         )
-    usable = [d for d in route.deployments if not table.providers[d.provider].unavailable]
-    if not usable:
-        reasons = "; ".join(
-            f"{d.provider}: {table.providers[d.provider].unavailable}" for d in route.deployments
-        ) or "no deployment is configured"
-        logger.error("model has no usable deployment", extra={"model": model_id, "reasons": reasons})
-        raise ServiceUnavailable(f"The model '{model_id}' is not available right now.")
-    return route, usable
+    return route
 
 
-def _adapter(deployment: DeploymentRoute) -> Provider:
-    return get_table().adapter(deployment.provider)
+def _routes(
+    table: RoutingTable, model_id: str, extra: list[str], principal: KeyPrincipal, kind: str
+) -> list[ModelRoute]:
+    """Return the requested model, then the request's and the catalog's fallbacks."""
+    primary = _lookup(table, model_id, principal, kind)
+    routes = [primary]
+    for i, other in enumerate(extra):
+        route = _lookup(table, other, principal, kind, param=f"models[{i}]")
+        if route not in routes:
+            routes.append(route)
+    for other in primary.fallbacks:
+        route = table.models.get(other)
+        # Catalog fallbacks the key may not use are skipped, not errors.
+        if (
+            route is not None
+            and route.type == kind
+            and route not in routes
+            and principal.allows_model(route.model_id)
+        ):
+            routes.append(route)
+    return routes
 
 
-def _provider_error(ctx: CallContext, exc: ProviderError) -> HttpResponse:
+def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candidate]:
+    options = router.candidates(table, routes)
+    if not options:
+        reasons = (
+            "; ".join(
+                f"{d.provider}: {table.providers[d.provider].unavailable}"
+                for route in routes
+                for d in route.deployments
+            )
+            or "no deployment is configured"
+        )
+        logger.error(
+            "model has no usable deployment",
+            extra={"model": routes[0].model_id, "reasons": reasons},
+        )
+        raise ServiceUnavailable(f"The model '{routes[0].model_id}' is not available right now.")
+    return options
+
+
+def _estimate_prompt_tokens(texts: list[str]) -> int:
+    """Estimate tokens before the call: a generous 1 token per 3 characters.
+
+    Only the limiter's reservation uses this; the real count replaces it.
+    """
+    return sum(math.ceil(len(text) / 3) + 4 for text in texts)
+
+
+def _admit(
+    ctx: CallContext,
+    principal: KeyPrincipal,
+    route: ModelRoute,
+    tokens: int,
+    completion_tokens: int,
+) -> None:
+    estimated_cost = usage.cost_rub(
+        route.prompt_price,
+        route.completion_price,
+        Usage(prompt_tokens=tokens, completion_tokens=completion_tokens),
+    )
+    plan = budgets.limit_plan(
+        principal, route, tokens + completion_tokens, usage.to_micro(estimated_cost)
+    )
+    decision = limiter.acquire(plan)
+    ctx.decision = decision if decision.allowed else None
+    if decision.allowed:
+        return
+    failed = decision.failed
+    assert failed is not None
+    retry = max(1, math.ceil(decision.retry_after_ms / 1000))
+    try:
+        metrics.LIMIT_REFUSALS.labels(failed.code, failed.scope).inc()
+    except Exception:
+        logger.debug("metrics failed", exc_info=True)
+    if failed.code == LimitCode.BUDGET:
+        raise XRouterError(
+            f"The {failed.scope} budget is spent for this period.",
+            code=LimitCode.BUDGET,
+            http_status=402,
+            headers={"Retry-After": str(retry)},
+        )
+    what = {
+        LimitCode.REQUESTS: f"{failed.limit} requests per minute",
+        LimitCode.TOKENS: f"{failed.limit} tokens per minute",
+        LimitCode.CONCURRENCY: f"{failed.limit} concurrent requests",
+    }[failed.code]
+    error = XRouterError(
+        f"Rate limit reached: the {failed.scope} limit is {what}. Retry in {retry}s.",
+        code=failed.code,
+        http_status=429,
+        headers={"Retry-After": str(retry), **_refusal_headers(failed)},
+    )
+    error.type = "rate_limit_error" if failed.code != LimitCode.CONCURRENCY else "rate_limit_error"
+    raise error
+
+
+def _refusal_headers(failed: Any) -> dict[str, str]:
+    suffix = {"r": "requests", "t": "tokens"}.get(failed.kind)
+    if suffix is None:
+        return {}
+    return {
+        f"x-ratelimit-limit-{suffix}": str(failed.limit),
+        f"x-ratelimit-remaining-{suffix}": "0",
+    }
+
+
+def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
+    ctx.attempts = exc.attempts
+    last = exc.last
     logger.warning(
         "upstream call failed",
         extra={
             "request_id": ctx.request_id,
-            "provider": exc.provider,
-            "upstream_status": exc.upstream_status,
-            "retryable": exc.retryable,
-            "code": exc.code,
-            "error": exc.message,
+            "provider": last.provider,
+            "upstream_status": last.upstream_status,
+            "retryable": last.retryable,
+            "code": last.code,
+            "error": last.message,
+            "attempts": len(exc.attempts),
         },
     )
-    headers: dict[str, str] = {}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    error_type = "invalid_request_error" if exc.status < 500 and exc.status != 429 else "api_error"
-    error = XRouterError(
-        exc.message, param=exc.param, code=exc.code, http_status=exc.status, headers=headers
-    )
-    error.type = error_type
+    headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
+    if last.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(last.retry_after)))
+    tried = [a for a in exc.attempts if a.error_code != "breaker_open"]
+    if len(tried) > 1:
+        summary = "; ".join(
+            f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
+        )
+        error = XRouterError(
+            f"Every upstream failed ({summary}).",
+            code="all_upstreams_failed",
+            http_status=503,
+            headers=headers,
+        )
+    else:
+        error = XRouterError(
+            last.message, param=last.param, code=last.code, http_status=last.status, headers=headers
+        )
+        if last.status < 500 and last.status != 429:
+            error.type = "invalid_request_error"
     return ctx.fail(error)
 
 
-def _served_headers(response: HttpResponse, ctx: CallContext, version: str | None) -> None:
+def _chain(attempts: list[router.Attempt]) -> str:
+    return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
+
+
+def _served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
+    ctx.attempts = outcome.attempts
+    ctx.route = outcome.candidate.route
+    ctx.model = outcome.candidate.route.model_id
+    ctx.provider = outcome.candidate.deployment.provider
+    ctx.deployment_id = outcome.candidate.deployment.deployment_id
+
+
+def _served_headers(response: HttpResponse, ctx: CallContext) -> None:
     response["x-xrouter-provider"] = ctx.provider or ""
     response["x-xrouter-model"] = ctx.model or ""
-    if version:
-        response["x-xrouter-model-version"] = version
+    response["x-xrouter-attempts"] = _chain(ctx.attempts)
+    if ctx.model_version:
+        response["x-xrouter-model-version"] = ctx.model_version
+    for name, value in deprecation_headers(ctx.route).items():
+        response[name] = value
+    if ctx.decision is not None:
+        for name, value in ctx.decision.headers().items():
+            response[name] = value
+
+
+def _deadline() -> float:
+    return time.monotonic() + settings.XROUTER_REQUEST_DEADLINE_SECONDS
 
 
 # --- chat completions ---------------------------------------------------------
@@ -269,16 +499,25 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _is_usage_only(chunk: ChatChunk) -> bool:
+    return (
+        chunk.usage is not None
+        and chunk.content is None
+        and not chunk.tool_calls
+        and chunk.finish_reason is None
+        and chunk.role is None
+    )
+
+
 def _relay(
-    stream: ChatStream,
-    first: ChatChunk | None,
-    ctx: CallContext,
-    include_usage: bool,
+    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, include_usage: bool
 ) -> Iterator[bytes]:
     """Yield the client's SSE bytes chunk by chunk as upstream sends them.
 
     Closing this generator (the client went away: the WSGI server calls
-    ``close()`` on the response) closes the upstream response at once.
+    ``close()`` on the response) closes the upstream response at once. The
+    client is billed for what it received: on a cut or a disconnect the
+    usage is what upstream reported, or an estimate of the text relayed.
     """
     base = {
         "id": stream.id or f"chatcmpl-{ctx.request_id}",
@@ -286,25 +525,32 @@ def _relay(
         "created": stream.created,
         "model": ctx.model,
     }
-    usage: Usage | None = None
+    reported: Usage | None = None
+    relayed_chars = 0
     ctx.stream_complete = False
+    renew_every = settings.XROUTER_LEASE_TTL_SECONDS / 3
+    next_renewal = time.monotonic() + renew_every
 
-    def encode(chunk: ChatChunk) -> bytes:
-        return _sse({**base, "choices": [_chunk_dict(chunk)]})
+    def pending() -> Iterator[ChatChunk]:
+        if first is not None:
+            yield first
+        yield from stream
 
     try:
-        pending = [first] if first is not None else []
-        for chunk in _chain(pending, stream):
-            if chunk.usage is not None and chunk.content is None and not chunk.tool_calls \
-                    and chunk.finish_reason is None and chunk.role is None:
-                usage = chunk.usage
-                continue
+        for chunk in pending():
             if chunk.usage is not None:
-                usage = chunk.usage
-            yield encode(chunk)
-        ctx.usage = usage
+                reported = chunk.usage
+                if _is_usage_only(chunk):
+                    continue
+            if chunk.content:
+                relayed_chars += len(chunk.content)
+            yield _sse({**base, "choices": [_chunk_dict(chunk)]})
+            if ctx.decision is not None and time.monotonic() >= next_renewal:
+                # A long stream keeps its concurrency slot.
+                limiter.settle(ctx.decision, renew=True)
+                next_renewal = time.monotonic() + renew_every
         if include_usage:
-            yield _sse({**base, "choices": [], "usage": (usage or Usage()).as_openai()})
+            yield _sse({**base, "choices": [], "usage": (reported or Usage()).as_openai()})
         yield SSE_DONE
         ctx.stream_complete = True
     except ProviderError as exc:
@@ -312,74 +558,121 @@ def _relay(
         # only a terminal error event in OpenAI's stream error shape.
         ctx.status = exc.status
         ctx.error_code = exc.code
-        ctx.usage = usage
         logger.warning(
             "upstream stream failed",
             extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
         )
         yield _sse(
-            {"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}}
+            {
+                "error": {
+                    "message": exc.message,
+                    "type": "api_error",
+                    "param": None,
+                    "code": exc.code,
+                }
+            }
         )
     finally:
         stream.close()
-        ctx.log()
+        if reported is None:
+            # Upstream never sent its count (cut or client gone): bill the
+            # text delivered so far, estimated like the reservation.
+            reported = Usage(
+                prompt_tokens=ctx.prompt_estimate,
+                completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
+            )
+        ctx.usage = reported
+        ctx.finish()
 
 
-def _chain(first: list[ChatChunk], rest: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
-    yield from first
-    yield from rest
+def _chat_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        return adapter.chat(attempt)
+
+    return call
+
+
+def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+    def call(
+        adapter: Provider, candidate: router.Candidate, remaining: float
+    ) -> tuple[ChatStream, ChatChunk | None]:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        stream = adapter.stream(attempt)
+        # Wait for the first chunk before answering, so a failure before any
+        # byte reaches the client is still a proper HTTP error and a chance
+        # to fall back.
+        try:
+            return stream, next(stream)
+        except StopIteration:
+            return stream, None
+        except BaseException:
+            stream.close()
+            raise
+
+    return call
 
 
 def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponse:
+    ctx.endpoint = "chat"
     principal = _authenticate(request, ctx)
     data = validation.chat_input(_read_json(request))
-    route, deployments = _route(data.model, principal, "chat")
-    deployment = deployments[0]
-    ctx.model = route.model_id
-    ctx.provider = deployment.provider
-    upstream_request = data.request
-    upstream_request.model = deployment.upstream
-    upstream_request.request_id = ctx.request_id
-    adapter = _adapter(deployment)
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = _routes(table, data.model, data.fallback_models, principal, "chat")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    options = _options(table, routes)
+    prompt_tokens = _estimate_prompt_tokens([m.text() for m in data.request.messages])
+    ctx.prompt_estimate = prompt_tokens
+    _admit(
+        ctx,
+        principal,
+        routes[0],
+        prompt_tokens,
+        data.request.max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE,
+    )
     started = time.perf_counter()
 
-    if not upstream_request.stream:
+    if not data.request.stream:
         try:
-            result = adapter.chat(upstream_request)
-        except ProviderError as exc:
-            return _provider_error(ctx, exc)
+            outcome = router.execute(
+                options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+            )
+        except router.AllAttemptsFailed as exc:
+            return _failure(ctx, exc)
         finally:
             ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+        result = outcome.result
+        _served(ctx, outcome)
         ctx.usage = result.usage
+        ctx.model_version = result.model_version
         body = {
             "id": result.id or f"chatcmpl-{ctx.request_id}",
             "object": "chat.completion",
             "created": result.created,
-            "model": route.model_id,
+            "model": ctx.model,
             "choices": _message_dict(result),
             "usage": result.usage.as_openai(),
         }
         response = json_response(body)
-        _served_headers(response, ctx, result.model_version)
+        _served_headers(response, ctx)
         return response
 
     ctx.stream = True
     try:
-        stream = adapter.stream(upstream_request)
-    except ProviderError as exc:
+        streamed = router.execute(
+            options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
+        )
+    except router.AllAttemptsFailed as exc:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-        return _provider_error(ctx, exc)
-    # Wait for the first chunk before answering, so a failure before any
-    # byte reaches the client is still a proper HTTP error (and, with
-    # routing, a chance to fall back).
-    try:
-        first: ChatChunk | None = next(stream)
-    except StopIteration:
-        first = None
-    except ProviderError as exc:
-        stream.close()
-        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-        return _provider_error(ctx, exc)
+        return _failure(ctx, exc)
+    stream, first = streamed.result
+    _served(ctx, streamed)
+    ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
     response = StreamingHttpResponse(
         _relay(stream, first, ctx, data.include_usage), content_type="text/event-stream"
@@ -387,7 +680,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     response["Cache-Control"] = "no-cache"
     # Tell nginx-style proxies not to buffer the stream.
     response["X-Accel-Buffering"] = "no"
-    _served_headers(response, ctx, stream.model_version)
+    _served_headers(response, ctx)
     return response
 
 
@@ -400,49 +693,65 @@ def _encode_vector(vector: list[float], encoding_format: str) -> list[float] | s
     return vector
 
 
-def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
-    principal = _authenticate(request, ctx)
-    data = validation.embedding_input(_read_json(request))
-    route, deployments = _route(data.model, principal, "embedding")
-    deployment = deployments[0]
-    ctx.model = route.model_id
-    ctx.provider = deployment.provider
-    upstream_request = data.request
-    upstream_request.model = deployment.upstream
-    upstream_request.request_id = ctx.request_id
-    started = time.perf_counter()
-    try:
-        result = _adapter(deployment).embed(upstream_request)
-    except ProviderError as exc:
-        return _provider_error(ctx, exc)
-    finally:
-        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-    if len(result.vectors) != len(upstream_request.inputs):
-        return _provider_error(
-            ctx,
-            ProviderError(
-                f"{deployment.provider} returned {len(result.vectors)} vectors "
-                f"for {len(upstream_request.inputs)} inputs",
-                provider=deployment.provider,
+def _embed_call(request: EmbeddingRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> EmbeddingResponse:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        result = adapter.embed(attempt)
+        if len(result.vectors) != len(attempt.inputs):
+            raise ProviderError(
+                f"{candidate.deployment.provider} returned {len(result.vectors)} vectors "
+                f"for {len(attempt.inputs)} inputs",
+                provider=candidate.deployment.provider,
                 retryable=True,
                 code="upstream_bad_response",
-            ),
+            )
+        return result
+
+    return call
+
+
+def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
+    ctx.endpoint = "embeddings"
+    principal = _authenticate(request, ctx)
+    data = validation.embedding_input(_read_json(request))
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = _routes(table, data.model, [], principal, "embedding")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    options = _options(table, routes)
+    _admit(ctx, principal, routes[0], _estimate_prompt_tokens(data.request.inputs), 0)
+    started = time.perf_counter()
+    try:
+        outcome = router.execute(
+            options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
         )
+    except router.AllAttemptsFailed as exc:
+        return _failure(ctx, exc)
+    finally:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = outcome.result
+    _served(ctx, outcome)
     ctx.usage = result.usage
     body = {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": _encode_vector(v, data.encoding_format)}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": _encode_vector(v, data.encoding_format),
+            }
             for i, v in enumerate(result.vectors)
         ],
-        "model": route.model_id,
+        "model": ctx.model,
         "usage": {
             "prompt_tokens": result.usage.prompt_tokens,
             "total_tokens": result.usage.total_tokens,
         },
     }
     response = json_response(body)
-    _served_headers(response, ctx, None)
+    _served_headers(response, ctx)
     return response
 
 
@@ -460,6 +769,7 @@ def _model_dict(route: ModelRoute) -> dict[str, Any]:
     }
     if route.display_name:
         out["name"] = route.display_name
+    out.update(version_fields(route))
     if route.context_length:
         out["context_length"] = route.context_length
     if route.prompt_price is not None or route.completion_price is not None:
@@ -467,7 +777,9 @@ def _model_dict(route: ModelRoute) -> dict[str, Any]:
             "currency": "RUB",
             "unit": "1K tokens",
             "prompt": str(route.prompt_price) if route.prompt_price is not None else None,
-            "completion": str(route.completion_price) if route.completion_price is not None else None,
+            "completion": str(route.completion_price)
+            if route.completion_price is not None
+            else None,
         }
     return out
 

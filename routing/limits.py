@@ -200,8 +200,12 @@ class LimitCode:
     BUDGET = "insufficient_budget"
 
 
-_CODES = {"r": LimitCode.REQUESTS, "t": LimitCode.TOKENS, "c": LimitCode.CONCURRENCY,
-          "b": LimitCode.BUDGET}
+_CODES = {
+    "r": LimitCode.REQUESTS,
+    "t": LimitCode.TOKENS,
+    "c": LimitCode.CONCURRENCY,
+    "b": LimitCode.BUDGET,
+}
 
 
 @dataclass(slots=True)
@@ -293,14 +297,21 @@ class LocalLimiter:
                 cap = limit.limit if limit.kind == "b" else max(1, limit.limit // share)
                 used, reset, retry = self._usage(limit, now, cap)
                 if retry is not None:
-                    return Decision(False, member, limits, failed=limit,
-                                    retry_after_ms=max(int(retry), 1), engine="local")
+                    return Decision(
+                        False,
+                        member,
+                        limits,
+                        failed=limit,
+                        retry_after_ms=max(int(retry), 1),
+                        engine="local",
+                    )
                 remaining.append(cap - used - limit.cost)
                 resets.append(int(reset))
             for limit in limits:
                 self._commit(limit, now, member)
-            return Decision(True, member, limits, remaining=remaining, reset_ms=resets,
-                            engine="local")
+            return Decision(
+                True, member, limits, remaining=remaining, reset_ms=resets, engine="local"
+            )
 
     def _usage(self, limit: Limit, now: float, cap: int) -> tuple[int, float, float | None]:
         if limit.kind in ("r", "t"):
@@ -363,7 +374,9 @@ class LocalLimiter:
                 elif limit.kind == "b" and limit.key in self._counters:
                     expires, spent = self._counters[limit.key]
                     self._counters[limit.key] = (
-                        expires, spent + actual.get("cost", limit.cost) - limit.cost)
+                        expires,
+                        spent + actual.get("cost", limit.cost) - limit.cost,
+                    )
 
     def clear(self) -> None:
         with self._lock:
@@ -413,8 +426,10 @@ class Limiter:
     def _redis_failed(self, exc: BaseException) -> None:
         self.fail_open_events += 1
         self._down_until = time.monotonic() + settings.XROUTER_LIMITER_RETRY_SECONDS
-        logger.warning("limiter: Redis unavailable, using the in-process limiter",
-                       extra={"error": type(exc).__name__})
+        logger.warning(
+            "limiter: Redis unavailable, using the in-process limiter",
+            extra={"error": type(exc).__name__},
+        )
         try:
             from routing import metrics
 
@@ -435,16 +450,16 @@ class Limiter:
         share = settings.XROUTER_LIMITER_FALLBACK_SHARE if settings.XROUTER_LIMITER_REDIS_URL else 1
         return self.local.acquire(limits, member, share=share)
 
-    def _args(self, limits: list[Limit], member: str,
-              init: dict[int, int]) -> tuple[list[str], list[Any]]:
+    def _args(
+        self, limits: list[Limit], member: str, init: dict[int, int]
+    ) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = [member, len(limits)]
         for i, limit in enumerate(limits):
             keys.append(limit.key)
             if limit.kind == "t":
                 keys.append(limit.key + ":sum")
-            args += [limit.kind, limit.limit, limit.cost, limit.span_ms,
-                     init.get(i, "")]
+            args += [limit.kind, limit.limit, limit.cost, limit.span_ms, init.get(i, "")]
         return keys, args
 
     def _acquire_redis(self, limits: list[Limit], member: str) -> Decision:
@@ -461,14 +476,19 @@ class Limiter:
                 continue
             if status == 0:
                 failed = limits[int(result[1]) - 1]
-                return Decision(False, member, limits, failed=failed,
-                                retry_after_ms=int(result[2]))
+                return Decision(False, member, limits, failed=failed, retry_after_ms=int(result[2]))
             values = [int(v) for v in result[3:]]
             return Decision(True, member, limits, remaining=values[0::2], reset_ms=values[1::2])
         raise RuntimeError("limiter: budget initialisation did not converge")
 
-    def settle(self, decision: Decision, *, tokens: int | None = None,
-               cost: int | None = None, renew: bool = False) -> None:
+    def settle(
+        self,
+        decision: Decision,
+        *,
+        tokens: int | None = None,
+        cost: int | None = None,
+        renew: bool = False,
+    ) -> None:
         """Replace reservations with real usage and release (or renew) leases."""
         limits = [limit for limit in decision.limits if limit.kind in "tcb"]
         if not decision.allowed or not limits:

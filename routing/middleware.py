@@ -43,7 +43,7 @@ def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
         return route[0], route[1], ()
     for prefix, (methods, view) in PREFIX_ROUTES.items():
         if path.startswith(prefix) and len(path) > len(prefix):
-            return methods, view, (path[len(prefix):],)
+            return methods, view, (path[len(prefix) :],)
     return None
 
 
@@ -65,7 +65,7 @@ class GatewayMiddleware:
         if self.served_by:
             response["X-Served-By"] = self.served_by
         if not response.streaming:
-            ctx.log()
+            ctx.finish()
         return response
 
     def _dispatch(self, request: HttpRequest, ctx: gateway.CallContext, path: str) -> HttpResponse:
@@ -82,5 +82,3 @@ class GatewayMiddleware:
         except Exception:
             logger.exception("unhandled error in the gateway", extra={"request_id": ctx.request_id})
             return ctx.fail(XRouterError())
-
-

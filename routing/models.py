@@ -49,9 +49,7 @@ class Provider(models.Model):
     )
     options = models.JSONField(_("options"), default=dict, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
-    managed = models.BooleanField(
-        _("managed by the catalog file"), default=False, editable=False
-    )
+    managed = models.BooleanField(_("managed by the catalog file"), default=False, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -68,9 +66,7 @@ class Model(models.Model):
         CHAT = "chat", _("Chat")
         EMBEDDING = "embedding", _("Embedding")
 
-    model_id = models.CharField(
-        _("model id"), max_length=200, unique=True, validators=[_MODEL_ID]
-    )
+    model_id = models.CharField(_("model id"), max_length=200, unique=True, validators=[_MODEL_ID])
     display_name = models.CharField(_("display name"), max_length=200, blank=True)
     type = models.CharField(_("type"), max_length=16, choices=Type.choices, default=Type.CHAT)
     context_length = models.PositiveIntegerField(_("context length"), null=True, blank=True)
@@ -91,10 +87,36 @@ class Model(models.Model):
         blank=True,
         validators=[MinValueValidator(0)],
     )
-    enabled = models.BooleanField(_("enabled"), default=True)
-    managed = models.BooleanField(
-        _("managed by the catalog file"), default=False, editable=False
+    # Versioned ids (``vendor/model:branch``, see routing/versions.py): the
+    # branch's lifecycle, so clients get deprecation headers and operators
+    # see when a release candidate becomes latest.
+    deprecated = models.BooleanField(_("deprecated"), default=False)
+    version_since = models.DateField(_("version available since"), null=True, blank=True)
+    version_until = models.DateField(
+        _("version changes on"),
+        null=True,
+        blank=True,
+        help_text=_("rc: promotion to latest; deprecated: withdrawal (Sunset)."),
     )
+    upstream_version = models.CharField(_("announced upstream build"), max_length=64, blank=True)
+    # Other public model ids to try, in order, when every deployment of this
+    # one fails; a model with fallbacks and no deployments is an alias.
+    fallbacks = models.JSONField(_("fallbacks"), default=list, blank=True)
+    # Per-key defaults for this model (a key's own model_limits override them).
+    key_rpm_limit = models.PositiveIntegerField(
+        _("requests per minute per key"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    key_tpm_limit = models.PositiveIntegerField(
+        _("tokens per minute per key"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    key_concurrency_limit = models.PositiveIntegerField(
+        _("concurrent requests per key"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    managed = models.BooleanField(_("managed by the catalog file"), default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,3 +152,50 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} via {self.provider}/{self.upstream}"
+
+
+class UsageRecord(models.Model):
+    """What one request did and cost; written in batches off the hot path.
+
+    ``request_id`` is unique so a redelivered record is inserted once.
+    ``attempts`` keeps the chain of upstream attempts (provider, status,
+    error) when routing fell back; only the attempt that served is billed.
+    """
+
+    request_id = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    key = models.ForeignKey(
+        "keys.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    oauth_app = models.CharField(max_length=100, blank=True)
+    endpoint = models.CharField(max_length=32)
+    requested_model = models.CharField(max_length=200)
+    served_model = models.CharField(max_length=200, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    deployment_id = models.BigIntegerField(null=True, blank=True)
+    attempts = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cost_rub = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    stream = models.BooleanField(default=False)
+    # None for non-streams; False when the stream ended early (partial).
+    stream_complete = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("usage record")
+        verbose_name_plural = _("usage records")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="usage_team_created"),
+            models.Index(fields=["key", "-created_at"], name="usage_key_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.served_model or self.requested_model} {self.status}"

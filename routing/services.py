@@ -14,13 +14,32 @@ from django.db import transaction
 
 from providers.registry import PROVIDER_KINDS
 from routing.models import Deployment, Model, Provider
+from routing.versions import CatalogVersionError, expand_versions
 
 logger = logging.getLogger(__name__)
 
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key_env", "options", "enabled"}
 _MODEL_FIELDS = {
-    "id", "name", "type", "provider", "upstream", "deployments", "context_length",
-    "pricing", "enabled", "options",
+    "id",
+    "name",
+    "type",
+    "provider",
+    "upstream",
+    "deployments",
+    "context_length",
+    "pricing",
+    "enabled",
+    "options",
+    # Versioned models (routing/versions.py): a ``versions`` block, or the
+    # per-branch fields it expands into.
+    "versions",
+    "deprecated",
+    "since",
+    "until",
+    "model_version",
+    # Routing: models to fall back to (alone: an alias), per-key defaults.
+    "fallbacks",
+    "limits",
 }
 _DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled"}
 
@@ -108,7 +127,12 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         providers_seen[name] = provider
 
     models_seen: set[str] = set()
-    for i, raw in enumerate(data.get("models") or []):
+    fallback_refs: list[tuple[str, str]] = []
+    try:
+        model_entries = expand_versions(data.get("models") or [])
+    except CatalogVersionError as exc:
+        raise CatalogError(str(exc)) from None
+    for i, raw in enumerate(model_entries):
         where = f"models[{i}]"
         entry = _check_fields(raw, _MODEL_FIELDS, where)
         model_id = entry.get("id")
@@ -127,10 +151,29 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         model.prompt_price = _price(pricing.get("prompt"), f"{where}.pricing.prompt")
         model.completion_price = _price(pricing.get("completion"), f"{where}.pricing.completion")
         model.enabled = bool(entry.get("enabled", True))
+        model.deprecated = bool(entry.get("deprecated", False))
+        model.version_since = entry.get("since")
+        model.version_until = entry.get("until")
+        model.upstream_version = str(entry.get("model_version") or "")
+        fallbacks = entry.get("fallbacks") or []
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+            raise CatalogError(f"{where}.fallbacks: expected a list of model ids")
+        model.fallbacks = fallbacks
+        limits = entry.get("limits") or {}
+        if not isinstance(limits, dict) or set(limits) - {"rpm", "tpm", "concurrency"}:
+            raise CatalogError(f"{where}.limits: expected {{rpm, tpm, concurrency}}")
+        model.key_rpm_limit = limits.get("rpm")
+        model.key_tpm_limit = limits.get("tpm")
+        model.key_concurrency_limit = limits.get("concurrency")
         model.managed = True
         _full_clean(model, where)
         model.save()
+        fallback_refs.extend((where, f) for f in fallbacks)
 
+        if fallbacks and not any(k in entry for k in ("deployments", "provider", "upstream")):
+            # An alias: served only through its fallbacks.
+            Deployment.objects.filter(model=model).update(enabled=False)
+            continue
         if "deployments" in entry:
             if "provider" in entry or "upstream" in entry:
                 raise CatalogError(f"{where}: give either provider/upstream or deployments")
@@ -165,12 +208,19 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
             keep.append(deployment.pk)
         Deployment.objects.filter(model=model).exclude(pk__in=keep).update(enabled=False)
 
-    retired = Model.objects.filter(managed=True, enabled=True).exclude(
-        model_id__in=models_seen
-    ).update(enabled=False)
-    retired += Provider.objects.filter(managed=True, enabled=True).exclude(
-        name__in=providers_seen
-    ).update(enabled=False)
+    for where, target in fallback_refs:
+        if target not in models_seen and not Model.objects.filter(model_id=target).exists():
+            raise CatalogError(f"{where}.fallbacks: unknown model {target!r}")
+    retired = (
+        Model.objects.filter(managed=True, enabled=True)
+        .exclude(model_id__in=models_seen)
+        .update(enabled=False)
+    )
+    retired += (
+        Provider.objects.filter(managed=True, enabled=True)
+        .exclude(name__in=providers_seen)
+        .update(enabled=False)
+    )
     # update() sends no signals: bump the version so workers reload.
     from routing.table import catalog_version_bump
 

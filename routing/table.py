@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -55,6 +56,16 @@ class ModelRoute:
     prompt_price: Decimal | None
     completion_price: Decimal | None
     deployments: tuple[DeploymentRoute, ...]
+    # Version lifecycle of ``vendor/model:branch`` ids (routing/versions.py).
+    deprecated: bool = False
+    version_since: date | None = None
+    version_until: date | None = None
+    upstream_version: str = ""
+    # Public ids to fall back to, in order (an alias has only these).
+    fallbacks: tuple[str, ...] = ()
+    key_rpm_limit: int | None = None
+    key_tpm_limit: int | None = None
+    key_concurrency_limit: int | None = None
 
 
 @dataclass(slots=True)
@@ -121,7 +132,9 @@ def _provider_config(provider: Provider) -> ProviderEntry:
         base_url=provider.base_url,
         credential=credential,
         options=options,
-        connect_timeout=float(options.pop("connect_timeout", settings.XROUTER_UPSTREAM_CONNECT_TIMEOUT)),
+        connect_timeout=float(
+            options.pop("connect_timeout", settings.XROUTER_UPSTREAM_CONNECT_TIMEOUT)
+        ),
         read_timeout=float(options.pop("read_timeout", settings.XROUTER_UPSTREAM_READ_TIMEOUT)),
         pool_size=int(options.pop("pool_size", settings.XROUTER_UPSTREAM_POOL_SIZE)),
     )
@@ -157,8 +170,52 @@ def build_table(version: str) -> RoutingTable:
             prompt_price=model.prompt_price,
             completion_price=model.completion_price,
             deployments=tuple(routes),
+            deprecated=model.deprecated,
+            version_since=model.version_since,
+            version_until=model.version_until,
+            upstream_version=model.upstream_version,
+            fallbacks=tuple(model.fallbacks or ()),
+            key_rpm_limit=model.key_rpm_limit,
+            key_tpm_limit=model.key_tpm_limit,
+            key_concurrency_limit=model.key_concurrency_limit,
         )
+    _add_builtin_aliases(table)
     return table
+
+
+def _add_builtin_aliases(table: RoutingTable) -> None:
+    """Add ``xrouter/auto`` and ``xrouter/cheap`` unless the catalog defines them.
+
+    ``auto`` tries every chat model in catalog order; ``cheap`` the same
+    models from the lowest price per 1K prompt + completion tokens up.
+    """
+    chat = [r for r in table.models.values() if r.type == "chat" and r.deployments]
+    if not chat:
+        return
+
+    def price(route: ModelRoute) -> Decimal:
+        unknown = Decimal("1e9")  # unpriced models go last
+        prompt = route.prompt_price if route.prompt_price is not None else unknown
+        completion = route.completion_price if route.completion_price is not None else unknown
+        return prompt + completion
+
+    aliases = {
+        "xrouter/auto": [r.model_id for r in chat],
+        "xrouter/cheap": [r.model_id for r in sorted(chat, key=price)],
+    }
+    for alias, targets in aliases.items():
+        if alias not in table.models:
+            table.models[alias] = ModelRoute(
+                model_id=alias,
+                type="chat",
+                display_name=alias,
+                created=0,
+                context_length=None,
+                prompt_price=None,
+                completion_price=None,
+                deployments=(),
+                fallbacks=tuple(targets),
+            )
 
 
 _table: RoutingTable | None = None
@@ -194,7 +251,9 @@ def get_table() -> RoutingTable:
         version = _shared_version()
         if _table is None or version is None or version != _table.version:
             _table = build_table(version or uuid.uuid4().hex)
-        interval = _SHARED_CHECK_INTERVAL if settings.XROUTER_SHARED_CACHE else _LOCAL_REBUILD_INTERVAL
+        interval = (
+            _SHARED_CHECK_INTERVAL if settings.XROUTER_SHARED_CACHE else _LOCAL_REBUILD_INTERVAL
+        )
         _next_check = time.monotonic() + interval
         return _table
 

@@ -300,9 +300,7 @@ class ChatInput:
 def chat_input(body: Any) -> ChatInput:
     """Validate a ``/v1/chat/completions`` body; raise ``InvalidRequest``."""
     if not isinstance(body, dict):
-        raise InvalidRequest(
-            "The request body must be a JSON object.", code=ErrorCode.INVALID_JSON
-        )
+        raise InvalidRequest("The request body must be a JSON object.", code=ErrorCode.INVALID_JSON)
     model = model_id(body)
     messages = _messages(body)
     stream = bool(_boolean(body, "stream", False))
@@ -359,9 +357,7 @@ class EmbeddingInput:
 def embedding_input(body: Any) -> EmbeddingInput:
     """Validate a ``/v1/embeddings`` body; raise ``InvalidRequest``."""
     if not isinstance(body, dict):
-        raise InvalidRequest(
-            "The request body must be a JSON object.", code=ErrorCode.INVALID_JSON
-        )
+        raise InvalidRequest("The request body must be a JSON object.", code=ErrorCode.INVALID_JSON)
     model = model_id(body)
     raw = body.get("input")
     if raw is None:
@@ -370,12 +366,12 @@ def embedding_input(body: Any) -> EmbeddingInput:
         inputs = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(item, str) for item in raw):
         inputs = raw
-    elif isinstance(raw, list) and raw and all(
-        isinstance(item, int | list) and not isinstance(item, bool) for item in raw
+    elif (
+        isinstance(raw, list)
+        and raw
+        and all(isinstance(item, int | list) and not isinstance(item, bool) for item in raw)
     ):
-        raise _value_error(
-            "input", "token arrays are not supported by these providers; send text."
-        )
+        raise _value_error("input", "token arrays are not supported by these providers; send text.")
     else:
         raise _type_error("input", "a string or a non-empty array of strings", raw)
     if len(inputs) > MAX_EMBEDDING_INPUTS:

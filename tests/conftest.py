@@ -9,6 +9,7 @@ behaviour matters.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +21,9 @@ from accounts.models import Team
 from accounts.services import team_get_or_create
 from keys import activity, auth
 from keys.services import CreatedKey, api_key_create
-from routing import table
+from routing import health, table, usage
+from routing.breaker import breakers
+from routing.limits import limiter
 from routing.services import catalog_load, parse_catalog
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -31,15 +34,22 @@ def _fresh_caches() -> Iterator[None]:
     """Each test starts with empty key caches and no routing table."""
     auth.clear_local_cache()
     table.reset_table()
-    try:
+    usage.reset()
+    limiter.reset()
+    breakers.reset()
+    health.reset()
+    # A test may have stopped Redis on purpose.
+    with contextlib.suppress(Exception):
         cache.clear()
-    except Exception:  # a test may have stopped Redis on purpose
-        pass
     yield
     auth.clear_local_cache()
     table.reset_table()
     # Nothing to write at interpreter exit, when the test database is gone.
     activity._pending.clear()
+    usage.reset()
+    limiter.reset()
+    breakers.reset()
+    health.reset()
 
 
 @pytest.fixture
@@ -164,8 +174,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         for marker in item.iter_markers(name="skip"):
-            item.add_marker(pytest.mark.xfail(reason=f"skip in CI: {marker.kwargs}", strict=True,
-                                              run=False))
+            item.add_marker(
+                pytest.mark.xfail(reason=f"skip in CI: {marker.kwargs}", strict=True, run=False)
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -73,8 +73,9 @@ def running_gateway(
     timeout: float = 30.0,
 ) -> Iterator[Gateway]:
     """Start gunicorn with the repo's config; stop it on exit."""
-    if connection.settings_dict["ENGINE"] == "django.db.backends.sqlite3" and \
-            connection.settings_dict["NAME"].startswith("file:"):
+    if connection.settings_dict[
+        "ENGINE"
+    ] == "django.db.backends.sqlite3" and connection.settings_dict["NAME"].startswith("file:"):
         raise RuntimeError("the gateway processes need a file or PostgreSQL test database")
     port = free_port()
     full_env = dict(os.environ)
@@ -93,8 +94,14 @@ def running_gateway(
     log_path = log_dir / f"gateway-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "deploy" / "gunicorn.conf.py"),
-             "xrouter_site.wsgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(REPO_ROOT / "deploy" / "gunicorn.conf.py"),
+                "xrouter_site.wsgi:application",
+            ],
             cwd=REPO_ROOT,
             env=full_env,
             stdout=log,

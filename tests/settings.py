@@ -16,3 +16,6 @@ STORAGES = {
 SECURE_SSL_REDIRECT = False
 # Tests flush explicitly; no background writer racing the test database.
 XROUTER_LAST_USED_FLUSH_SECONDS = 3600.0
+# The usage consumer would write from a background thread while tests hold
+# the database; tests consume explicitly (routing.usage.StreamSink.consume_once).
+XROUTER_USAGE_CONSUMER = False

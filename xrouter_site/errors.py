@@ -101,9 +101,7 @@ class AuthenticationFailed(XRouterError):
     http_status = 401
     type = "invalid_request_error"
     code = ErrorCode.INVALID_API_KEY
-    default_message = (
-        "Invalid API key. Pass a valid key as 'Authorization: Bearer <key>'."
-    )
+    default_message = "Invalid API key. Pass a valid key as 'Authorization: Bearer <key>'."
 
     def __init__(self, reason: str = "invalid") -> None:
         super().__init__(headers={"WWW-Authenticate": 'Bearer realm="xrouter"'})
@@ -164,9 +162,7 @@ def json_response(
     payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> HttpResponse:
     """Serialise ``payload`` with orjson into an ``application/json`` response."""
-    response = HttpResponse(
-        orjson.dumps(payload), status=status, content_type="application/json"
-    )
+    response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
     if headers:
         for name, value in headers.items():
             response[name] = value

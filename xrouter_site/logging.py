@@ -22,8 +22,19 @@ _SECRET_PATTERNS = [
     re.compile(r"\bAQVN[0-9A-Za-z_-]{20,}"),
 ]
 _SENSITIVE_KEYS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie",
-     "api_key", "password", "secret", "token", "access_token", "refresh_token"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "cookie",
+        "set-cookie",
+        "api_key",
+        "password",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+    }
 )
 REDACTED = "[redacted]"
 
@@ -60,7 +71,9 @@ class RedactSecretsFilter(logging.Filter):
                 record.args = tuple(redact(a) for a in record.args)
         for name, value in list(vars(record).items()):
             if name not in _RECORD_ATTRS:
-                setattr(record, name, REDACTED if name.lower() in _SENSITIVE_KEYS else redact(value))
+                setattr(
+                    record, name, REDACTED if name.lower() in _SENSITIVE_KEYS else redact(value)
+                )
         return True
 
 

@@ -19,7 +19,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Placeholder that only local development may use; a system check
 # (xrouter_site.checks) refuses it when DEBUG is off.
-INSECURE_SECRET_KEY = "django-insecure-xrouter-local-development-only"
+INSECURE_SECRET_KEY = "django-insecure-xrouter-local-development-only"  # noqa: S105
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -295,12 +295,43 @@ XROUTER_LIMITER_TIMEOUT = env_float("XROUTER_LIMITER_TIMEOUT", 0.05)
 # After a Redis failure, use the in-process limiter this long before retrying.
 XROUTER_LIMITER_RETRY_SECONDS = env_float("XROUTER_LIMITER_RETRY_SECONDS", 1.0)
 # While Redis is down each process enforces limit / share (share = workers).
-XROUTER_LIMITER_FALLBACK_SHARE = max(1, env_int("XROUTER_LIMITER_FALLBACK_SHARE",
-                                                env_int("WEB_CONCURRENCY", 2)))
+XROUTER_LIMITER_FALLBACK_SHARE = max(
+    1, env_int("XROUTER_LIMITER_FALLBACK_SHARE", env_int("WEB_CONCURRENCY", 2))
+)
 # Budgets checked without Redis may be overshot by this fraction at most.
 XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
+# Completion tokens reserved for a request that sets no max_tokens.
+XROUTER_DEFAULT_COMPLETION_ESTIMATE = env_int("XROUTER_DEFAULT_COMPLETION_ESTIMATE", 1024)
 # A concurrency slot expires this long after its last renewal.
 XROUTER_LEASE_TTL_SECONDS = env_int("XROUTER_LEASE_TTL_SECONDS", 60)
+
+# --- Usage records -------------------------------------------------------------
+# With Redis, records go through a capped stream (durable across worker
+# crashes) that every worker consumes; without it, a bounded in-process
+# buffer flushed every XROUTER_USAGE_FLUSH_SECONDS.
+XROUTER_USAGE_REDIS_URL = env_str("XROUTER_USAGE_REDIS_URL", REDIS_URL)
+XROUTER_USAGE_STREAM_MAXLEN = env_int("XROUTER_USAGE_STREAM_MAXLEN", 1_000_000)
+XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", True)
+XROUTER_USAGE_CLAIM_IDLE_SECONDS = env_float("XROUTER_USAGE_CLAIM_IDLE_SECONDS", 30.0)
+XROUTER_USAGE_BUFFER_SIZE = env_int("XROUTER_USAGE_BUFFER_SIZE", 100_000)
+XROUTER_USAGE_FLUSH_SECONDS = env_float("XROUTER_USAGE_FLUSH_SECONDS", 1.0)
+
+# --- Routing ---------------------------------------------------------------------
+# Upstream attempts per request (the first included), and the wall-clock
+# budget they all share; backoff between attempts is full-jitter exponential.
+XROUTER_MAX_ATTEMPTS = env_int("XROUTER_MAX_ATTEMPTS", 3)
+XROUTER_REQUEST_DEADLINE_SECONDS = env_float("XROUTER_REQUEST_DEADLINE_SECONDS", 300.0)
+XROUTER_RETRY_BACKOFF_BASE_SECONDS = env_float("XROUTER_RETRY_BACKOFF_BASE_SECONDS", 0.025)
+XROUTER_RETRY_BACKOFF_MAX_SECONDS = env_float("XROUTER_RETRY_BACKOFF_MAX_SECONDS", 1.0)
+# Circuit breaker per deployment: open after N retryable failures within the
+# window, for a cooldown that doubles on each re-opening.
+XROUTER_BREAKER_FAILURES = env_int("XROUTER_BREAKER_FAILURES", 5)
+XROUTER_BREAKER_WINDOW_SECONDS = env_float("XROUTER_BREAKER_WINDOW_SECONDS", 30.0)
+XROUTER_BREAKER_COOLDOWN_SECONDS = env_float("XROUTER_BREAKER_COOLDOWN_SECONDS", 10.0)
+XROUTER_BREAKER_MAX_COOLDOWN_SECONDS = env_float("XROUTER_BREAKER_MAX_COOLDOWN_SECONDS", 300.0)
+XROUTER_BREAKER_PROBE_SECONDS = env_float("XROUTER_BREAKER_PROBE_SECONDS", 30.0)
+# Health probes of every deployment (Celery beat, or in-process without a broker).
+XROUTER_HEALTH_INTERVAL_SECONDS = env_float("XROUTER_HEALTH_INTERVAL_SECONDS", 30.0)
 
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)

@@ -37,5 +37,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
         logger.warning("readiness: cache unreachable", exc_info=True)
         checks["cache"] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -21,7 +21,9 @@ def post(gateway: LiveGateway, path: str, body: Any, **kwargs: Any) -> requests.
     return requests.post(gateway.url + path, data=data, headers=headers, timeout=10, **kwargs)
 
 
-def assert_error(response: requests.Response, status: int, code: str, param: str | None = None) -> None:
+def assert_error(
+    response: requests.Response, status: int, code: str, param: str | None = None
+) -> None:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["X-Request-ID"]
@@ -43,16 +45,31 @@ def assert_error(response: requests.Response, status: int, code: str, param: str
         ({"model": "local/mock"}, "missing_required_parameter", "messages"),
         ({"model": "local/mock", "messages": "hi"}, "invalid_type", "messages"),
         ({"model": "local/mock", "messages": []}, "invalid_value", "messages"),
-        ({"model": "local/mock", "messages": [{"content": "x"}]}, "missing_required_parameter",
-         "messages[0].role"),
-        ({"model": "local/mock", "messages": [{"role": "wizard", "content": "x"}]}, "invalid_value",
-         "messages[0].role"),
-        ({"model": "local/mock", "messages": [{"role": "user", "content": 5}]}, "invalid_type",
-         "messages[0].content"),
-        ({"model": "local/mock", "messages": [{"role": "user"}]}, "missing_required_parameter",
-         "messages[0].content"),
-        ({"model": "local/mock", "messages": [{"role": "tool", "content": "x"}]},
-         "missing_required_parameter", "messages[0].tool_call_id"),
+        (
+            {"model": "local/mock", "messages": [{"content": "x"}]},
+            "missing_required_parameter",
+            "messages[0].role",
+        ),
+        (
+            {"model": "local/mock", "messages": [{"role": "wizard", "content": "x"}]},
+            "invalid_value",
+            "messages[0].role",
+        ),
+        (
+            {"model": "local/mock", "messages": [{"role": "user", "content": 5}]},
+            "invalid_type",
+            "messages[0].content",
+        ),
+        (
+            {"model": "local/mock", "messages": [{"role": "user"}]},
+            "missing_required_parameter",
+            "messages[0].content",
+        ),
+        (
+            {"model": "local/mock", "messages": [{"role": "tool", "content": "x"}]},
+            "missing_required_parameter",
+            "messages[0].tool_call_id",
+        ),
         ({**GOOD, "temperature": "hot"}, "invalid_type", "temperature"),
         ({**GOOD, "temperature": 2.5}, "invalid_value", "temperature"),
         ({**GOOD, "top_p": True}, "invalid_type", "top_p"),
@@ -80,12 +97,17 @@ def test_bad_chat_bodies(gateway: LiveGateway, body: Any, code: str, param: str 
         ({"model": "local/embed", "input": []}, "invalid_type", "input"),
         ({"model": "local/embed", "input": [[1, 2]]}, "invalid_value", "input"),
         ({"model": "local/embed", "input": [""]}, "invalid_value", "input"),
-        ({"model": "local/embed", "input": "x", "encoding_format": "hex"}, "invalid_value",
-         "encoding_format"),
+        (
+            {"model": "local/embed", "input": "x", "encoding_format": "hex"},
+            "invalid_value",
+            "encoding_format",
+        ),
         ({"model": "local/mock", "input": "x"}, "unsupported_operation", "model"),
     ],
 )
-def test_bad_embedding_bodies(gateway: LiveGateway, body: Any, code: str, param: str | None) -> None:
+def test_bad_embedding_bodies(
+    gateway: LiveGateway, body: Any, code: str, param: str | None
+) -> None:
     assert_error(post(gateway, "/v1/embeddings", body), 400, code, param)
 
 
@@ -95,7 +117,9 @@ def test_chat_model_used_for_embeddings_is_refused_the_other_way(gateway: LiveGa
 
 
 def test_unknown_model(gateway: LiveGateway) -> None:
-    assert_error(post(gateway, CHAT, {**GOOD, "model": "x/unknown"}), 404, "model_not_found", "model")
+    assert_error(
+        post(gateway, CHAT, {**GOOD, "model": "x/unknown"}), 404, "model_not_found", "model"
+    )
 
 
 def test_body_over_the_limit_is_413_without_reading_it(gateway: LiveGateway, settings: Any) -> None:
@@ -105,12 +129,16 @@ def test_body_over_the_limit_is_413_without_reading_it(gateway: LiveGateway, set
 
 
 def test_wrong_content_type_is_415(gateway: LiveGateway) -> None:
-    response = post(gateway, CHAT, "model=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = post(
+        gateway, CHAT, "model=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert_error(response, 415, "unsupported_media_type")
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", CHAT), ("PUT", "/v1/embeddings"),
-                                              ("DELETE", "/v1/models"), ("POST", "/v1/models")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", CHAT), ("PUT", "/v1/embeddings"), ("DELETE", "/v1/models"), ("POST", "/v1/models")],
+)
 def test_wrong_method_is_405(gateway: LiveGateway, method: str, path: str) -> None:
     response = requests.request(method, gateway.url + path, headers=gateway.headers, timeout=10)
     assert_error(response, 405, "method_not_allowed")
@@ -124,22 +152,32 @@ def test_unknown_path_is_404_json(gateway: LiveGateway) -> None:
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not-a-key",
-     "Bearer xr_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-key",
+        "Bearer xr_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ],
 )
 def test_missing_or_invalid_key_is_401(gateway: LiveGateway, authorization: str | None) -> None:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    response = requests.post(gateway.url + CHAT, data=orjson.dumps(GOOD), headers=headers, timeout=10)
+    response = requests.post(
+        gateway.url + CHAT, data=orjson.dumps(GOOD), headers=headers, timeout=10
+    )
     assert_error(response, 401, "invalid_api_key")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_key_in_the_query_string_is_not_accepted(gateway: LiveGateway) -> None:
     response = requests.post(
-        gateway.url + CHAT + f"?api_key={gateway.key}", data=orjson.dumps(GOOD),
-        headers={"Content-Type": "application/json"}, timeout=10,
+        gateway.url + CHAT + f"?api_key={gateway.key}",
+        data=orjson.dumps(GOOD),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
     )
     assert_error(response, 401, "invalid_api_key")
 
@@ -163,17 +201,24 @@ def test_expired_key_is_401(gateway: LiveGateway, make_key: Any) -> None:
     headers = {"Authorization": f"Bearer {created.plaintext}"}
     assert requests.get(gateway.url + "/v1/models", headers=headers, timeout=10).status_code == 200
     time.sleep(1.6)
-    assert_error(requests.get(gateway.url + "/v1/models", headers=headers, timeout=10), 401,
-                 "invalid_api_key")
+    assert_error(
+        requests.get(gateway.url + "/v1/models", headers=headers, timeout=10),
+        401,
+        "invalid_api_key",
+    )
 
 
 def test_request_id_is_echoed_when_sane_and_replaced_when_not(gateway: LiveGateway) -> None:
-    sane = requests.get(gateway.url + "/v1/models",
-                        headers={**gateway.headers, "X-Request-ID": "abc-123.x:y"}, timeout=10)
+    sane = requests.get(
+        gateway.url + "/v1/models",
+        headers={**gateway.headers, "X-Request-ID": "abc-123.x:y"},
+        timeout=10,
+    )
     assert sane.headers["X-Request-ID"] == "abc-123.x:y"
     for bad in ["x" * 200, "has space", "new\\nline"]:
-        replaced = requests.get(gateway.url + "/v1/models",
-                                headers={**gateway.headers, "X-Request-ID": bad}, timeout=10)
+        replaced = requests.get(
+            gateway.url + "/v1/models", headers={**gateway.headers, "X-Request-ID": bad}, timeout=10
+        )
         assert replaced.headers["X-Request-ID"] != bad
         assert len(replaced.headers["X-Request-ID"]) == 32
 

@@ -16,15 +16,20 @@ BODY = {"model": "local/mock", "messages": [{"role": "user", "content": "сек�
 
 
 @pytest.fixture
-def client_and_key(db: None, load_catalog: Any, make_key: Any, upstream_control: Any,
-                   upstream: Any) -> tuple[Client, str]:
+def client_and_key(
+    db: None, load_catalog: Any, make_key: Any, upstream_control: Any, upstream: Any
+) -> tuple[Client, str]:
     load_catalog(openai_catalog(upstream.base_url))
     return Client(), make_key().plaintext
 
 
 def _post(client: Client, key: str, body: dict[str, Any]) -> Any:
-    return client.post("/v1/chat/completions", data=orjson.dumps(body),
-                       content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client.post(
+        "/v1/chat/completions",
+        data=orjson.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
 
 
 def test_warm_proxied_request_runs_no_query(
@@ -72,7 +77,11 @@ def test_one_json_access_line_without_secrets_or_prompt(
     line = orjson.loads(records[0])
     assert line["request_id"] == response["X-Request-ID"]
     assert (line["status"], line["model"], line["provider"], line["team"]) == (
-        200, "local/mock", "local", "acme")
+        200,
+        "local/mock",
+        "local",
+        "acme",
+    )
     assert line["key_prefix"] == key[:12]
     assert line["prompt_tokens"] > 0 and line["completion_tokens"] > 0
     assert line["latency_ms"] >= line["upstream_ms"] > 0
@@ -90,4 +99,6 @@ def test_redaction_masks_credentials_everywhere() -> None:
     for secret in (key, "abc.def", "t1." + "x" * 30, "AQVN" + "y" * 30):
         assert secret not in masked
     assert redact({"Authorization": "anything", "nested": [key]}) == {
-        "Authorization": "[redacted]", "nested": ["[redacted]"]}
+        "Authorization": "[redacted]",
+        "nested": ["[redacted]"],
+    }

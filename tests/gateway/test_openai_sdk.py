@@ -67,21 +67,25 @@ def test_streaming_without_usage_sends_no_usage_chunk(gateway: LiveGateway) -> N
 
 def test_tool_call_round_trip(gateway: LiveGateway) -> None:
     client = gateway.client()
-    tools = [{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Moscow?"}]
     first = client.chat.completions.create(model="local/mock", messages=messages, tools=tools)
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather"
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "-3°C, snow"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "-3°C, snow"},
+    ]
     second = client.chat.completions.create(model="local/mock", messages=messages, tools=tools)
     assert "-3°C, snow" in second.choices[0].message.content
 
@@ -89,8 +93,9 @@ def test_tool_call_round_trip(gateway: LiveGateway) -> None:
 def test_embeddings_float_and_base64(gateway: LiveGateway) -> None:
     client = gateway.client()
     default = client.embeddings.create(model="local/embed", input=["один", "два"])
-    floats = client.embeddings.create(model="local/embed", input=["один", "два"],
-                                      encoding_format="float")
+    floats = client.embeddings.create(
+        model="local/embed", input=["один", "два"], encoding_format="float"
+    )
     assert len(default.data) == 2
     assert [round(x, 5) for x in default.data[0].embedding] == [
         round(x, 5) for x in floats.data[0].embedding
@@ -102,7 +107,7 @@ def test_embeddings_float_and_base64(gateway: LiveGateway) -> None:
 def test_models_list_and_retrieve(gateway: LiveGateway) -> None:
     client = gateway.client()
     ids = [m.id for m in client.models.list()]
-    assert ids == ["local/embed", "local/mock"]
+    assert ids == ["local/embed", "local/mock", "xrouter/auto", "xrouter/cheap"]
     assert client.models.retrieve("local/mock").id == "local/mock"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("local/nope")
@@ -111,7 +116,9 @@ def test_models_list_and_retrieve(gateway: LiveGateway) -> None:
 def test_invalid_key_is_authentication_error(gateway: LiveGateway) -> None:
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="xr_live_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
-        client.chat.completions.create(model="local/mock", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="local/mock", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.code == "invalid_api_key"
 
 
@@ -137,7 +144,9 @@ def test_model_outside_the_key_allowlist_is_permission_denied(
     limited = make_key(allowed_models=["local/embed"])
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=limited.plaintext, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError) as info:
-        client.chat.completions.create(model="local/mock", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="local/mock", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.code == "model_not_allowed"
     assert [m.id for m in client.models.list()] == ["local/embed"]
 
@@ -156,8 +165,12 @@ def test_model_outside_the_key_allowlist_is_permission_denied(
     ],
 )
 def test_upstream_faults_map_to_sdk_errors(
-    gateway: LiveGateway, upstream_control: Any, settings: Any, fault: str,
-    exception: type[Exception], status: int,
+    gateway: LiveGateway,
+    upstream_control: Any,
+    settings: Any,
+    fault: str,
+    exception: type[Exception],
+    status: int,
 ) -> None:
     from routing.table import reset_table
 
@@ -180,9 +193,11 @@ def test_upstream_error_before_the_first_chunk_is_an_http_error(
 ) -> None:
     upstream_control.set_config(fault="http_503")
     with pytest.raises(openai.InternalServerError) as info:
-        list(gateway.client().chat.completions.create(
-            model="local/mock", messages=[{"role": "user", "content": "x"}], stream=True
-        ))
+        list(
+            gateway.client().chat.completions.create(
+                model="local/mock", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
     assert info.value.status_code == 503
 
 

@@ -31,7 +31,11 @@ def _hit_every_worker(url: str, headers: dict[str, str], workers: int) -> None:
 
 @pytest.mark.parametrize("shared_cache", [True, False], ids=["redis", "zero-config"])
 def test_revocation_reaches_every_worker_within_one_second(
-    transactional_db: None, make_key: Any, load_catalog: Any, upstream: Any, shared_cache: bool,
+    transactional_db: None,
+    make_key: Any,
+    load_catalog: Any,
+    upstream: Any,
+    shared_cache: bool,
 ) -> None:
     load_catalog(openai_catalog(upstream.base_url))
     created = make_key()
@@ -45,16 +49,23 @@ def test_revocation_reaches_every_worker_within_one_second(
         revoked_at = time.monotonic()
         late_successes = []
         while (elapsed := time.monotonic() - revoked_at) < 2.0:
-            status = requests.get(gateway.url + "/v1/models", headers=headers, timeout=5).status_code
+            status = requests.get(
+                gateway.url + "/v1/models", headers=headers, timeout=5
+            ).status_code
             if status == 200 and elapsed > 1.0:
                 late_successes.append(round(elapsed, 3))
             time.sleep(0.01)
         assert late_successes == []
-        assert requests.get(gateway.url + "/v1/models", headers=headers, timeout=5).status_code == 401
+        assert (
+            requests.get(gateway.url + "/v1/models", headers=headers, timeout=5).status_code == 401
+        )
 
 
 def test_client_disconnect_closes_the_upstream_stream(
-    transactional_db: None, make_key: Any, load_catalog: Any, upstream: Any,
+    transactional_db: None,
+    make_key: Any,
+    load_catalog: Any,
+    upstream: Any,
 ) -> None:
     load_catalog(openai_catalog(upstream.base_url))
     upstream.control.reset()
@@ -68,7 +79,8 @@ def test_client_disconnect_closes_the_upstream_stream(
             sock.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
-                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
             )
             received = b""
             while received.count(b"data: ") < 3:
@@ -86,8 +98,11 @@ def test_client_disconnect_closes_the_upstream_stream(
             assert stats["open_streams"] == 0
             # The gateway logged the stream as partial.
             time.sleep(0.2)
-            lines = [orjson.loads(line) for line in gateway.log().splitlines()
-                     if line.startswith("{") and '"xrouter.access"' in line]
+            lines = [
+                orjson.loads(line)
+                for line in gateway.log().splitlines()
+                if line.startswith("{") and '"xrouter.access"' in line
+            ]
             stream_lines = [line for line in lines if line.get("stream")]
             assert stream_lines and stream_lines[-1]["stream_complete"] is False
     finally:
@@ -95,7 +110,10 @@ def test_client_disconnect_closes_the_upstream_stream(
 
 
 def test_stream_cut_by_upstream_reaches_the_client_as_an_error_event(
-    transactional_db: None, make_key: Any, load_catalog: Any, upstream: Any,
+    transactional_db: None,
+    make_key: Any,
+    load_catalog: Any,
+    upstream: Any,
 ) -> None:
     load_catalog(openai_catalog(upstream.base_url))
     upstream.control.reset()
@@ -104,9 +122,11 @@ def test_stream_cut_by_upstream_reaches_the_client_as_an_error_event(
     try:
         with running_gateway(workers=1) as gateway:
             response = requests.post(
-                gateway.url + "/v1/chat/completions", data=orjson.dumps({**BODY, "stream": True}),
+                gateway.url + "/v1/chat/completions",
+                data=orjson.dumps({**BODY, "stream": True}),
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                timeout=10, stream=True,
+                timeout=10,
+                stream=True,
             )
             events = [line for line in response.iter_lines() if line.startswith(b"data: ")]
             assert len(events) >= 2
@@ -118,7 +138,10 @@ def test_stream_cut_by_upstream_reaches_the_client_as_an_error_event(
 
 
 def test_gateway_serves_many_concurrent_streams(
-    transactional_db: None, make_key: Any, load_catalog: Any, upstream: Any,
+    transactional_db: None,
+    make_key: Any,
+    load_catalog: Any,
+    upstream: Any,
 ) -> None:
     """Streams are relayed concurrently by gevent, not one after another."""
     from concurrent.futures import ThreadPoolExecutor
@@ -130,9 +153,13 @@ def test_gateway_serves_many_concurrent_streams(
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def one(_: int) -> int:
-        response = requests.post(gateway.url + "/v1/chat/completions",
-                                 data=orjson.dumps({**BODY, "stream": True}), headers=headers,
-                                 timeout=20, stream=True)
+        response = requests.post(
+            gateway.url + "/v1/chat/completions",
+            data=orjson.dumps({**BODY, "stream": True}),
+            headers=headers,
+            timeout=20,
+            stream=True,
+        )
         return sum(1 for line in response.iter_lines() if line == b"data: [DONE]")
 
     try:

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core.cache import cache
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from keys import auth, tokens

@@ -57,16 +57,24 @@ def test_revoke_is_idempotent(team: Team) -> None:
 
 def test_rotate_keeps_settings_and_revokes_the_old_key(team: Team) -> None:
     old = api_key_create(
-        team=team, name="svc", rpm_limit=10, tpm_limit=1000, budget_rub=Decimal("12.50"),
+        team=team,
+        name="svc",
+        rpm_limit=10,
+        tpm_limit=1000,
+        budget_rub=Decimal("12.50"),
         allowed_models=["local/mock"],
     ).api_key
     new = api_key_rotate(api_key=old)
     old.refresh_from_db()
     assert old.revoked_at is not None
     fresh = new.api_key
-    assert (fresh.name, fresh.rpm_limit, fresh.tpm_limit, fresh.budget_rub, fresh.allowed_models) == (
-        "svc", 10, 1000, Decimal("12.50"), ["local/mock"]
-    )
+    assert (
+        fresh.name,
+        fresh.rpm_limit,
+        fresh.tpm_limit,
+        fresh.budget_rub,
+        fresh.allowed_models,
+    ) == ("svc", 10, 1000, Decimal("12.50"), ["local/mock"])
     assert fresh.key_hash != old.key_hash
     with pytest.raises(ValidationError, match="revoked"):
         api_key_rotate(api_key=old)
@@ -87,8 +95,21 @@ def test_update_changes_only_allowed_fields(team: Team) -> None:
 def test_createapikey_prints_only_the_key() -> None:
     out = StringIO()
     call_command(
-        "createapikey", "--team", "new-team", "--name", "script", "--rpm", "60", "--tpm", "5000",
-        "--budget", "99.90", "--expires", "2099-01-01T00:00:00Z", "--models", "a/b, c/d",
+        "createapikey",
+        "--team",
+        "new-team",
+        "--name",
+        "script",
+        "--rpm",
+        "60",
+        "--tpm",
+        "5000",
+        "--budget",
+        "99.90",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--models",
+        "a/b, c/d",
         stdout=out,
     )
     plaintext = out.getvalue().strip()

@@ -29,7 +29,11 @@ def test_the_documented_minimal_catalog_loads(tmp_path) -> None:  # type: ignore
     result = catalog_load_file(path)
     assert (result.providers, result.models) == (1, 1)
     provider = Provider.objects.get()
-    assert (provider.name, provider.kind, provider.api_key_env) == ("local", "openai", "LOCAL_API_KEY")
+    assert (provider.name, provider.kind, provider.api_key_env) == (
+        "local",
+        "openai",
+        "LOCAL_API_KEY",
+    )
     deployment = Deployment.objects.get()
     assert (deployment.model.model_id, deployment.upstream) == ("local/mock", "gpt-mock")
 
@@ -43,11 +47,16 @@ def test_loading_twice_changes_nothing() -> None:
 
 
 def test_models_dropped_from_the_file_are_retired_not_deleted() -> None:
-    catalog_load(parse_catalog(CATALOG + """
+    catalog_load(
+        parse_catalog(
+            CATALOG
+            + """
   - id: local/other
     provider: local
     upstream: gpt-mock-large
-"""))
+"""
+        )
+    )
     result = catalog_load(parse_catalog(CATALOG))
     assert result.retired == 1
     assert Model.objects.get(model_id="local/other").enabled is False
@@ -55,7 +64,8 @@ def test_models_dropped_from_the_file_are_retired_not_deleted() -> None:
 
 def test_full_format_with_pricing_and_deployments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_API_KEY", "x")
-    catalog_load(parse_catalog("""
+    catalog_load(
+        parse_catalog("""
 providers:
   - {name: a, kind: openai, base_url: "http://127.0.0.1:1/v1"}
   - {name: b, kind: openai, base_url: "http://127.0.0.1:2/v1", options: {read_timeout: 7}}
@@ -67,7 +77,8 @@ models:
     deployments:
       - {provider: b, upstream: m2, priority: 1}
       - {provider: a, upstream: m1, priority: 0}
-"""))
+""")
+    )
     model = Model.objects.get()
     assert (model.prompt_price, model.completion_price) == (Decimal("0.25"), Decimal("1.5"))
     reset_table()
@@ -82,12 +93,18 @@ models:
         ("providers: [1]", "expected a mapping"),
         ("[1, 2]", "expected a mapping"),
         ("providers:\n  - {name: x, kind: nope, base_url: 'http://h'}", "kind"),
-        ("providers:\n  - {name: x, kind: openai, base_url: 'http://h', secret: 1}", "unknown field"),
+        (
+            "providers:\n  - {name: x, kind: openai, base_url: 'http://h', secret: 1}",
+            "unknown field",
+        ),
         ("models:\n  - {id: a/b, provider: missing, upstream: u}", "unknown provider"),
         ("models:\n  - {id: a/b}", "unknown provider"),
         ("models:\n  - {id: 'bad id!', provider: p, upstream: u}", "model_id"),
         ("providers:\n  - {name: x, kind: openai, base_url: 'ftp://h/x'}", "base_url"),
-        ("providers:\n  - {name: x, kind: openai, base_url: 'http://h', api_key_env: lower}", "api_key_env"),
+        (
+            "providers:\n  - {name: x, kind: openai, base_url: 'http://h', api_key_env: lower}",
+            "api_key_env",
+        ),
         ("models: [{id: a/b, pricing: {prompt: -1}}]", "negative"),
         ("key: [unclosed", "YAML"),
     ],
@@ -95,8 +112,11 @@ models:
 def test_malformed_catalogs_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(CatalogError, match=message):
         data = parse_catalog(text)
-        catalog_load({"providers": [{"name": "p", "kind": "openai", "base_url": "http://h"}],
-                      **data} if "provider: p" in text else data)
+        catalog_load(
+            {"providers": [{"name": "p", "kind": "openai", "base_url": "http://h"}], **data}
+            if "provider: p" in text
+            else data
+        )
 
 
 def test_a_bad_catalog_changes_nothing() -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from routing.limits import Decision, Limit, Limiter, LocalLimiter, format_duration
 
@@ -180,14 +179,16 @@ def test_local_limiter_has_the_same_semantics() -> None:
     limit = rpm(3)
     assert [local.acquire([limit], str(i)).allowed for i in range(4)] == [True, True, True, False]
     tokens = Limit("t", "key", "tk", 100, 80, 60_000)
-    first = local.acquire([tokens], "a")
+    assert local.acquire([tokens], "a").allowed is True
     assert local.acquire([tokens], "b").allowed is False
     local.settle([tokens], "a", {"tokens": 10})
     assert local.acquire([tokens], "c").allowed is True
 
 
-@pytest.mark.parametrize(("ms", "text"), [(0, "0ms"), (20, "20ms"), (1000, "1s"), (1500, "1.5s"),
-                                          (60_000, "1m0s"), (360_000, "6m0s")])
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(0, "0ms"), (20, "20ms"), (1000, "1s"), (1500, "1.5s"), (60_000, "1m0s"), (360_000, "6m0s")],
+)
 def test_reset_durations_are_formatted_like_openai(ms: int, text: str) -> None:
     assert format_duration(ms) == text
 

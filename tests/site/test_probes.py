@@ -24,11 +24,13 @@ def test_readiness_checks_database_and_cache(client: Client) -> None:
 def test_readiness_fails_when_the_cache_is_down(client: Client, settings: Any) -> None:
     from django.core.cache import caches
 
-    settings.CACHES = {"default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",
-        "OPTIONS": {"socket_connect_timeout": 0.2},
-    }}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
     try:
         response = client.get("/readyz")
     finally:

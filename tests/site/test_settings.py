@@ -20,11 +20,20 @@ PROBE = (
 
 
 def _settings_with(env: dict[str, str]) -> dict[str, object]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
     clean.update(env, DJANGO_SETTINGS_MODULE="xrouter_site.settings")
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=clean, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -38,11 +47,13 @@ def test_zero_config_uses_sqlite_locmem_and_eager_tasks(tmp_path: Path) -> None:
 
 
 def test_environment_switches_to_postgres_redis_and_celery() -> None:
-    assert _settings_with({
-        "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
-    }) == {
+    assert _settings_with(
+        {
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
+        }
+    ) == {
         "db": "django.db.backends.postgresql",
         "cache": "django.core.cache.backends.redis.RedisCache",
         "eager": False,
@@ -54,8 +65,14 @@ def test_environment_switches_to_postgres_redis_and_celery() -> None:
 def test_bad_values_fail_loudly(value: str) -> None:
     env = {k: v for k, v in os.environ.items()}
     env.update(DEBUG=value, DJANGO_SETTINGS_MODULE="xrouter_site.settings")
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode != 0
     assert "ImproperlyConfigured" in out.stderr and "DEBUG" in out.stderr
 
@@ -64,13 +81,23 @@ def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ)
     full.update(env, DJANGO_SETTINGS_MODULE="xrouter_site.settings")
     full.pop("DEBUG", None)
-    return subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=REPO,
-                          env=full, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_production_settings_pass_check_deploy() -> None:
-    out = _check_deploy({"SECRET_KEY": "k" * 20 + "Vq8#zL!m2@pR5^tY7&uI9*oP0(aS3)dF6_gH" * 2,
-                         "ALLOWED_HOSTS": "xrouter.example"})
+    out = _check_deploy(
+        {
+            "SECRET_KEY": "k" * 20 + "Vq8#zL!m2@pR5^tY7&uI9*oP0(aS3)dF6_gH" * 2,
+            "ALLOWED_HOSTS": "xrouter.example",
+        }
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     # The only remark left is HSTS preload, a commitment each operator makes.
     warnings = [line for line in (out.stdout + out.stderr).splitlines() if "(security." in line]

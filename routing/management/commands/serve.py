@@ -88,8 +88,14 @@ class Command(BaseCommand):
             if settings.CELERY_BROKER_URL:
                 self._start_celery(env)
             gunicorn = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(settings.BASE_DIR / "deploy" /
-                 "gunicorn.conf.py"), "xrouter_site.wsgi:application"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    str(settings.BASE_DIR / "deploy" / "gunicorn.conf.py"),
+                    "xrouter_site.wsgi:application",
+                ],
                 env=env,
             )
             self.children.append(gunicorn)
@@ -144,7 +150,13 @@ class Command(BaseCommand):
     def _start_celery(self, env: dict[str, str]) -> None:
         for argv in (
             ["worker", "--loglevel", "INFO", "--concurrency", "2"],
-            ["beat", "--loglevel", "INFO", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")],
+            [
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(settings.VAR_DIR / "celerybeat-schedule"),
+            ],
         ):
             self.children.append(
                 subprocess.Popen(
@@ -167,8 +179,8 @@ class Command(BaseCommand):
                 f"  curl http://{bind}/v1/chat/completions \\",
                 f"    -H 'Authorization: Bearer {demo_key}' \\",
                 "    -H 'Content-Type: application/json' \\",
-                "    -d '{\"model\": \"demo/gpt-mock\", \"messages\": [{\"role\": \"user\", "
-                "\"content\": \"Привет\"}]}'",
+                '    -d \'{"model": "demo/gpt-mock", "messages": [{"role": "user", '
+                '"content": "Привет"}]}\'',
             ]
         out.append(line)
         self.stderr.write("\n".join(out))

@@ -1,0 +1,382 @@
+"""Usage records: one per request, written off the hot path, never twice.
+
+The request path hands a finished :class:`UsageEvent` to :func:`record` and
+moves on. Where the record goes first depends on the deployment:
+
+- **With Redis**: ``XADD`` to a capped Redis stream before the response is
+  returned, so a worker that is killed right after answering has already
+  handed its record over. Every worker runs a consumer (a background
+  greenlet) in one consumer group: it reads batches, bulk-inserts them with
+  ``ON CONFLICT (request_id) DO NOTHING`` and acknowledges only after the
+  commit. Entries a dead worker had read but not acknowledged are claimed
+  by another worker after ``XROUTER_USAGE_CLAIM_IDLE_SECONDS``. Delivery is
+  at least once; the unique request id makes the insert idempotent.
+- **Without Redis** (zero-config), or when an ``XADD`` fails: a bounded
+  in-process buffer flushed at least every second. A full buffer drops the
+  record, counts it in ``xrouter_usage_dropped_total`` and logs an error; a
+  killed worker loses what it buffered since the last flush (at most one
+  flush interval).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from providers.base import Usage
+
+logger = logging.getLogger(__name__)
+
+STREAM_KEY = "xr:usage"
+GROUP = "usage-writers"
+_MICRO = Decimal("0.000001")
+_THOUSAND = Decimal(1000)
+
+
+def cost_rub(
+    prompt_price: Decimal | None, completion_price: Decimal | None, usage: Usage
+) -> Decimal:
+    """Return the cost of ``usage`` at prices per 1,000 tokens, to 1e-6 RUB."""
+    total = Decimal(0)
+    if prompt_price is not None:
+        total += prompt_price * usage.prompt_tokens
+    if completion_price is not None:
+        total += completion_price * usage.completion_tokens
+    return (total / _THOUSAND).quantize(_MICRO, rounding=ROUND_HALF_UP)
+
+
+def to_micro(amount: Decimal) -> int:
+    """Return ``amount`` RUB in micro-roubles (the limiter's budget unit)."""
+    return int((amount / _MICRO).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    created: float
+    team_id: int
+    key_id: int | None
+    endpoint: str
+    requested_model: str
+    served_model: str = ""
+    model_version: str = ""
+    provider: str = ""
+    deployment_id: int | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_rub: str = "0"
+    status: int = 200
+    error_code: str = ""
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    stream: bool = False
+    stream_complete: bool | None = None
+    oauth_app: str = ""
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UsageEvent:
+        return cls(**orjson.loads(raw))
+
+
+def write_events(events: list[UsageEvent]) -> int:
+    """Insert ``events``; a request id already stored is skipped, not doubled."""
+    from routing.models import UsageRecord
+
+    if not events:
+        return 0
+    rows = [
+        UsageRecord(
+            request_id=e.request_id,
+            created_at=datetime.fromtimestamp(e.created, UTC),
+            team_id=e.team_id,
+            key_id=e.key_id,
+            oauth_app=e.oauth_app,
+            endpoint=e.endpoint,
+            requested_model=e.requested_model[:200],
+            served_model=e.served_model,
+            model_version=e.model_version[:100],
+            provider=e.provider,
+            deployment_id=e.deployment_id,
+            attempts=e.attempts,
+            prompt_tokens=e.prompt_tokens,
+            completion_tokens=e.completion_tokens,
+            cached_tokens=e.cached_tokens,
+            cost_rub=Decimal(e.cost_rub),
+            status=e.status,
+            error_code=e.error_code,
+            latency_ms=round(e.latency_ms),
+            ttft_ms=round(e.ttft_ms) if e.ttft_ms is not None else None,
+            stream=e.stream,
+            stream_complete=e.stream_complete,
+        )
+        for e in events
+    ]
+    UsageRecord.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    try:
+        from routing import metrics
+
+        metrics.USAGE_WRITTEN.inc(len(rows))
+    except Exception:
+        logger.debug("metrics unavailable", exc_info=True)
+    return len(rows)
+
+
+class LocalBuffer:
+    """A bounded in-process buffer with a flusher thread."""
+
+    def __init__(self, capacity: int, interval: float) -> None:
+        self.capacity = capacity
+        self.interval = interval
+        self._events: collections.deque[UsageEvent] = collections.deque()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def add(self, event: UsageEvent) -> bool:
+        with self._lock:
+            if len(self._events) >= self.capacity:
+                self.dropped += 1
+                full = True
+            else:
+                self._events.append(event)
+                full = False
+        if full:
+            logger.error(
+                "usage buffer full: record dropped",
+                extra={"request_id": event.request_id, "capacity": self.capacity},
+            )
+            _metric("USAGE_DROPPED", "inc")
+            return False
+        _metric("USAGE_BUFFER_DEPTH", "set", len(self._events))
+        if self._thread is None:
+            self._start()
+        return True
+
+    def flush(self) -> int:
+        with self._lock:
+            batch = list(self._events)
+            self._events.clear()
+        if not batch:
+            return 0
+        try:
+            written = write_events(batch)
+        except Exception:
+            # Put the batch back (bounded) so a database blip loses nothing.
+            logger.exception("usage flush failed; will retry")
+            with self._lock:
+                room = self.capacity - len(self._events)
+                self._events.extendleft(reversed(batch[:room]))
+                self.dropped += max(0, len(batch) - room)
+            raise
+        _metric("USAGE_BUFFER_DEPTH", "set", len(self._events))
+        return written
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="usage-flush", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                close_old_connections()
+                self.flush()
+            except Exception:
+                logger.debug("usage flush will be retried", exc_info=True)
+            finally:
+                connection.close()
+
+
+class StreamSink:
+    """Usage via a Redis stream and a consumer group (see module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        timeout = settings.XROUTER_LIMITER_TIMEOUT
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=max(timeout, 0.2),
+            socket_connect_timeout=max(timeout, 0.2),
+            retry=None,
+        )
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._thread: threading.Thread | None = None
+        self._group_ready = False
+
+    def add(self, event: UsageEvent) -> None:
+        self.client.xadd(
+            STREAM_KEY,
+            {"e": event.to_bytes()},
+            maxlen=settings.XROUTER_USAGE_STREAM_MAXLEN,
+            approximate=True,
+        )
+        if self._thread is None and settings.XROUTER_USAGE_CONSUMER:
+            self._start()
+
+    def _ensure_group(self, client: Any) -> None:
+        if self._group_ready:
+            return
+        import redis
+
+        try:
+            client.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def consume_once(self, block_ms: int = 1000, count: int = 500) -> int:
+        """Read, write and acknowledge one batch (own new entries, then orphans)."""
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.XROUTER_USAGE_REDIS_URL, socket_timeout=5, socket_connect_timeout=1
+        )
+        try:
+            self._ensure_group(client)
+            idle_ms = int(settings.XROUTER_USAGE_CLAIM_IDLE_SECONDS * 1000)
+            _next, claimed, *_rest = client.xautoclaim(
+                STREAM_KEY, GROUP, self.consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+            )
+            entries = [(eid, fields) for eid, fields in claimed if fields]
+            if not entries:
+                response = client.xreadgroup(
+                    GROUP, self.consumer, {STREAM_KEY: ">"}, count=count, block=block_ms
+                )
+                entries = [item for _stream, items in response or [] for item in items]
+            if not entries:
+                return 0
+            events = []
+            for _eid, fields in entries:
+                try:
+                    events.append(UsageEvent.from_bytes(fields[b"e"]))
+                except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+                    logger.error("unreadable usage entry skipped", extra={"entry": str(_eid)})
+            write_events(events)
+            ids = [eid for eid, _fields in entries]
+            client.xack(STREAM_KEY, GROUP, *ids)
+            client.xdel(STREAM_KEY, *ids)
+            _metric("USAGE_BUFFER_DEPTH", "set", client.xlen(STREAM_KEY))
+            return len(events)
+        except redis.ResponseError as exc:
+            # The stream (and its group) can vanish, e.g. after FLUSHDB or a
+            # Redis restart without persistence: recreate on the next call.
+            self._group_ready = False
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
+        except redis.RedisError:
+            self._group_ready = False
+            raise
+        finally:
+            client.close()
+
+    def _start(self) -> None:
+        with _lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="usage-consumer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                close_old_connections()
+                self.consume_once()
+            except Exception:
+                logger.warning("usage consumer failed; retrying", exc_info=True)
+                time.sleep(1)
+            finally:
+                connection.close()
+
+
+_lock = threading.Lock()
+_local: LocalBuffer | None = None
+_stream: StreamSink | None = None
+
+
+def _metric(name: str, op: str, value: float = 1) -> None:
+    try:
+        from routing import metrics
+
+        getattr(getattr(metrics, name), op)(value)
+    except Exception:
+        logger.debug("metrics unavailable", exc_info=True)
+
+
+def local_buffer() -> LocalBuffer:
+    global _local
+    if _local is None:
+        with _lock:
+            if _local is None:
+                _local = LocalBuffer(
+                    settings.XROUTER_USAGE_BUFFER_SIZE, settings.XROUTER_USAGE_FLUSH_SECONDS
+                )
+    return _local
+
+
+def stream_sink() -> StreamSink | None:
+    global _stream
+    if not settings.XROUTER_USAGE_REDIS_URL:
+        return None
+    if _stream is None:
+        with _lock:
+            if _stream is None:
+                _stream = StreamSink(settings.XROUTER_USAGE_REDIS_URL)
+    return _stream
+
+
+def record(event: UsageEvent) -> None:
+    """Hand ``event`` over for writing; never raises."""
+    sink = stream_sink()
+    if sink is not None:
+        try:
+            sink.add(event)
+            return
+        except Exception:
+            logger.warning(
+                "usage stream unavailable; buffering in process",
+                extra={"request_id": event.request_id},
+                exc_info=True,
+            )
+    try:
+        local_buffer().add(event)
+    except Exception:
+        logger.exception("usage record lost", extra={"request_id": event.request_id})
+
+
+def flush_all() -> None:
+    """Write everything this process holds (tests, shutdown)."""
+    if _local is not None:
+        _local.flush()
+
+
+def reset() -> None:
+    """Forget sinks and buffered events (tests)."""
+    global _local, _stream
+    _local = None
+    _stream = None
