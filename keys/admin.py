@@ -16,6 +16,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "masked",
+        "kind",
         "team",
         "created_at",
         "last_used_at",
@@ -23,17 +24,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "revoked_at",
         "disabled",
     ]
-    list_filter = ["disabled", ("revoked_at", admin.EmptyFieldListFilter), "team"]
-    search_fields = ["name", "prefix", "team__slug", "team__name"]
+    list_filter = [
+        "kind",
+        "disabled",
+        ("revoked_at", admin.EmptyFieldListFilter),
+        ("expires_at", admin.EmptyFieldListFilter),
+        "team",
+    ]
+    search_fields = ["name", "prefix", "public_id", "team__slug", "team__name"]
     readonly_fields = [
         "public_id",
         "masked",
+        "kind",
         "created_at",
         "last_used_at",
         "created_by",
         "team",
         "revoked_at",
     ]
+    list_select_related = ["team"]
     exclude = ["key_hash", "prefix", "last4"]
     date_hierarchy = "created_at"
 

@@ -12,6 +12,10 @@ Without a shared cache (zero-config, local-memory cache per process) the
 second tier is skipped: after the local TTL a worker asks the database
 again, so the one-second revocation bound holds across processes there too.
 Misses are cached like hits because broken clients retry the same bad key.
+
+Both APIs share these tiers: :func:`resolve_key` (``/v1/``) accepts only
+standard keys and :func:`resolve_management_key` (``/api/v1/``) only
+management keys, so each kind is useless on the other API.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class KeyPrincipal:
     tpm_limit: int | None
     budget_rub: Decimal | None
     expires_at: float | None  # POSIX timestamp
+    kind: str = ApiKey.Kind.STANDARD.value
     # Limits (routing.budgets): the key's own, its per-model overrides, the
     # team's defaults for keys and the team's aggregate caps.
     concurrency_limit: int | None = None
@@ -81,6 +86,7 @@ class KeyPrincipal:
             tpm_limit=key.tpm_limit,
             budget_rub=key.budget_rub,
             expires_at=key.expires_at.timestamp() if key.expires_at else None,
+            kind=str(key.kind),
         )
 
     def allows_model(self, model_id: str) -> bool:
@@ -101,7 +107,9 @@ _local: dict[str, tuple[float, KeyPrincipal | str]] = {}
 
 
 def _shared_key(digest: str) -> str:
-    return f"apikey:{digest}"
+    # "v2": principals gained ``kind``; entries pickled by older code must
+    # not be read as principals without it during a rolling deploy.
+    return f"apikey:v2:{digest}"
 
 
 def _load_from_db(digest: str) -> KeyPrincipal | str:
@@ -134,8 +142,11 @@ def _load(digest: str) -> KeyPrincipal | str:
     return value
 
 
-def resolve_key(plaintext: str) -> KeyPrincipal:
-    """Return the principal for ``plaintext`` or raise ``AuthenticationFailed``."""
+def resolve_key(plaintext: str, *, kind: str = ApiKey.Kind.STANDARD.value) -> KeyPrincipal:
+    """Return the principal for ``plaintext`` or raise ``AuthenticationFailed``.
+
+    Only keys of ``kind`` are accepted; the default is what ``/v1/`` takes.
+    """
     if not tokens.is_well_formed(plaintext):
         raise AuthenticationFailed("malformed")
     digest = tokens.digest(plaintext)
@@ -153,7 +164,14 @@ def resolve_key(plaintext: str) -> KeyPrincipal:
         raise AuthenticationFailed("unknown, revoked or disabled")
     if value.expires_at is not None and value.expires_at <= time.time():
         raise AuthenticationFailed("expired")
+    if value.kind != kind:
+        raise AuthenticationFailed("wrong key kind")
     return value
+
+
+def resolve_management_key(plaintext: str) -> KeyPrincipal:
+    """Return the principal of a management key or raise ``AuthenticationFailed``."""
+    return resolve_key(plaintext, kind=ApiKey.Kind.MANAGEMENT.value)
 
 
 def authenticate_bearer(header: str) -> KeyPrincipal:

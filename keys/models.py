@@ -26,9 +26,19 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
 
 class ApiKey(models.Model):
+    class Kind(models.TextChoices):
+        # Standard keys call the gateway (/v1/); management keys call the
+        # management API (/api/v1/). Neither is accepted by the other API,
+        # so a leaked script key cannot spend tokens and vice versa.
+        STANDARD = "standard", _("Standard")
+        MANAGEMENT = "management", _("Management")
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=Kind.choices, default=Kind.STANDARD, editable=False
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -90,3 +100,21 @@ class ApiKey(models.Model):
 
     def is_usable(self, now: datetime | None = None) -> bool:
         return not (self.is_revoked or self.disabled or self.is_expired(now))
+
+    @property
+    def is_management(self) -> bool:
+        return self.kind == self.Kind.MANAGEMENT
+
+    def status(self, now: datetime | None = None) -> str:
+        """Return ``revoked``, ``expired``, ``disabled`` or ``active``.
+
+        Revocation wins over expiry: a revoked key stays revoked whatever
+        its expiry says.
+        """
+        if self.is_revoked:
+            return "revoked"
+        if self.is_expired(now):
+            return "expired"
+        if self.disabled:
+            return "disabled"
+        return "active"

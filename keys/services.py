@@ -20,6 +20,10 @@ from accounts.models import Team, User
 from keys import tokens
 from keys.models import ApiKey
 
+# A runaway script cannot fill the table: creation stops at this many
+# unrevoked keys per team (OWASP API6, sensitive business flows).
+MAX_UNREVOKED_KEYS_PER_TEAM = 1000
+
 # Fields api_key_update may change; anything else is refused.
 UPDATABLE_FIELDS = frozenset(
     {"name", "expires_at", "disabled", "allowed_models", "rpm_limit", "tpm_limit", "budget_rub"}
@@ -54,14 +58,29 @@ def api_key_create(
     tpm_limit: int | None = None,
     budget_rub: Decimal | None = None,
     env: str | None = None,
+    kind: str = ApiKey.Kind.STANDARD,
 ) -> CreatedKey:
-    """Create a key for ``team`` and return it with its plaintext (shown once)."""
+    """Create a key for ``team`` and return it with its plaintext (shown once).
+
+    ``kind`` is ``ApiKey.Kind.MANAGEMENT`` for a key that calls the
+    management API instead of the gateway.
+    """
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry must be in the future"})
+    if kind not in ApiKey.Kind.values:
+        raise ValidationError({"kind": f"unknown key kind {kind!r}"})
+    if (
+        ApiKey.objects.filter(team=team, revoked_at__isnull=True).count()
+        >= MAX_UNREVOKED_KEYS_PER_TEAM
+    ):
+        raise ValidationError(
+            f"a team may hold at most {MAX_UNREVOKED_KEYS_PER_TEAM} keys; revoke unused ones"
+        )
     new = tokens.generate(env or settings.XROUTER_KEY_ENV)
     api_key = ApiKey(
         team=team,
         name=name,
+        kind=kind,
         created_by=created_by,
         key_hash=new.digest,
         prefix=new.prefix,
@@ -101,6 +120,7 @@ def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> Create
         tpm_limit=locked.tpm_limit,
         budget_rub=locked.budget_rub,
         env=locked.prefix.split("_")[1],
+        kind=locked.kind,
     )
     api_key_revoke(api_key=locked)
     api_key.refresh_from_db()
@@ -112,6 +132,8 @@ def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise ValidationError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+    if api_key.revoked_at is not None:
+        raise ValidationError("a revoked key cannot be changed")
     if "allowed_models" in changes:
         changes["allowed_models"] = _clean_models(changes["allowed_models"])
     expires_at = changes.get("expires_at")

@@ -81,6 +81,7 @@ def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ)
     full.update(env, DJANGO_SETTINGS_MODULE="xrouter_site.settings")
     full.pop("DEBUG", None)
+    full.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
         cwd=REPO,

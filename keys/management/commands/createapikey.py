@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.services import team_get_or_create
+from keys.models import ApiKey
 from keys.services import api_key_create
 
 
@@ -36,6 +37,11 @@ class Command(BaseCommand):
         parser.add_argument("--budget", help="budget in RUB, e.g. 1500.00")
         parser.add_argument("--expires", help="expiry as an ISO 8601 date-time")
         parser.add_argument("--models", help="comma-separated allowed model ids")
+        parser.add_argument(
+            "--management",
+            action="store_true",
+            help="issue a management key (for /api/v1/, refused on /v1/)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         budget = None
@@ -64,6 +70,7 @@ class Command(BaseCommand):
                 rpm_limit=options["rpm"],
                 tpm_limit=options["tpm"],
                 budget_rub=budget,
+                kind=ApiKey.Kind.MANAGEMENT if options["management"] else ApiKey.Kind.STANDARD,
             )
         except (ValidationError, ValueError) as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,235 @@
+"""The management REST API under ``/api/v1/`` (keys, current team, models).
+
+Views are thin: validate with an input serializer, call a service or a
+selector, serialise the output. Every key lookup is scoped to the caller's
+team, so another team's id answers 404 exactly like an id that does not
+exist. The shapes follow OpenRouter's key API: ``{"data": ...}`` envelopes,
+``limit`` for the budget and the secret as ``key`` in the creation response
+only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Membership, Team, User
+from accounts.selectors import membership_current
+from keys import selectors, services
+from keys.auth import KeyPrincipal
+from keys.models import ApiKey
+from keys.serializers import (
+    DeletedSerializer,
+    KeyCreatedSerializer,
+    KeyCreateInputSerializer,
+    KeyEnvelopeSerializer,
+    KeyListQuerySerializer,
+    KeyListSerializer,
+    KeySerializer,
+    KeyUpdateInputSerializer,
+    ModelListQuerySerializer,
+    ModelListSerializer,
+    ModelSerializer,
+    TeamEnvelopeSerializer,
+)
+
+# API field name -> ApiKey field name, where they differ.
+_FIELD_MAP = {"limit": "budget_rub"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling and for which team."""
+
+    team: Team
+    can_manage: bool
+    user: User | None
+    role: str | None
+
+
+def _caller(request: Request) -> Caller:
+    if isinstance(request.auth, KeyPrincipal):
+        team = Team.objects.filter(pk=request.auth.team_id).first()
+        if team is None:  # deleted since the key was cached
+            raise exceptions.AuthenticationFailed()
+        return Caller(team=team, can_manage=True, user=None, role=None)
+    membership: Membership | None = membership_current(request._request)
+    if membership is None:
+        raise exceptions.NotFound("You are not a member of any team yet.")
+    return Caller(
+        team=membership.team,
+        can_manage=membership.can_manage,
+        user=request.user,  # type: ignore[arg-type]
+        role=membership.role,
+    )
+
+
+def _require_manager(caller: Caller) -> None:
+    if not caller.can_manage:
+        raise exceptions.PermissionDenied("Only team owners and admins can change keys.")
+
+
+def _drf_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    if hasattr(exc, "error_dict"):
+        detail = {
+            {v: k for k, v in _FIELD_MAP.items()}.get(field, field): messages
+            for field, messages in exc.message_dict.items()
+        }
+        return exceptions.ValidationError(detail)
+    return exceptions.ValidationError(exc.messages)
+
+
+def _model_changes(data: dict[str, Any]) -> dict[str, Any]:
+    return {_FIELD_MAP.get(name, name): value for name, value in data.items()}
+
+
+class ManagementApiView(APIView):
+    """Base view: JSON bodies only and responses that are never cached."""
+
+    parser_classes = [JSONParser]
+
+    def finalize_response(
+        self, request: Request, response: HttpResponse, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Responses carry secrets (a new key) or team data: no shared caches.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _get_key(self, caller: Caller, public_id: Any) -> ApiKey:
+        api_key = selectors.api_key_get(team=caller.team, public_id=public_id)
+        if api_key is None:
+            raise exceptions.NotFound("No such key.")
+        return api_key
+
+
+class KeyListCreateApi(ManagementApiView):
+    @extend_schema(
+        operation_id="keys_list",
+        parameters=[KeyListQuerySerializer],
+        responses=KeyListSerializer,
+        summary="List the team's keys",
+    )
+    def get(self, request: Request) -> Response:
+        caller = _caller(request)
+        query = KeyListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        keys = selectors.api_key_list(
+            team=caller.team, search=params.get("search", ""), status=params.get("status", "")
+        )
+        offset, size = params["offset"], params["page_size"]
+        page = list(keys[offset : offset + size])
+        return Response(
+            {
+                "data": KeySerializer(page, many=True).data,
+                "total": keys.count(),
+                "offset": offset,
+                "page_size": size,
+            }
+        )
+
+    @extend_schema(
+        operation_id="keys_create",
+        request=KeyCreateInputSerializer,
+        responses={201: KeyCreatedSerializer},
+        summary="Create a key; the secret is in this response only",
+    )
+    def post(self, request: Request) -> Response:
+        caller = _caller(request)
+        _require_manager(caller)
+        serializer = KeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            created = services.api_key_create(
+                team=caller.team,
+                created_by=caller.user,
+                **_model_changes(serializer.validated_data),
+            )
+        except DjangoValidationError as exc:
+            raise _drf_validation_error(exc) from None
+        return Response(
+            {"data": KeySerializer(created.api_key).data, "key": created.plaintext},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class KeyDetailApi(ManagementApiView):
+    @extend_schema(operation_id="keys_retrieve", responses=KeyEnvelopeSerializer)
+    def get(self, request: Request, public_id: Any) -> Response:
+        api_key = self._get_key(_caller(request), public_id)
+        return Response({"data": KeySerializer(api_key).data})
+
+    @extend_schema(
+        operation_id="keys_update",
+        request=KeyUpdateInputSerializer,
+        responses=KeyEnvelopeSerializer,
+        summary="Change a key's name, limits, allowed models, expiry or disabled flag",
+    )
+    def patch(self, request: Request, public_id: Any) -> Response:
+        caller = _caller(request)
+        api_key = self._get_key(caller, public_id)
+        _require_manager(caller)
+        serializer = KeyUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.api_key_update(api_key=api_key, **_model_changes(serializer.validated_data))
+        except DjangoValidationError as exc:
+            raise _drf_validation_error(exc) from None
+        return Response({"data": KeySerializer(api_key).data})
+
+    @extend_schema(
+        operation_id="keys_delete",
+        responses=DeletedSerializer,
+        summary="Revoke a key (it stays listed with status 'revoked')",
+    )
+    def delete(self, request: Request, public_id: Any) -> Response:
+        caller = _caller(request)
+        api_key = self._get_key(caller, public_id)
+        _require_manager(caller)
+        services.api_key_revoke(api_key=api_key)
+        return Response({"deleted": True})
+
+
+class TeamCurrentApi(ManagementApiView):
+    @extend_schema(operation_id="teams_current", responses=TeamEnvelopeSerializer)
+    def get(self, request: Request) -> Response:
+        caller = _caller(request)
+        team = caller.team
+        return Response(
+            {
+                "data": {
+                    "slug": team.slug,
+                    "name": team.name,
+                    "created_at": team.created_at,
+                    "role": caller.role,
+                    "authenticated_as": "user" if caller.user else "management_key",
+                    "member_count": team.memberships.count(),
+                    "key_count": team.api_keys.filter(revoked_at__isnull=True).count(),
+                }
+            }
+        )
+
+
+class ModelListApi(ManagementApiView):
+    @extend_schema(
+        operation_id="models_list",
+        parameters=[ModelListQuerySerializer],
+        responses=ModelListSerializer,
+        summary="The model catalog with versions and prices (RUB per 1K tokens)",
+    )
+    def get(self, request: Request) -> Response:
+        _caller(request)
+        query = ModelListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        models = selectors.catalog_model_list(model_type=query.validated_data.get("type", ""))
+        return Response({"data": ModelSerializer(models, many=True).data})

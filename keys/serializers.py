@@ -1,0 +1,277 @@
+"""Serializers of the management API (``/api/v1/``).
+
+Input and output are separate classes (HackSoft style). Inputs are
+allowlists: :class:`StrictInputSerializer` refuses any field it does not
+declare, so ``team``, ``key_hash``, ``created_by`` or ``kind`` cannot be
+assigned through the API. Types are strict too: ``"5"`` is not an integer
+and ``"true"`` is not a boolean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+
+from keys.models import ApiKey
+from keys.selectors import KEY_STATUSES, catalog_model_ids
+from routing.table import ModelRoute
+
+PG_INT_MAX = 2_147_483_647  # PositiveIntegerField is a PostgreSQL integer
+MAX_ALLOWED_MODELS = 100
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuse undeclared fields with 400 instead of ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: [ErrorDetail("This field is not accepted.", code="unknown_field")]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must arrive as a JSON integer (not a string or bool)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A string that must arrive as a JSON string (DRF would coerce numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A boolean that must arrive as JSON ``true`` or ``false``."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictDecimalField(serializers.DecimalField):
+    """A decimal that must arrive as a JSON number (not a string or bool)."""
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _validate_future(value: datetime | None) -> datetime | None:
+    if value is not None and value <= timezone.now():
+        raise serializers.ValidationError("The expiry must be in the future.", code="in_past")
+    return value
+
+
+def _validate_models(value: list[str]) -> list[str]:
+    known = catalog_model_ids()
+    unknown = sorted({model for model in value if model not in known})
+    if unknown:
+        raise serializers.ValidationError(
+            f"Unknown model ids: {', '.join(unknown[:5])}.", code="model_not_found"
+        )
+    return value
+
+
+class _KeySettingsInput(StrictInputSerializer):
+    name = StrictCharField(max_length=100, allow_blank=False)
+    limit = StrictDecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal(0),
+        allow_null=True,
+        required=False,
+        help_text="Budget in RUB; null for no limit.",
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, required=False, help_text="ISO 8601; must be in the future."
+    )
+    rpm_limit = StrictIntegerField(
+        min_value=1, max_value=PG_INT_MAX, allow_null=True, required=False
+    )
+    tpm_limit = StrictIntegerField(
+        min_value=1, max_value=PG_INT_MAX, allow_null=True, required=False
+    )
+    allowed_models = serializers.ListField(
+        child=StrictCharField(max_length=200, allow_blank=False),
+        max_length=MAX_ALLOWED_MODELS,
+        required=False,
+        help_text="Catalog model ids (a base id allows every version); empty allows all.",
+    )
+
+    def validate_expires_at(self, value: datetime | None) -> datetime | None:
+        return _validate_future(value)
+
+    def validate_allowed_models(self, value: list[str]) -> list[str]:
+        return _validate_models(value)
+
+
+class KeyCreateInputSerializer(_KeySettingsInput):
+    """What ``POST /api/v1/keys`` accepts."""
+
+
+class KeyUpdateInputSerializer(_KeySettingsInput):
+    """What ``PATCH /api/v1/keys/{id}`` accepts; every field is optional."""
+
+    name = StrictCharField(max_length=100, allow_blank=False, required=False)
+    disabled = StrictBooleanField(required=False)
+
+
+class KeyListQuerySerializer(StrictInputSerializer):
+    """Query parameters of ``GET /api/v1/keys``."""
+
+    search = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=KEY_STATUSES, required=False)
+    offset = serializers.IntegerField(min_value=0, max_value=PG_INT_MAX, default=0)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=50)
+
+
+class KeySerializer(serializers.Serializer):
+    """A key as the API shows it: never the secret, never its hash."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    name = serializers.CharField(read_only=True)
+    label = serializers.CharField(source="masked", read_only=True)
+    kind = serializers.ChoiceField(choices=ApiKey.Kind.choices, read_only=True)
+    status = serializers.SerializerMethodField()
+    disabled = serializers.BooleanField(read_only=True)
+    limit = serializers.DecimalField(
+        source="budget_rub",
+        max_digits=14,
+        decimal_places=2,
+        coerce_to_string=False,
+        read_only=True,
+        allow_null=True,
+    )
+    rpm_limit = serializers.IntegerField(read_only=True, allow_null=True)
+    tpm_limit = serializers.IntegerField(read_only=True, allow_null=True)
+    allowed_models = serializers.ListField(child=serializers.CharField(), read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    @extend_schema_field(serializers.ChoiceField(choices=KEY_STATUSES))
+    def get_status(self, obj: ApiKey) -> str:
+        return obj.status()
+
+
+class KeyEnvelopeSerializer(serializers.Serializer):
+    data = KeySerializer()
+
+
+class KeyCreatedSerializer(serializers.Serializer):
+    data = KeySerializer()
+    key = serializers.CharField(help_text="The secret. Shown in this response only.")
+
+
+class KeyListSerializer(serializers.Serializer):
+    data = KeySerializer(many=True)
+    total = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+
+
+class DeletedSerializer(serializers.Serializer):
+    deleted = serializers.BooleanField()
+
+
+class TeamSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    role = serializers.CharField(
+        allow_null=True, help_text="The caller's role; null for a management key."
+    )
+    authenticated_as = serializers.ChoiceField(choices=["user", "management_key"])
+    member_count = serializers.IntegerField()
+    key_count = serializers.IntegerField(help_text="Keys that are not revoked.")
+
+
+class TeamEnvelopeSerializer(serializers.Serializer):
+    data = TeamSerializer()
+
+
+class PricingSerializer(serializers.Serializer):
+    prompt = serializers.DecimalField(
+        max_digits=12, decimal_places=6, allow_null=True, coerce_to_string=True
+    )
+    completion = serializers.DecimalField(
+        max_digits=12, decimal_places=6, allow_null=True, coerce_to_string=True
+    )
+    currency = serializers.CharField()
+    unit = serializers.CharField()
+
+
+class ModelSerializer(serializers.Serializer):
+    """A catalog model; ``id`` is what clients pass as ``model`` to ``/v1/``."""
+
+    id = serializers.CharField(source="model_id")
+    base_id = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
+    type = serializers.CharField()
+    display_name = serializers.CharField()
+    context_length = serializers.IntegerField(allow_null=True)
+    deprecated = serializers.SerializerMethodField()
+    upstream_version = serializers.SerializerMethodField()
+    pricing = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_base_id(self, obj: ModelRoute) -> str:
+        return obj.model_id.partition(":")[0]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_version(self, obj: ModelRoute) -> str | None:
+        return obj.model_id.partition(":")[2] or None
+
+    # Version lifecycle fields arrive with routing.versions; read them
+    # defensively so the API does not depend on that catalog revision.
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_deprecated(self, obj: ModelRoute) -> bool:
+        return bool(getattr(obj, "deprecated", False))
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_upstream_version(self, obj: ModelRoute) -> str | None:
+        return getattr(obj, "upstream_version", "") or None
+
+    @extend_schema_field(PricingSerializer)
+    def get_pricing(self, obj: ModelRoute) -> dict[str, Any]:
+        return PricingSerializer(
+            {
+                "prompt": obj.prompt_price,
+                "completion": obj.completion_price,
+                "currency": "RUB",
+                "unit": "1K tokens",
+            }
+        ).data
+
+
+class ModelListSerializer(serializers.Serializer):
+    data = ModelSerializer(many=True)
+
+
+class ModelListQuerySerializer(StrictInputSerializer):
+    type = serializers.ChoiceField(choices=["chat", "embedding"], required=False)

@@ -1,0 +1,190 @@
+"""Dashboard pages: home, key list, create, edit, revoke, rotate.
+
+Every key is looked up within the current team first (404 for anything
+else, so ids of other teams do not leak), then the role is checked: members
+read, owners and admins change. A new secret is rendered straight into the
+POST response, never stored, and that response is marked ``no-store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from accounts.decorators import TeamRequest, team_required
+from keys import selectors, services
+from keys.forms import STATUS_LABELS, ApiKeyCreateForm, ApiKeyForm, KeyFilterForm
+from keys.models import ApiKey
+
+KEYS_PER_PAGE = 25
+
+
+def _get_key(request: TeamRequest, public_id: Any) -> ApiKey:
+    api_key = selectors.api_key_get(team=request.membership.team, public_id=public_id)
+    if api_key is None:
+        raise Http404
+    return api_key
+
+
+def _require_manager(request: TeamRequest) -> None:
+    if not request.membership.can_manage:
+        raise PermissionDenied
+
+
+def _show_secret(
+    request: TeamRequest, created: services.CreatedKey, *, rotated: bool
+) -> HttpResponse:
+    response = render(
+        request,
+        "keys/key_created.html",
+        {"api_key": created.api_key, "plaintext": created.plaintext, "rotated": rotated},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_errors_from(form: ApiKeyForm, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+@team_required
+def home(request: TeamRequest) -> HttpResponse:
+    """The team at a glance: key counts, recent keys, recently used, models."""
+    team = request.membership.team
+    keys = selectors.api_key_list(team=team)
+    models = selectors.catalog_model_list()
+    return render(
+        request,
+        "keys/home.html",
+        {
+            "summary": selectors.api_key_summary(team=team),
+            "recent_keys": keys[:5],
+            "recently_used": keys.filter(last_used_at__isnull=False).order_by("-last_used_at")[:5],
+            "models": models,
+        },
+    )
+
+
+@team_required
+def key_list(request: TeamRequest) -> HttpResponse:
+    """List the team's keys with search and a status filter."""
+    form = KeyFilterForm(request.GET or None)
+    search = status = ""
+    if form.is_valid():
+        search = form.cleaned_data["q"].strip()
+        status = form.cleaned_data["status"]
+    keys = selectors.api_key_list(team=request.membership.team, search=search, status=status)
+    page = Paginator(keys, KEYS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "keys/key_list.html",
+        {
+            "form": form,
+            "page": page,
+            "status_labels": STATUS_LABELS,
+            "search": search,
+            "status": status,
+        },
+    )
+
+
+@team_required
+def key_create(request: TeamRequest) -> HttpResponse:
+    """Create a key and show its secret once."""
+    _require_manager(request)
+    form = ApiKeyCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            created = services.api_key_create(
+                team=request.membership.team,
+                created_by=request.user,  # type: ignore[arg-type]
+                name=data["name"],
+                expires_at=data["expires_at"],
+                allowed_models=data["allowed_models"],
+                rpm_limit=data["rpm_limit"],
+                tpm_limit=data["tpm_limit"],
+                budget_rub=data["budget_rub"],
+                kind=ApiKey.Kind.MANAGEMENT if data["management"] else ApiKey.Kind.STANDARD,
+            )
+        except ValidationError as exc:
+            _form_errors_from(form, exc)
+        else:
+            return _show_secret(request, created, rotated=False)
+    return render(request, "keys/key_form.html", {"form": form, "creating": True})
+
+
+@team_required
+def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
+    """Show a key; owners and admins edit its limits, models, expiry and name."""
+    api_key = _get_key(request, public_id)
+    editable = request.membership.can_manage and not api_key.is_revoked
+    initial = {
+        "name": api_key.name,
+        "expires_at": api_key.expires_at,
+        "allowed_models": api_key.allowed_models,
+        "rpm_limit": api_key.rpm_limit,
+        "tpm_limit": api_key.tpm_limit,
+        "budget_rub": api_key.budget_rub,
+    }
+    if request.method == "POST":
+        _require_manager(request)
+        form = ApiKeyForm(request.POST, current_models=api_key.allowed_models)
+        if form.is_valid():
+            try:
+                services.api_key_update(
+                    api_key=api_key,
+                    **{name: form.cleaned_data[name] for name in initial},
+                )
+            except ValidationError as exc:
+                _form_errors_from(form, exc)
+            else:
+                messages.success(request, _("Key “%(name)s” saved.") % {"name": api_key.name})
+                return redirect("dashboard:keys")
+    else:
+        form = ApiKeyForm(initial=initial, current_models=api_key.allowed_models)
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
+    return render(
+        request,
+        "keys/key_form.html",
+        {"form": form, "api_key": api_key, "editable": editable, "creating": False},
+    )
+
+
+@team_required
+def key_revoke(request: TeamRequest, public_id: Any) -> HttpResponse:
+    """Ask for confirmation (GET), then revoke for good (POST)."""
+    api_key = _get_key(request, public_id)
+    _require_manager(request)
+    if request.method == "POST":
+        services.api_key_revoke(api_key=api_key)
+        messages.success(request, _("Key “%(name)s” revoked.") % {"name": api_key.name})
+        return redirect("dashboard:keys")
+    return render(request, "keys/key_confirm.html", {"api_key": api_key, "action": "revoke"})
+
+
+@team_required
+def key_rotate(request: TeamRequest, public_id: Any) -> HttpResponse:
+    """Ask for confirmation (GET), then issue a new secret and revoke the old (POST)."""
+    api_key = _get_key(request, public_id)
+    _require_manager(request)
+    if request.method == "POST":
+        try:
+            created = services.api_key_rotate(api_key=api_key, created_by=request.user)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("dashboard:keys")
+        return _show_secret(request, created, rotated=True)
+    return render(request, "keys/key_confirm.html", {"api_key": api_key, "action": "rotate"})

@@ -1,0 +1,154 @@
+"""Sign-up, log-in throttling, log-out and passwords."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import User
+from tests.accounts.cast import PASSWORD, make_user
+
+
+def signup(client: Client, username: str = "dana", email: str = "dana@example.com") -> object:
+    return client.post(
+        "/accounts/signup/",
+        {"username": username, "email": email, "password1": PASSWORD, "password2": PASSWORD},
+    )
+
+
+def test_signup_creates_user_and_logs_in(db: None) -> None:
+    """Signing up logs the user in and sends them to create a team."""
+    client = Client()
+    response = signup(client)
+    assert response.status_code == 302 and response["Location"] == "/accounts/teams/"
+    user = User.objects.get(username="dana")
+    assert user.email == "dana@example.com" and user.check_password(PASSWORD)
+    assert client.get("/accounts/teams/").status_code == 200
+    # Without a team the dashboard sends users to the teams page.
+    assert client.get("/")["Location"] == "/accounts/teams/"
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"username": "", "email": "e@example.com"}, "username"),
+        ({"username": "erin", "email": "not-an-email"}, "email"),
+        ({"username": "erin", "email": "DANA@example.com"}, "email"),  # taken
+        ({"username": "dana", "email": "e2@example.com"}, "username"),  # taken
+        ({"username": "x" * 151, "email": "e3@example.com"}, "username"),
+    ],
+)
+def test_signup_rejects_bad_input(db: None, data: dict[str, str], field: str) -> None:
+    """Bad sign-ups re-render with an error on the field."""
+    make_user("dana")
+    response = Client().post(
+        "/accounts/signup/", {**data, "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+
+
+def test_signup_rejects_weak_password(db: None) -> None:
+    """Django's password validators apply."""
+    response = Client().post(
+        "/accounts/signup/",
+        {"username": "erin", "email": "e@example.com", "password1": "123", "password2": "123"},
+    )
+    assert "password2" in response.context["form"].errors
+    assert not User.objects.filter(username="erin").exists()
+
+
+def test_signup_next_is_only_followed_on_this_site(db: None) -> None:
+    """An open redirect through ``next`` is refused."""
+    response = Client().post(
+        "/accounts/signup/",
+        {
+            "username": "erin",
+            "email": "e@example.com",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
+    assert response["Location"] == "/accounts/teams/"
+
+
+def test_login_and_logout(db: None) -> None:
+    """Log-in rotates the session; log-out is a POST and ends it."""
+    make_user("dana")
+    client = Client()
+    client.get("/accounts/login/")
+    before = client.cookies.get("sessionid")
+    response = client.post("/accounts/login/", {"username": "dana", "password": PASSWORD})
+    assert response.status_code == 302
+    assert client.cookies["sessionid"].value != (before.value if before else None)
+    assert client.get("/accounts/teams/").status_code == 200
+    assert client.get("/accounts/logout/").status_code == 405
+    assert client.post("/accounts/logout/").status_code == 302
+    assert client.get("/accounts/teams/").status_code == 302
+
+
+def test_login_is_throttled_per_username(db: None) -> None:
+    """After five attempts a minute the sixth is refused, even with the right password."""
+    make_user("dana")
+    client = Client()
+    for _ in range(5):
+        response = client.post("/accounts/login/", {"username": "dana", "password": "wrong"})
+        assert response.status_code == 200
+    response = client.post("/accounts/login/", {"username": "dana", "password": PASSWORD})
+    assert response.status_code == 429
+    assert "Too many login attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    # Another account from the same address is not locked out by it.
+    make_user("erin")
+    response = client.post("/accounts/login/", {"username": "erin", "password": PASSWORD})
+    assert response.status_code == 302
+
+
+def test_login_is_throttled_per_address(db: None) -> None:
+    """Spraying many usernames from one address is throttled too."""
+    client = Client()
+    codes = [
+        client.post("/accounts/login/", {"username": f"u{i}", "password": "x"}).status_code
+        for i in range(21)
+    ]
+    assert codes[:20] == [200] * 20 and codes[20] == 429
+
+
+def test_password_change(db: None) -> None:
+    """A logged-in user changes their password with the old one."""
+    user = make_user("dana")
+    client = Client()
+    client.force_login(user)
+    new = "another long passphrase 77"
+    response = client.post(
+        "/accounts/password/change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+    assert response["Location"] == "/accounts/password/change/done/"
+    user.refresh_from_db()
+    assert user.check_password(new)
+
+
+def test_password_reset_by_email(db: None) -> None:
+    """The reset mail holds a one-time link that sets a new password."""
+    user = make_user("dana")
+    client = Client()
+    response = client.post("/accounts/password/reset/", {"email": "dana@example.com"})
+    assert response["Location"] == "/accounts/password/reset/sent/"
+    assert len(mail.outbox) == 1
+    link = re.search(r"http://testserver(/accounts/password/reset/\S+)", mail.outbox[0].body)
+    assert link is not None
+    page = client.get(link.group(1), follow=True)
+    new = "another long passphrase 77"
+    response = client.post(page.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
+    assert response["Location"] == "/accounts/password/reset/complete/"
+    user.refresh_from_db()
+    assert user.check_password(new)
+    # Unknown addresses get the same answer and no mail.
+    response = client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
+    assert response["Location"] == "/accounts/password/reset/sent/"
+    assert len(mail.outbox) == 1
