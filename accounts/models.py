@@ -10,6 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +24,21 @@ class User(AbstractUser):
         verbose_name_plural = _("users")
 
 
+class BudgetPeriod(models.TextChoices):
+    """When a budget starts over (in TIME_ZONE; weeks start on Monday)."""
+
+    DAILY = "daily", _("Daily")
+    WEEKLY = "weekly", _("Weekly")
+    MONTHLY = "monthly", _("Monthly")
+    NEVER = "never", _("Never")
+
+
+def _limit_field(label: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        label, null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+
+
 class Team(models.Model):
     name = models.CharField(_("name"), max_length=100)
     slug = models.SlugField(_("slug"), max_length=50, unique=True)
@@ -30,6 +46,28 @@ class Team(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
+    # Caps on the whole team, shared by all its keys (routing.budgets).
+    rpm_limit = _limit_field(_("team requests per minute"))
+    tpm_limit = _limit_field(_("team tokens per minute"))
+    concurrency_limit = _limit_field(_("team concurrent requests"))
+    budget_rub = models.DecimalField(
+        _("team budget, RUB"),
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    budget_period = models.CharField(
+        _("team budget period"),
+        max_length=10,
+        choices=BudgetPeriod.choices,
+        default=BudgetPeriod.MONTHLY,
+    )
+    # Limits for each key that sets none of its own.
+    default_key_rpm = _limit_field(_("default requests per minute per key"))
+    default_key_tpm = _limit_field(_("default tokens per minute per key"))
+    default_key_concurrency = _limit_field(_("default concurrent requests per key"))
 
     class Meta:
         verbose_name = _("team")

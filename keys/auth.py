@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from accounts.models import Team
 from keys import tokens
 from keys.models import ApiKey
 from xrouter_site.errors import AuthenticationFailed
@@ -74,6 +75,7 @@ class KeyPrincipal:
 
     @classmethod
     def from_key(cls, key: ApiKey) -> KeyPrincipal:
+        team = key.team
         return cls(
             key_id=key.pk,
             public_id=str(key.public_id),
@@ -87,6 +89,17 @@ class KeyPrincipal:
             budget_rub=key.budget_rub,
             expires_at=key.expires_at.timestamp() if key.expires_at else None,
             kind=str(key.kind),
+            concurrency_limit=key.concurrency_limit,
+            budget_period=key.budget_period,
+            model_limits=dict(key.model_limits or {}),
+            team_default_key_rpm=team.default_key_rpm,
+            team_default_key_tpm=team.default_key_tpm,
+            team_default_key_concurrency=team.default_key_concurrency,
+            team_rpm_limit=team.rpm_limit,
+            team_tpm_limit=team.tpm_limit,
+            team_concurrency_limit=team.concurrency_limit,
+            team_budget_rub=team.budget_rub,
+            team_budget_period=team.budget_period,
         )
 
     def allows_model(self, model_id: str) -> bool:
@@ -107,9 +120,10 @@ _local: dict[str, tuple[float, KeyPrincipal | str]] = {}
 
 
 def _shared_key(digest: str) -> str:
-    # "v2": principals gained ``kind``; entries pickled by older code must
-    # not be read as principals without it during a rolling deploy.
-    return f"apikey:v2:{digest}"
+    # The version changes whenever principals gain fields (v2: ``kind``,
+    # v3: limits), so entries pickled by older code are never read as
+    # principals during a rolling deploy.
+    return f"apikey:v3:{digest}"
 
 
 def _load_from_db(digest: str) -> KeyPrincipal | str:
@@ -190,6 +204,19 @@ def forget_key(digest: str) -> None:
     except Exception:
         # The local TTL still bounds staleness; shared entries expire too.
         logger.error("could not evict api key from the shared cache", exc_info=True)
+
+
+@receiver(post_save, sender=Team)
+def _evict_team_keys(sender: type[Team], instance: Team, **kwargs: Any) -> None:
+    """Team limits live in each key's principal: evict all the team's keys."""
+    digests = list(ApiKey.objects.filter(team=instance).values_list("key_hash", flat=True))
+
+    def evict() -> None:
+        for digest in digests:
+            forget_key(digest)
+
+    evict()
+    transaction.on_commit(evict)
 
 
 @receiver(post_save, sender=ApiKey)

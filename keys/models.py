@@ -16,6 +16,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import BudgetPeriod
+
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self, now: datetime | None = None) -> ApiKeyQuerySet:
@@ -75,6 +77,17 @@ class ApiKey(models.Model):
         blank=True,
         validators=[MinValueValidator(0)],
     )
+    budget_period = models.CharField(
+        _("budget period"),
+        max_length=10,
+        choices=BudgetPeriod.choices,
+        default=BudgetPeriod.MONTHLY,
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        _("concurrent requests"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    # Per-model overrides: {"model id": {"rpm": N, "tpm": N, "concurrency": N}}.
+    model_limits = models.JSONField(_("per-model limits"), default=dict, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Team, User
+from accounts.models import BudgetPeriod, Team, User
 from keys import tokens
 from keys.models import ApiKey
 
@@ -26,8 +26,20 @@ MAX_UNREVOKED_KEYS_PER_TEAM = 1000
 
 # Fields api_key_update may change; anything else is refused.
 UPDATABLE_FIELDS = frozenset(
-    {"name", "expires_at", "disabled", "allowed_models", "rpm_limit", "tpm_limit", "budget_rub"}
+    {
+        "name",
+        "expires_at",
+        "disabled",
+        "allowed_models",
+        "rpm_limit",
+        "tpm_limit",
+        "budget_rub",
+        "budget_period",
+        "concurrency_limit",
+        "model_limits",
+    }
 )
+_MODEL_LIMIT_NAMES = frozenset({"rpm", "tpm", "concurrency"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,30 @@ def _clean_models(models: list[str] | None) -> list[str]:
     return sorted(set(cleaned))
 
 
+def _clean_model_limits(limits: dict[str, dict[str, int]] | None) -> dict[str, dict[str, int]]:
+    """Validate ``{"model id": {"rpm"|"tpm"|"concurrency": positive int}}``."""
+    if limits is None:
+        return {}
+    if not isinstance(limits, dict):
+        raise ValidationError({"model_limits": "expected an object keyed by model id"})
+    cleaned: dict[str, dict[str, int]] = {}
+    for model, values in limits.items():
+        if not isinstance(model, str) or not model.strip() or not isinstance(values, dict):
+            raise ValidationError({"model_limits": "expected {model id: {rpm, tpm, concurrency}}"})
+        unknown = set(values) - _MODEL_LIMIT_NAMES
+        if unknown:
+            raise ValidationError(
+                {"model_limits": f"unknown limit(s): {', '.join(sorted(unknown))}"}
+            )
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(
+                    {"model_limits": f"{model}.{name} must be a positive integer"}
+                )
+        cleaned[model.strip()] = dict(values)
+    return cleaned
+
+
 def api_key_create(
     *,
     team: Team,
@@ -57,6 +93,9 @@ def api_key_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     budget_rub: Decimal | None = None,
+    budget_period: str = BudgetPeriod.MONTHLY,
+    concurrency_limit: int | None = None,
+    model_limits: dict[str, dict[str, int]] | None = None,
     env: str | None = None,
     kind: str = ApiKey.Kind.STANDARD,
 ) -> CreatedKey:
@@ -90,6 +129,9 @@ def api_key_create(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         budget_rub=budget_rub,
+        budget_period=budget_period,
+        concurrency_limit=concurrency_limit,
+        model_limits=_clean_model_limits(model_limits),
     )
     api_key.full_clean()
     api_key.save()
@@ -119,6 +161,9 @@ def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> Create
         rpm_limit=locked.rpm_limit,
         tpm_limit=locked.tpm_limit,
         budget_rub=locked.budget_rub,
+        budget_period=locked.budget_period,
+        concurrency_limit=locked.concurrency_limit,
+        model_limits=dict(locked.model_limits),
         env=locked.prefix.split("_")[1],
         kind=locked.kind,
     )
@@ -136,6 +181,8 @@ def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
         raise ValidationError("a revoked key cannot be changed")
     if "allowed_models" in changes:
         changes["allowed_models"] = _clean_models(changes["allowed_models"])
+    if "model_limits" in changes:
+        changes["model_limits"] = _clean_model_limits(changes["model_limits"])
     expires_at = changes.get("expires_at")
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry must be in the future"})

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 # Playwright's sync API runs an event loop in this thread for the rest of
 # the session (one Chromium is shared); the ORM calls of this and later tests
 # are still synchronous, so Django's async-safety guard must stand down.

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.models import BudgetPeriod
 from accounts.services import team_get_or_create
 from keys.models import ApiKey
 from keys.services import api_key_create
@@ -35,6 +36,15 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", type=_positive_int, help="requests per minute")
         parser.add_argument("--tpm", type=_positive_int, help="tokens per minute")
         parser.add_argument("--budget", help="budget in RUB, e.g. 1500.00")
+        parser.add_argument(
+            "--budget-period",
+            choices=[choice.value for choice in BudgetPeriod],
+            default=BudgetPeriod.MONTHLY.value,
+            help="when the budget starts over (default: monthly)",
+        )
+        parser.add_argument(
+            "--concurrency", type=_positive_int, help="concurrent requests (streams included)"
+        )
         parser.add_argument("--expires", help="expiry as an ISO 8601 date-time")
         parser.add_argument("--models", help="comma-separated allowed model ids")
         parser.add_argument(
@@ -70,6 +80,8 @@ class Command(BaseCommand):
                 rpm_limit=options["rpm"],
                 tpm_limit=options["tpm"],
                 budget_rub=budget,
+                budget_period=options["budget_period"],
+                concurrency_limit=options["concurrency"],
                 kind=ApiKey.Kind.MANAGEMENT if options["management"] else ApiKey.Kind.STANDARD,
             )
         except (ValidationError, ValueError) as exc:
