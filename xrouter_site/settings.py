@@ -216,6 +216,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Longer than any task runs, so a slow task is not redelivered and run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic tasks, name -> {"task": dotted name, "schedule": seconds}. Celery
+# beat runs them when a broker is set; otherwise `manage.py serve` runs the
+# same entries in-process.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
