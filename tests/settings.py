@@ -18,4 +18,4 @@ SECURE_SSL_REDIRECT = False
 XROUTER_LAST_USED_FLUSH_SECONDS = 3600.0
 # The usage consumer would write from a background thread while tests hold
 # the database; tests consume explicitly (routing.usage.StreamSink.consume_once).
-XROUTER_USAGE_CONSUMER = False
+XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", False)
