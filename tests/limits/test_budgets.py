@@ -18,7 +18,6 @@ from routing.budgets import period_bounds, spent_micro
 from routing.models import UsageRecord
 from tests.conftest import LiveGateway
 
-
 # 300 prompt tokens for the emulator (it counts words): 0.15 RUB at 0.5/1K,
 # more than half of the budgets below once settled.
 BIG = [{"role": "user", "content": "x " * 300}]
