@@ -7,6 +7,7 @@ memberships with a role.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -33,7 +34,7 @@ class BudgetPeriod(models.TextChoices):
     NEVER = "never", _("Never")
 
 
-def _limit_field(label: str) -> models.PositiveIntegerField:
+def _limit_field(label: Any) -> models.PositiveIntegerField:
     return models.PositiveIntegerField(
         label, null=True, blank=True, validators=[MinValueValidator(1)]
     )

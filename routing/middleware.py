@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from routing import gateway
 from xrouter_site.errors import MethodNotAllowed, NotFound, XRouterError
@@ -23,7 +24,7 @@ from xrouter_site.middleware import request_id_from
 logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 # Exact paths: (allowed methods, view).
 ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
@@ -48,12 +49,12 @@ def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
 
 
 class GatewayMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         # Tests and operators can see which worker process answered.
         self.served_by = str(os.getpid()) if settings.XROUTER_DEBUG_SERVED_BY else None
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         path = request.path_info
         if not path.startswith(PREFIX):
             return self.get_response(request)
@@ -68,7 +69,9 @@ class GatewayMiddleware:
             ctx.finish()
         return response
 
-    def _dispatch(self, request: HttpRequest, ctx: gateway.CallContext, path: str) -> HttpResponse:
+    def _dispatch(
+        self, request: HttpRequest, ctx: gateway.CallContext, path: str
+    ) -> HttpResponseBase:
         try:
             resolved = _resolve(path)
             if resolved is None:

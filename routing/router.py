@@ -95,7 +95,7 @@ def _weighted_shuffle(group: list[DeploymentRoute]) -> list[DeploymentRoute]:
     """Order by weight-biased random keys, with faster healthy ones favoured."""
 
     def key(deployment: DeploymentRoute) -> float:
-        weight = max(deployment.weight, 1)
+        weight = float(max(deployment.weight, 1))
         state = health.health_of(deployment.deployment_id)
         if state is not None and state.latency_ms:
             # Halve the odds for every 500 ms of probe latency.

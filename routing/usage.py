@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.conf import settings
@@ -262,12 +262,16 @@ class StreamSink:
             _next, claimed, *_rest = client.xautoclaim(
                 STREAM_KEY, GROUP, self.consumer, min_idle_time=idle_ms, start_id="0-0", count=count
             )
-            entries = [(eid, fields) for eid, fields in claimed if fields]
+            entries: list[tuple[Any, Any]] = [
+                (eid, fields) for eid, fields in cast(list[Any], claimed) if fields
+            ]
             if not entries:
                 response = client.xreadgroup(
                     GROUP, self.consumer, {STREAM_KEY: ">"}, count=count, block=block_ms
                 )
-                entries = [item for _stream, items in response or [] for item in items]
+                entries = [
+                    item for _stream, items in cast(list[Any], response or []) for item in items
+                ]
             if not entries:
                 return 0
             events = []

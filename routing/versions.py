@@ -57,11 +57,16 @@ _INHERITED = ("name", "type", "provider", "context_length", "pricing", "enabled"
 class VersionedRoute(Protocol):
     """What the helpers need from :class:`routing.table.ModelRoute`."""
 
-    model_id: str
-    deprecated: bool
-    version_since: dt.date | None
-    version_until: dt.date | None
-    upstream_version: str
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def deprecated(self) -> bool: ...
+    @property
+    def version_since(self) -> dt.date | None: ...
+    @property
+    def version_until(self) -> dt.date | None: ...
+    @property
+    def upstream_version(self) -> str: ...
 
 
 class CatalogVersionError(ValueError):
