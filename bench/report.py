@@ -1,0 +1,554 @@
+"""Render a run's results as ``bench/RESULTS.md`` and a stdout summary.
+
+The hand-written analysis between the ``analysis`` markers of an existing
+RESULTS.md is kept across runs (it explains the numbers; the tables are
+regenerated), so re-running the bench never loses it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+ANALYSIS_START = "<!-- analysis:start -->"
+ANALYSIS_END = "<!-- analysis:end -->"
+
+# Issue 2's note: same machine size, measured earlier by another session.
+REF_BARE_DJANGO_RPS = 1500
+REF_BARE_DJANGO_RSS_MB = 130
+REF_LITELLM_RPS = 190
+
+
+def _git(*argv: str) -> str:
+    result = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    dirty = _git("status", "--porcelain")
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem_gib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
+        "dirty": "yes (uncommitted changes in the tree)" if dirty else "no",
+    }
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "–"
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
+    return out
+
+
+LABELS = {
+    "direct": "nginx upstream, direct",
+    "gateway": "XRouter gateway (access log on, production config)",
+    "gateway_nolog": "XRouter gateway, XROUTER_ACCESS_LOG=false",
+    "bare": "bare WSGI proxy (bench/bare_proxy.py)",
+}
+
+
+def _workers_cpu(cpu: dict[str, Any]) -> str:
+    """ " (w1 + w2)" for gunicorn targets: shows an uneven connection split."""
+    per = cpu.get("per_process") or []
+    if len(per) < 3:
+        return ""
+    return " (" + " + ".join(_f(x, 2) for x in per[1:]) + ")"
+
+
+def _per_core(d: dict[str, Any]) -> float | None:
+    """Requests per CPU-second the server itself used: unlike req/s, this
+    barely moves when other work on the machine takes CPU from the server."""
+    cpu = d.get("cpu_cores") or {}
+    server = cpu.get("server")
+    return d["rps"] / server if server else None
+
+
+def _per_core_all(d: dict[str, Any]) -> float | None:
+    """Requests per CPU-second of the server plus PostgreSQL and Redis."""
+    cpu = d.get("cpu_cores") or {}
+    total = (cpu.get("server") or 0) + (cpu.get("postgres_redis") or 0)
+    return d["rps"] / total if total else None
+
+
+def _throughput_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    s = results["scenarios"]
+    rows: dict[str, dict[str, Any]] = {}
+    for source in (s.get("throughput", {}), s.get("baseline", {}).get("throughput", {})):
+        for name, data in source.items():
+            rows.setdefault(name, data)
+    return rows
+
+
+def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tuple[str, list[str]]:
+    s = results["scenarios"]
+    md: list[str] = ["# XRouter benchmark results (bench v1)", ""]
+    headline: list[str] = []
+    load_before = ", ".join(f"{x:.2f}" for x in results.get("load_before", []))
+    load_after = ", ".join(f"{x:.2f}" for x in results.get("load_after", []))
+    md += [
+        f"- **Date**: {results.get('started', '?')} (UTC), run took {results.get('elapsed_s')} s",
+        f"- **Command**: `{results.get('command', 'python bench/run.py')}` "
+        "(from the repo root; `make bench` runs the same)",
+        f"- **Commit**: `{info['commit']}`, dirty tree: {info['dirty']}; gateway code measured: "
+        f"{results.get('source', 'working tree')}",
+        f"- **Machine**: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, "
+        f"Linux {info['kernel']}, Python {info['python']}",
+        f"- **Load average** (1/5/15 min) before: {load_before}; after: {load_after} "
+        "(other sessions' test suites may share these 2 cores: compare ratios, not absolutes)",
+        "- **Set-up**: nginx (1 worker) returns a fixed `chat.completion`; the gateway runs under "
+        "gunicorn with `deploy/gunicorn.conf.py` (2 gevent workers) against PostgreSQL "
+        "(`xr_bench`) and Redis (db 11); wrk, the Python drivers, nginx and the gateway all "
+        "share the same 2 cores.",
+        "",
+    ]
+
+    tp = _throughput_rows(results)
+    if tp:
+        direct = tp.get("direct", {}).get("rps")
+        md += [
+            "## Throughput (wrk, 64 connections, 2 threads, "
+            f"{_f(tp.get('gateway', tp.get('direct', {})).get('seconds'))} s after a warm-up)",
+            "",
+        ]
+        rows = []
+        for name in ("direct", "bare", "gateway", "gateway_nolog"):
+            if name not in tp:
+                continue
+            d = tp[name]
+            cpu = d.get("cpu_cores", {})
+            rows.append(
+                [
+                    LABELS[name],
+                    _f(d["rps"], 0),
+                    _f(d["requests"]),
+                    f"{d['non_2xx']} / {d['socket_errors']}",
+                    _f(d["latency_ms"].get("avg"), 2),
+                    _f(cpu.get("server"), 2) + _workers_cpu(cpu),
+                    _f(_per_core(d), 0),
+                    _f(cpu.get("postgres_redis"), 2),
+                    _f(cpu.get("wrk"), 2),
+                    _f(cpu.get("machine_busy"), 2),
+                    _f(d.get("busy_after_load_s"), 1),
+                    _ratio(d["rps"], direct) if name != "direct" else "1.00×",
+                ]
+            )
+        md += _table(
+            [
+                "target",
+                "req/s",
+                "requests",
+                "non-2xx / socket errors",
+                "avg ms",
+                "server CPU, cores (per worker)",
+                "req per server CPU-s",
+                "PostgreSQL + Redis CPU (cores)",
+                "wrk CPU (cores)",
+                "machine busy (cores, all processes)",
+                "server busy after load (s)",
+                "vs direct",
+            ],
+            rows,
+        )
+        gw = tp.get("gateway", {}).get("rps")
+        ratios = []
+        if gw and tp.get("bare"):
+            ratios.append(f"gateway / bare proxy = {_ratio(gw, tp['bare']['rps'])}")
+        if gw and tp.get("bare") and _per_core(tp["gateway"]) and _per_core(tp["bare"]):
+            ratios.append(
+                "gateway / bare proxy per server CPU-second = "
+                f"{_ratio(_per_core(tp['gateway']), _per_core(tp['bare']))} "
+                "(the noise-robust cost of the gateway's features); counting PostgreSQL and "
+                f"Redis CPU too: {_ratio(_per_core_all(tp['gateway']), _per_core_all(tp['bare']))}"
+            )
+        if gw and tp.get("gateway_nolog"):
+            ratios.append(
+                f"access log on / off = {_ratio(gw, tp['gateway_nolog']['rps'])} in req/s, "
+                f"{_ratio(_per_core(tp['gateway']), _per_core(tp['gateway_nolog']))} "
+                "per server CPU-second"
+            )
+        if gw:
+            ratios.append(
+                f"gateway / issue 2's bare Django reference ({REF_BARE_DJANGO_RPS} req/s)"
+                f" = {_ratio(gw, REF_BARE_DJANGO_RPS)}"
+            )
+            ratios.append(
+                f"gateway / LiteLLM reference ({REF_LITELLM_RPS} req/s, not measured in "
+                f"this run) = {_ratio(gw, REF_LITELLM_RPS)}"
+            )
+            headline.append(
+                f"throughput: gateway {_f(gw, 0)} req/s, nginx direct {_f(direct, 0)}"
+                f" req/s"
+                + (
+                    f", bare proxy {_f(tp['bare']['rps'], 0)} req/s "
+                    f"(gateway/bare {_ratio(gw, tp['bare']['rps'])})"
+                    if tp.get("bare")
+                    else ""
+                )
+                + (
+                    f", access log off {_f(tp['gateway_nolog']['rps'], 0)} req/s"
+                    if tp.get("gateway_nolog")
+                    else ""
+                )
+                + f"; errors {tp['gateway']['non_2xx'] + tp['gateway']['socket_errors']}"
+            )
+        md += ["", *(f"- {r}" for r in ratios), ""]
+
+    lat_wrk: dict[str, Any] = {}
+    lat_open: dict[str, Any] = {}
+    for source in (s.get("latency", {}), s.get("baseline", {})):
+        for name, data in source.get("wrk", {}).items():
+            lat_wrk.setdefault(name, data)
+        for name, data in source.get("open_loop", {}).items():
+            lat_open.setdefault(name, data)
+    if lat_wrk:
+        md += ["## Latency, closed loop (wrk --latency, 16 connections)", ""]
+        rows = []
+        base = lat_wrk.get("direct", {}).get("latency_ms", {})
+        for name in ("direct", "bare", "gateway"):
+            if name not in lat_wrk:
+                continue
+            d = lat_wrk[name]
+            lat = d["latency_ms"]
+            added = [
+                _f(lat.get(p, 0) - base.get(p, 0), 2) if base and name != "direct" else "–"
+                for p in ("p50", "p99")
+            ]
+            rows.append(
+                [
+                    LABELS[name],
+                    _f(d["rps"], 0),
+                    _f(lat.get("p50"), 2),
+                    _f(lat.get("p90"), 2),
+                    _f(lat.get("p99"), 2),
+                    _f(lat.get("max"), 1),
+                    *added,
+                    str(d["non_2xx"] + d["socket_errors"]),
+                ]
+            )
+        md += _table(
+            [
+                "target",
+                "req/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "added p50 ms",
+                "added p99 ms",
+                "errors",
+            ],
+            rows,
+        )
+        md += [""]
+        if "gateway" in lat_wrk and base:
+            g = lat_wrk["gateway"]["latency_ms"]
+            headline.append(
+                f"latency (wrk, 16 conns): added p50 {_f(g.get('p50', 0) - base.get('p50', 0), 2)}"
+                f" ms, p99 {_f(g.get('p99', 0) - base.get('p99', 0), 2)} ms "
+                "(targets: <= 3 / <= 15 ms)"
+            )
+    if lat_open:
+        any_run = next(iter(lat_open.values()))
+        md += [
+            f"## Latency, open loop ({_f(any_run['rate'], 0)} req/s fixed rate for "
+            f"{_f(any_run['duration_s'], 0)} s, measured from each request's scheduled send "
+            "time, bench/openloop.py)",
+            "",
+        ]
+        rows = []
+        base = lat_open.get("direct", {}).get("latency_ms", {})
+        for name in ("direct", "bare", "gateway"):
+            if name not in lat_open:
+                continue
+            d = lat_open[name]
+            lat = d["latency_ms"]
+            added = [
+                _f(lat.get(p, 0) - base.get(p, 0), 2) if base and name != "direct" else "–"
+                for p in ("p50", "p99")
+            ]
+            rows.append(
+                [
+                    LABELS[name],
+                    _f(d["achieved_rps"], 0),
+                    f"{d['completed']}/{d['scheduled']}",
+                    str(d["non_2xx"] + d["errors"]),
+                    _f(lat["p50"], 2),
+                    _f(lat["p90"], 2),
+                    _f(lat["p99"], 2),
+                    _f(lat["p99.9"], 2),
+                    _f(lat["max"], 1),
+                    *added,
+                    _f(d["driver_send_lag_ms"]["p99"], 2),
+                ]
+            )
+        md += _table(
+            [
+                "target",
+                "achieved req/s",
+                "completed",
+                "errors",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "max ms",
+                "added p50 ms",
+                "added p99 ms",
+                "driver send lag p99 ms",
+            ],
+            rows,
+        )
+        lagging = [n for n, d in lat_open.items() if d["driver_send_lag_ms"]["p99"] > 10]
+        if lagging:
+            md += [
+                "",
+                f"**Not a clean measurement for {', '.join(LABELS[n] for n in lagging)}**: the "
+                "driver itself sent late (send lag p99 > 10 ms), so the machine was overloaded "
+                "during that run and its percentiles include client-side delay.",
+            ]
+        md += [""]
+        if "gateway" in lat_open and base:
+            g = lat_open["gateway"]["latency_ms"]
+            headline.append(
+                f"latency (open loop {_f(any_run['rate'], 0)} req/s): gateway p50 "
+                f"{_f(g['p50'], 2)} / p99 {_f(g['p99'], 2)} ms, added p50 "
+                f"{_f(g['p50'] - base['p50'], 2)} ms, p99 {_f(g['p99'] - base['p99'], 2)} ms"
+            )
+
+    mem = s.get("memory")
+    if mem:
+        md += [
+            "## Memory (all gunicorn processes: master + 2 workers, from /proc)",
+            "",
+            "RSS sums count pages shared between master and workers once per process; PSS "
+            "splits them, so the PSS sum is the real footprint.",
+            "",
+        ]
+        rows = []
+        for label, d in (
+            ("gateway idle (after 4 warm-up requests)", mem.get("idle")),
+            ("gateway after the throughput run", mem.get("after_throughput")),
+        ):
+            if d:
+                rows.append(
+                    [
+                        label,
+                        str(d["processes"]),
+                        _f(d["rss_mb"]),
+                        _f(d["pss_mb"]),
+                        " + ".join(_f(x) for x in d["per_process_rss_mb"]),
+                    ]
+                )
+        bare_idle = s.get("baseline", {}).get("memory_idle_bare")
+        bare_after = tp.get("bare", {}).get("memory_after") if tp else None
+        for label, d in (("bare proxy idle", bare_idle), ("bare proxy after its run", bare_after)):
+            if d:
+                rows.append(
+                    [
+                        label,
+                        str(d["processes"]),
+                        _f(d["rss_mb"]),
+                        _f(d["pss_mb"]),
+                        " + ".join(_f(x) for x in d["per_process_rss_mb"]),
+                    ]
+                )
+        md += _table(["state", "processes", "RSS sum MB", "PSS sum MB", "RSS per process MB"], rows)
+        md += [
+            "",
+            f"Reference (issue 2): bare Django + gevent, 2 workers ~{REF_BARE_DJANGO_RSS_MB}"
+            " MB; LiteLLM ~1 GB; issue 10's cap 200 MB.",
+            "",
+        ]
+        after = mem.get("after_throughput") or {}
+        headline.append(
+            f"memory: gateway idle RSS {_f(mem['idle']['rss_mb'])} MB "
+            f"(PSS {_f(mem['idle']['pss_mb'])}), after load RSS "
+            f"{_f(after.get('rss_mb'))} MB (PSS {_f(after.get('pss_mb'))})"
+        )
+
+    st = s.get("stream")
+    if st:
+        md += ["## Streaming (SSE through the gateway vs direct to the emulator)", ""]
+        if "skipped" in st:
+            md += [f"Skipped: {st['skipped']}", ""]
+            headline.append(f"stream: skipped ({st['skipped']})")
+        else:
+            d, g = st["direct"], st["gateway"]
+            md += [
+                f"{d['streams']} concurrent streams opened over the ramp, each "
+                f"{st['stream_tokens']} content chunks {st['chunk_interval_ms']} ms apart "
+                "(`python -m providers.emulators openai --stream-tokens N "
+                "--chunk-interval-ms M`); TTFT = request sent to first `data:` event.",
+                "",
+            ]
+            rows = []
+            for label, r in (("emulator direct", d), ("through the gateway", g)):
+                rows.append(
+                    [
+                        label,
+                        f"{r['completed']}/{r['streams']}",
+                        ", ".join(f"{k}: {v}" for k, v in r["failures"].items()) or "0",
+                        str(r["open_max"]),
+                        _f(r["ttft_ms"]["p50"], 2),
+                        _f(r["ttft_ms"]["p99"], 2),
+                        _f(r["ttft_ms"]["max"], 1),
+                        _f(r["total_ms"]["p50"], 0),
+                        _f(r["total_ms"]["p99"], 0),
+                        f"{r['events_per_stream']['min']}–{r['events_per_stream']['max']}",
+                    ]
+                )
+            md += _table(
+                [
+                    "path",
+                    "completed",
+                    "failures",
+                    "max open",
+                    "TTFT p50 ms",
+                    "TTFT p99 ms",
+                    "TTFT max ms",
+                    "stream p50 ms",
+                    "stream p99 ms",
+                    "events/stream",
+                ],
+                rows,
+            )
+            over50 = g["ttft_ms"]["p50"] - d["ttft_ms"]["p50"]
+            over99 = g["ttft_ms"]["p99"] - d["ttft_ms"]["p99"]
+            md += [
+                "",
+                f"- TTFT overhead: p50 {_f(over50, 2)} ms, p99 {_f(over99, 2)} ms "
+                "(issue 10 target: p99 <= 20 ms at 2,000 streams)",
+                f"- Gateway memory while streaming: peak RSS sum {_f(g.get('rss_peak_mb'))} MB, "
+                f"peak PSS sum {_f(g.get('pss_peak_mb'))} MB (cap 200 MB)",
+                f"- Gateway CPU while relaying: {_f(g.get('server_cpu_cores'), 2)} cores "
+                "(of the machine's 2, shared with the emulator and the stream client)",
+                "",
+            ]
+            headline.append(
+                f"stream: {g['completed']}/{g['streams']} complete through the gateway "
+                f"(direct {d['completed']}/{d['streams']}), TTFT overhead p50 {_f(over50, 2)} ms "
+                f"p99 {_f(over99, 2)} ms, peak RSS {_f(g.get('rss_peak_mb'))} MB "
+                f"(PSS {_f(g.get('pss_peak_mb'))})"
+            )
+
+    profiles = s.get("profile")
+    if profiles:
+        md += ["## Profile (py-spy, one gateway worker)", ""]
+        if "skipped" in profiles:
+            md += [f"Skipped: {profiles['skipped']}", ""]
+        else:
+            md += ["Full text (top 25, with callers) in `bench/profile.txt`.", ""]
+        for prof in profiles.values() if "skipped" not in profiles else []:
+            if "skipped" in prof:
+                md += [f"Skipped: {prof['skipped']}", ""]
+                continue
+            md += [
+                f"### Under {prof['label']}: {prof['samples']} busy samples",
+                "",
+                "CPU by area (leaf frame):",
+                "",
+            ]
+            md += _table(["area", "share"], [[k, f"{v}%"] for k, v in prof["areas"].items()])
+            md += ["", "Project functions by inclusive time (share of the worker's busy CPU):", ""]
+            md += _table(
+                ["function", "share"], [[f"`{k}`", f"{v}%"] for k, v in prof["inclusive_top"][:12]]
+            )
+            md += ["", "Top functions by self time:", ""]
+            md += _table(
+                ["function", "share", "reached from (project frame)"],
+                [[f"`{k}`", f"{v}%", f"`{c}`"] for k, v, c in prof["self_top"][:12]],
+            )
+            md += [""]
+
+    errors = results.get("gateway_log_tail") or []
+    md += ["## Gateway log", ""]
+    if errors:
+        md += [
+            "Distinct non-INFO lines from the gateway logs during the run (count × line):",
+            "",
+            "```",
+            *errors,
+            "```",
+            "",
+        ]
+    else:
+        md += ["No warnings or errors in the gateway's log during the run.", ""]
+
+    md += [
+        "## Notes",
+        "",
+        ANALYSIS_START,
+        analysis.strip() or "(no analysis yet)",
+        ANALYSIS_END,
+        "",
+    ]
+    return "\n".join(md), headline
+
+
+def write_results(results: dict[str, Any], path: Path | None) -> str:
+    # A re-render of a saved run (results.json) keeps the run's own machine
+    # and commit, not today's.
+    info = results.get("machine") or machine()
+    results["machine"] = info
+    analysis = ""
+    if path is not None and path.exists():
+        match = re.search(
+            re.escape(ANALYSIS_START) + r"(.*?)" + re.escape(ANALYSIS_END),
+            path.read_text(),
+            re.DOTALL,
+        )
+        if match:
+            analysis = match.group(1)
+    text, headline = render(results, info, analysis)
+    if path is not None:
+        path.write_text(text)
+    summary = [
+        f"XRouter bench v1 — commit {info['commit']} (dirty: {info['dirty']}), "
+        f"{results.get('elapsed_s')} s",
+        *(f"  {h}" for h in headline),
+    ]
+    if path is not None:
+        summary.append(f"  full results: {path}")
+    return "\n".join(summary)
