@@ -1,0 +1,35 @@
+"""Celery entry points of the routing app: health probes of deployments.
+
+Thin wrappers around :mod:`routing.probes`. Beat (or the in-process
+scheduler, :mod:`routing.scheduler`) runs :func:`probe_all_deployments`
+every ``XROUTER_HEALTH_INTERVAL_SECONDS``; it fans out one
+:func:`probe_deployment` per deployment so a hanging upstream delays only
+its own probe. Both are safe to run twice (``acks_late`` redelivers after a
+worker crash): a probe is a read, and the interval lock in
+:func:`routing.probes.probe_slot_claim` keeps repeats from reaching upstream.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from routing.probes import deployment_ids_to_probe, deployment_probe
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def probe_all_deployments() -> int:
+    """Queue a probe of every enabled deployment; return how many."""
+    ids = deployment_ids_to_probe()
+    # A probe still queued after one interval is stale: the next one is due.
+    expires = max(1.0, settings.XROUTER_HEALTH_INTERVAL_SECONDS)
+    for deployment_id in ids:
+        probe_deployment.apply_async((deployment_id,), expires=expires)
+    return len(ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def probe_deployment(deployment_id: int) -> bool | None:
+    """Probe one deployment; return its health, or None if skipped."""
+    result = deployment_probe(deployment_id=deployment_id)
+    return None if result is None else result.healthy
