@@ -1,0 +1,248 @@
+"""Daily usage roll-ups and the retention of raw usage records.
+
+Raw :class:`~routing.models.UsageRecord` rows are rolled up per UTC day into
+:class:`~routing.models.UsageDaily` (one row per team, key, model and
+provider) so dashboard pages read a few thousand rows instead of millions.
+A roll-up replaces its day in one transaction: running it twice, or while
+late records arrive, gives the same result as running it once afterwards.
+
+Retention (``XROUTER_USAGE_RETENTION_DAYS``) deletes raw records of old days
+in batches, only once the day has been rolled up after it ended.
+
+Usage::
+
+    usage_rollup_day(day=date(2026, 11, 27))   # idempotent
+    usage_rollup_recent()                       # today and yesterday
+    usage_prune()                               # raw rows past retention
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, Count, F, Min, Q, Sum, When
+from django.utils import timezone
+
+from routing.models import UsageDaily, UsageRecord, UsageRollupDay
+
+logger = logging.getLogger(__name__)
+
+# Upper bounds (inclusive, ms) of the latency buckets; one more bucket holds
+# everything slower. Fine below 1 s where most chat latencies fall.
+LATENCY_BOUNDS_MS: tuple[int, ...] = (
+    10,
+    25,
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10000,
+    15000,
+    20000,
+    30000,
+    60000,
+    120000,
+)
+BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class RollupResult:
+    day: date
+    records: int
+    rows: int
+    skipped: bool = False
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """Return the UTC start (inclusive) and end (exclusive) of ``day``."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _bucket_filters() -> list[Q]:
+    filters = []
+    lower: int | None = None
+    for upper in LATENCY_BOUNDS_MS:
+        q = Q(latency_ms__lte=upper)
+        if lower is not None:
+            q &= Q(latency_ms__gt=lower)
+        filters.append(q)
+        lower = upper
+    filters.append(Q(latency_ms__gt=LATENCY_BOUNDS_MS[-1]))
+    return filters
+
+
+def histogram_merge(histograms: Iterable[Sequence[int]]) -> list[int]:
+    """Return the bucket-wise sum of ``histograms`` (missing buckets are 0)."""
+    total = [0] * BUCKETS
+    for histogram in histograms:
+        for index, count in enumerate(histogram[:BUCKETS]):
+            total[index] += count
+    return total
+
+
+def histogram_quantile(histogram: Sequence[int], q: float) -> int:
+    """Return the ``q`` quantile (0..1) in ms, interpolated within its bucket.
+
+    The overflow bucket has no upper bound, so a quantile there reports the
+    last bound: "at least this slow".
+    """
+    count = sum(histogram)
+    if count == 0:
+        return 0
+    rank = q * count
+    seen = 0
+    for index, in_bucket in enumerate(histogram):
+        if in_bucket and seen + in_bucket >= rank:
+            if index >= len(LATENCY_BOUNDS_MS):
+                return LATENCY_BOUNDS_MS[-1]
+            lower = LATENCY_BOUNDS_MS[index - 1] if index else 0
+            upper = LATENCY_BOUNDS_MS[index]
+            return round(lower + (upper - lower) * (rank - seen) / in_bucket)
+        seen += in_bucket
+    return LATENCY_BOUNDS_MS[-1]
+
+
+def _aggregate(day: date) -> list[UsageDaily]:
+    start, end = day_bounds(day)
+    buckets = {f"b{i}": Count("id", filter=q) for i, q in enumerate(_bucket_filters())}
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(
+            rollup_model=Case(
+                When(served_model="", then=F("requested_model")), default=F("served_model")
+            )
+        )
+        .values("team_id", "key_id", "rollup_model", "provider")
+        .annotate(
+            n=Count("id"),
+            n_errors=Count("id", filter=Q(status__gte=400)),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+            cached=Sum("cached_tokens"),
+            cost=Sum("cost_rub"),
+            latency=Sum("latency_ms"),
+            **buckets,
+        )
+        .order_by()
+    )
+    result = []
+    for row in rows:
+        histogram = [row[f"b{i}"] for i in range(BUCKETS)]
+        result.append(
+            UsageDaily(
+                day=day,
+                team_id=row["team_id"],
+                key_id=row["key_id"],
+                model=row["rollup_model"],
+                provider=row["provider"],
+                requests=row["n"],
+                errors=row["n_errors"],
+                prompt_tokens=row["prompt"] or 0,
+                completion_tokens=row["completion"] or 0,
+                cached_tokens=row["cached"] or 0,
+                cost_rub=row["cost"] or Decimal(0),
+                latency_ms_sum=row["latency"] or 0,
+                latency_p50_ms=histogram_quantile(histogram, 0.5),
+                latency_p95_ms=histogram_quantile(histogram, 0.95),
+                latency_histogram=histogram,
+            )
+        )
+    return result
+
+
+def usage_rollup_day(*, day: date) -> RollupResult:
+    """Replace the roll-up of ``day`` (UTC) with one computed from raw records.
+
+    A day whose raw records were pruned is left alone: rolling it up again
+    would replace the kept totals with nothing.
+    """
+    state = UsageRollupDay.objects.filter(day=day).first()
+    if state is not None and state.pruned:
+        return RollupResult(day=day, records=state.records, rows=0, skipped=True)
+    # Aggregate outside the write transaction: the read is the slow part and
+    # must not hold the delete's row locks while it runs.
+    rolled_at = timezone.now()
+    rows = _aggregate(day)
+    records = sum(row.requests for row in rows)
+    with transaction.atomic():
+        UsageDaily.objects.filter(day=day).delete()
+        UsageDaily.objects.bulk_create(rows, batch_size=1000)
+        UsageRollupDay.objects.update_or_create(
+            day=day, defaults={"rolled_at": rolled_at, "records": records}
+        )
+    return RollupResult(day=day, records=records, rows=len(rows))
+
+
+def usage_rollup_range(*, start: date, end: date) -> list[RollupResult]:
+    """Roll up every day from ``start`` to ``end`` inclusive (backfill)."""
+    results = []
+    day = start
+    while day <= end:
+        results.append(usage_rollup_day(day=day))
+        day += timedelta(days=1)
+    return results
+
+
+def usage_rollup_recent(*, now: datetime | None = None) -> list[RollupResult]:
+    """Roll up today and yesterday (UTC): records of a closed day arrive late."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    return usage_rollup_range(start=today - timedelta(days=1), end=today)
+
+
+def usage_prune(
+    *, now: datetime | None = None, batch_size: int = 10_000, retention_days: int | None = None
+) -> int:
+    """Delete raw records older than the retention period; return how many.
+
+    Each day is rolled up first unless its roll-up ran after the day ended
+    plus the claim window (records of a dead worker can arrive that late).
+    Rows go in batches by primary key so one prune never holds a long lock.
+    """
+    days = settings.XROUTER_USAGE_RETENTION_DAYS if retention_days is None else retention_days
+    if days <= 0:
+        return 0
+    now = now or timezone.now()
+    cutoff_day = now.astimezone(UTC).date() - timedelta(days=days)
+    cutoff, _end = day_bounds(cutoff_day)
+    oldest = UsageRecord.objects.filter(created_at__lt=cutoff).aggregate(m=Min("created_at"))["m"]
+    if oldest is None:
+        return 0
+    grace = timedelta(seconds=settings.XROUTER_USAGE_CLAIM_IDLE_SECONDS + 60)
+    deleted = 0
+    day = oldest.astimezone(UTC).date()
+    while day < cutoff_day:
+        start, end = day_bounds(day)
+        state = UsageRollupDay.objects.filter(day=day).first()
+        if state is None or (not state.pruned and state.rolled_at < end + grace):
+            usage_rollup_day(day=day)
+        while True:
+            ids = list(
+                UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+                .order_by()
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            count, _by_model = UsageRecord.objects.filter(id__in=ids).delete()
+            deleted += count
+        UsageRollupDay.objects.filter(day=day).update(pruned=True)
+        day += timedelta(days=1)
+    if deleted:
+        logger.info("usage records pruned", extra={"deleted": deleted, "before": str(cutoff_day)})
+    return deleted

@@ -1,0 +1,70 @@
+"""Fixtures of the usage tests: the named cast, usage records, Chromium.
+
+Records are written through :func:`routing.usage.write_events`, the
+function the usage writers call, so tests store rows the way production
+does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from accounts.models import Team
+from routing import usage
+from tests.accounts.cast import Cast, build_cast
+
+# Playwright's sync API leaves an event loop running in this thread (see
+# tests/browser/conftest.py): Django's async guard must stand down.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def cast(team: Team, other_team: Team) -> Cast:
+    return build_cast(team=team, other_team=other_team)
+
+
+@pytest.fixture
+def record_usage() -> Callable[..., usage.UsageEvent]:
+    """Write one usage record now; keyword arguments override the defaults."""
+
+    def record(**fields: Any) -> usage.UsageEvent:
+        fields.setdefault("request_id", f"req-{next(_ids)}-{time.monotonic_ns()}")
+        fields.setdefault("created", time.time())
+        fields.setdefault("endpoint", "chat")
+        fields.setdefault("requested_model", "local/mock")
+        fields.setdefault("served_model", fields["requested_model"])
+        fields.setdefault("provider", "local")
+        fields.setdefault("prompt_tokens", 10)
+        fields.setdefault("completion_tokens", 20)
+        fields.setdefault("cost_rub", "0.035")
+        fields.setdefault("latency_ms", 120.0)
+        event = usage.UsageEvent(**fields)
+        usage.write_events([event])
+        return event
+
+    return record
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's binary) for the session."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
