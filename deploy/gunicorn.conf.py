@@ -9,8 +9,10 @@ bench/RESULTS.md). Everything here can be overridden by environment.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,14 @@ raw_env = [
 ]
 chdir = str(BASE_DIR)
 
+# Prometheus multiprocess mode: each worker writes its samples to files in
+# this directory and /metrics merges them, so a scrape counts every worker.
+# prometheus_client reads the variable when it is imported (with Django, in
+# each worker), so it is set here in the arbiter and inherited on fork.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="xrouter-prometheus-")
+
 
 def on_starting(server: Any) -> None:
     """Load the declarative catalog once, before workers start.
@@ -48,6 +58,7 @@ def on_starting(server: Any) -> None:
     It runs in a child process so the arbiter never imports Django, requests
     or ssl before the workers' gevent monkey-patching.
     """
+    _clean_metrics_dir()
     if os.environ.get("XROUTER_CATALOG"):
         subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "loadcatalog"], check=True)
 
@@ -58,3 +69,34 @@ def post_worker_init(worker: Any) -> None:
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+    # Without a broker there is no beat: run its schedule in this worker
+    # (routing.scheduler; a no-op unless XROUTER_INPROCESS_SCHEDULER is on).
+    from routing.scheduler import scheduler_start
+
+    scheduler_start()
+
+
+def _clean_metrics_dir() -> None:
+    """Empty the Prometheus directory: samples of a previous run must not count."""
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (prometheus_client's mark_process_dead).
+
+    Done by hand rather than by importing prometheus_client: that imports
+    ssl into the arbiter, and workers forked later would then be
+    monkey-patched by gevent after ssl was loaded.
+    """
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for stale in path.glob(f"gauge_live*_{worker.pid}.db"):
+        stale.unlink(missing_ok=True)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this arbiter created for itself."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

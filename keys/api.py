@@ -20,9 +20,17 @@ from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import Membership, Team, User
+from accounts.oauth_api_auth import (
+    KEYS_READ,
+    KEYS_WRITE,
+    OAuthAccess,
+    OAuthScopePermission,
+    OAuthTokenAuthentication,
+)
 from accounts.selectors import membership_current
 from keys import selectors, services
 from keys.auth import KeyPrincipal
@@ -62,6 +70,12 @@ def _caller(request: Request) -> Caller:
         if team is None:  # deleted since the key was cached
             raise exceptions.AuthenticationFailed()
         return Caller(team=team, can_manage=True, user=None, role=None)
+    if isinstance(request.auth, OAuthAccess):
+        # The team the user consented for, never the session's current one.
+        access = request.auth
+        return Caller(
+            team=access.team, can_manage=access.can_manage, user=access.user, role=access.role
+        )
     membership: Membership | None = membership_current(request._request)
     if membership is None:
         raise exceptions.NotFound("You are not a member of any team yet.")
@@ -93,9 +107,23 @@ def _model_changes(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class ManagementApiView(APIView):
-    """Base view: JSON bodies only and responses that are never cached."""
+    """Base view: JSON bodies only and responses that are never cached.
+
+    OAuth access tokens are accepted here (accounts.oauth_api_auth): reads
+    need ``keys:read`` or ``keys:write``, writes ``keys:write``. A subclass
+    that serves something else overrides the two scope tuples.
+    """
 
     parser_classes = [JSONParser]
+    # OAuth first: it passes ``xr_`` keys on to the management-key class.
+    authentication_classes = [
+        OAuthTokenAuthentication,
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+    ]
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, OAuthScopePermission]
+    # Write implies read: a PATCH answers with the key anyway.
+    oauth_read_scopes: tuple[str, ...] = (KEYS_READ, KEYS_WRITE)
+    oauth_write_scopes: tuple[str, ...] = (KEYS_WRITE,)
 
     def finalize_response(
         self, request: Request, response: HttpResponse, *args: Any, **kwargs: Any

@@ -193,7 +193,14 @@ def authenticate_bearer(header: str) -> KeyPrincipal:
     scheme, _sep, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise AuthenticationFailed("missing")
-    return resolve_key(credential.strip())
+    credential = credential.strip()
+    if not credential.startswith("xr_"):
+        # Not a key: an OAuth access token. Imported here so keys does not
+        # depend on the OAuth code at import time (it imports keys.auth).
+        from accounts.oauth_tokens import resolve_oauth_token
+
+        return resolve_oauth_token(credential)
+    return resolve_key(credential)
 
 
 def forget_key(digest: str) -> None:

@@ -34,6 +34,10 @@ class ApiKey(models.Model):
         # so a leaked script key cannot spend tokens and vice versa.
         STANDARD = "standard", _("Standard")
         MANAGEMENT = "management", _("Management")
+        # Hidden: the principal an OAuth access token with the "chat" scope
+        # acts as (accounts/oauth_tokens.py); it carries the limits and is
+        # what usage is keyed by. Never has a plaintext of its own.
+        OAUTH = "oauth", _("OAuth app")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="api_keys")

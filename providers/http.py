@@ -8,8 +8,11 @@ statuses are returned to the adapter, which knows the provider's error body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -23,6 +26,22 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 # Upper bound for one SSE event; a peer that never sends a blank line cannot
 # make the gateway buffer without limit.
 MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024
+
+
+# The monotonic time by which the current request must be answered, set by
+# the router around each attempt. Context variables are per greenlet under
+# gevent, so concurrent requests do not see each other's deadlines.
+_deadline: ContextVar[float | None] = ContextVar("xrouter_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    """Cap the read timeout of whole-body calls made inside at ``deadline``."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 class HttpClient:
@@ -75,6 +94,12 @@ class HttpClient:
         """
         from providers.base import ProviderError
 
+        connect, read = timeout or self.timeout
+        deadline = _deadline.get()
+        if deadline is not None and not stream:
+            # A whole-body call must not outlive the request's deadline. A
+            # stream keeps its per-read timeout: it may rightly run longer.
+            read = max(0.05, min(read, deadline - time.monotonic()))
         all_headers: dict[str, str] = {}
         if json is not None:
             data = orjson.dumps(json)
@@ -88,7 +113,7 @@ class HttpClient:
                 data=data,
                 headers=all_headers,
                 stream=stream,
-                timeout=timeout or self.timeout,
+                timeout=(connect, read),
                 auth=auth,
                 allow_redirects=False,
             )

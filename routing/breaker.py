@@ -70,6 +70,11 @@ class Breakers:
             return True
 
     def state(self, deployment_id: int) -> str:
+        if deployment_id not in self._known:
+            # First look from this process (e.g. the dashboard): read the
+            # shared state now instead of reporting "closed" for a second.
+            self._known.add(deployment_id)
+            self._next_refresh = 0.0
         self._refresh()
         state = self._states.get(deployment_id)
         if state is None or state.open_until == 0.0:

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from keys import activity
 from keys.auth import KeyPrincipal, authenticate_bearer
@@ -112,7 +113,11 @@ class CallContext:
             limiter.settle(
                 self.decision, tokens=served.total_tokens, cost=usage.to_micro(self.cost)
             )
-        if self.principal is not None and self.requested_model is not None:
+        if (
+            self.principal is not None
+            and self.requested_model is not None
+            and settings.XROUTER_USAGE_RECORDS_ENABLED
+        ):
             self._record_usage(served)
         self._metrics(served)
         self._log()
@@ -146,7 +151,7 @@ class CallContext:
         )
 
     def _metrics(self, served: Usage) -> None:
-        if not self.endpoint:
+        if not self.endpoint or not settings.XROUTER_METRICS_ENABLED:
             return
         model = self.model or "-"
         provider = self.provider or "-"
@@ -274,15 +279,15 @@ def _routes(
         if route not in routes:
             routes.append(route)
     for other in primary.fallbacks:
-        route = table.models.get(other)
+        fallback = table.models.get(other)
         # Catalog fallbacks the key may not use are skipped, not errors.
         if (
-            route is not None
-            and route.type == kind
-            and route not in routes
-            and principal.allows_model(route.model_id)
+            fallback is not None
+            and fallback.type == kind
+            and fallback not in routes
+            and principal.allows_model(fallback.model_id)
         ):
-            routes.append(route)
+            routes.append(fallback)
     return routes
 
 
@@ -421,13 +426,13 @@ def _served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
     ctx.deployment_id = outcome.candidate.deployment.deployment_id
 
 
-def _served_headers(response: HttpResponse, ctx: CallContext) -> None:
+def _served_headers(response: HttpResponseBase, ctx: CallContext) -> None:
     response["x-xrouter-provider"] = ctx.provider or ""
     response["x-xrouter-model"] = ctx.model or ""
     response["x-xrouter-attempts"] = _chain(ctx.attempts)
     if ctx.model_version:
         response["x-xrouter-model-version"] = ctx.model_version
-    for name, value in deprecation_headers(ctx.route).items():
+    for name, value in deprecation_headers(ctx.route).items() if ctx.route else ():
         response[name] = value
     if ctx.decision is not None:
         for name, value in ctx.decision.headers().items():
@@ -617,7 +622,7 @@ def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-unt
     return call
 
 
-def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponse:
+def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "chat"
     principal = _authenticate(request, ctx)
     data = validation.chat_input(_read_json(request))
@@ -674,14 +679,14 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     _served(ctx, streamed)
     ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-    response = StreamingHttpResponse(
+    streaming = StreamingHttpResponse(
         _relay(stream, first, ctx, data.include_usage), content_type="text/event-stream"
     )
-    response["Cache-Control"] = "no-cache"
+    streaming["Cache-Control"] = "no-cache"
     # Tell nginx-style proxies not to buffer the stream.
-    response["X-Accel-Buffering"] = "no"
-    _served_headers(response, ctx)
-    return response
+    streaming["X-Accel-Buffering"] = "no"
+    _served_headers(streaming, ctx)
+    return streaming
 
 
 # --- embeddings ---------------------------------------------------------------

@@ -77,7 +77,12 @@ def _refresh() -> None:
 
 def health_of(deployment_id: int) -> Health | None:
     """Return the last probe result of a deployment, or None if unknown."""
-    _known.add(deployment_id)
+    global _next_refresh
+    if deployment_id not in _known:
+        # First look from this process: read the shared result now instead
+        # of treating the deployment as unknown until the next refresh.
+        _known.add(deployment_id)
+        _next_refresh = 0.0
     _refresh()
     return _local.get(deployment_id)
 

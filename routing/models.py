@@ -199,3 +199,69 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.served_model or self.requested_model} {self.status}"
+
+
+class UsageDaily(models.Model):
+    """One day of usage for one (team, key, model, provider), from raw records.
+
+    Built by :func:`routing.rollups.usage_rollup_day`, which replaces a whole
+    day at once, so re-running it never double-counts. ``latency_histogram``
+    holds request counts per bucket of :data:`routing.rollups.LATENCY_BOUNDS_MS`
+    (plus one overflow bucket); histograms of several rows add up, so
+    percentiles of any grouping (a model over all keys, a week) stay exact to
+    the bucket instead of averaging per-row percentiles.
+    """
+
+    day = models.DateField()
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    key = models.ForeignKey(
+        "keys.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The served model, or the requested one when nothing was served.
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=64, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_rub = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    latency_p50_ms = models.PositiveIntegerField(default=0)
+    latency_p95_ms = models.PositiveIntegerField(default=0)
+    latency_histogram = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name = _("daily usage")
+        verbose_name_plural = _("daily usage")
+        ordering = ["-day"]
+        indexes = [
+            # Every dashboard query is "this team, these days".
+            models.Index(fields=["team", "day"], name="usage_daily_team_day"),
+            models.Index(fields=["day"], name="usage_daily_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} team={self.team_id} {self.model} {self.requests}"
+
+
+class UsageRollupDay(models.Model):
+    """When a day was last rolled up and whether its raw records are gone.
+
+    Retention deletes raw records only of days rolled up after they ended,
+    and a pruned day is never rolled up again (that would replace its
+    roll-up with an empty one).
+    """
+
+    day = models.DateField(unique=True)
+    rolled_at = models.DateTimeField()
+    records = models.PositiveIntegerField(default=0)
+    pruned = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = _("usage roll-up day")
+        verbose_name_plural = _("usage roll-up days")
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} rolled {self.rolled_at:%Y-%m-%d %H:%M}"

@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 from django.conf import settings
 
 from providers.base import Provider, ProviderError
+from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable
@@ -175,7 +176,8 @@ def execute(
         started = time.perf_counter()
         attempt = Attempt(candidate.route.model_id, deployment.provider, deployment.deployment_id)
         try:
-            result = call(adapter_for(deployment.provider), candidate, remaining)
+            with deadline_scope(deadline):
+                result = call(adapter_for(deployment.provider), candidate, remaining)
         except ProviderError as exc:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             attempt.status = exc.status

@@ -210,6 +210,58 @@ class LocalBuffer:
                 connection.close()
 
 
+class _GroupCommit:
+    """Write submitted payloads in batches; each submitter waits for its own.
+
+    One writer thread (a greenlet under gevent) takes everything queued,
+    writes it in one call, then wakes the submitters of that batch. At low
+    load a batch is one event and costs what a direct call would; under
+    load one round trip carries many.
+    """
+
+    def __init__(self, write: Any, timeout: float = 2.0) -> None:
+        self.pid = os.getpid()
+        self._write = write
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._queue: list[tuple[bytes, _Ticket]] = []
+        self._thread = threading.Thread(target=self._run, name="usage-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, payload: bytes) -> None:
+        ticket = _Ticket()
+        with self._cond:
+            self._queue.append((payload, ticket))
+            self._cond.notify()
+        if not ticket.done.wait(self._timeout):
+            raise TimeoutError("the usage stream did not confirm the record in time")
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+            error: BaseException | None = None
+            try:
+                self._write([payload for payload, _ticket in batch])
+            except Exception as exc:  # handed to every submitter of the batch
+                error = exc
+            for _payload, ticket in batch:
+                ticket.error = error
+                ticket.done.set()
+
+
+class _Ticket:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
 class StreamSink:
     """Usage via a Redis stream and a consumer group (see module docstring)."""
 
@@ -224,18 +276,31 @@ class StreamSink:
             retry=None,
         )
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._committer: _GroupCommit | None = None
         self._thread: threading.Thread | None = None
         self._group_ready = False
 
     def add(self, event: UsageEvent) -> None:
-        self.client.xadd(
-            STREAM_KEY,
-            {"e": event.to_bytes()},
-            maxlen=settings.XROUTER_USAGE_STREAM_MAXLEN,
-            approximate=True,
-        )
+        """Append ``event`` to the stream; return once Redis has it.
+
+        Concurrent requests share round trips (group commit): each waits
+        for the pipelined batch that carries its event, so a response is
+        still only sent after its record is in Redis.
+        """
+        if self._committer is None or self._committer.pid != os.getpid():
+            with _lock:
+                if self._committer is None or self._committer.pid != os.getpid():
+                    self._committer = _GroupCommit(self._write_batch)
+        self._committer.submit(event.to_bytes())
         if self._thread is None and settings.XROUTER_USAGE_CONSUMER:
             self._start()
+
+    def _write_batch(self, payloads: list[bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        maxlen = settings.XROUTER_USAGE_STREAM_MAXLEN
+        for payload in payloads:
+            pipe.xadd(STREAM_KEY, {"e": payload}, maxlen=maxlen, approximate=True)
+        pipe.execute()
 
     def _ensure_group(self, client: Any) -> None:
         if self._group_ready:

@@ -20,6 +20,7 @@ need_pkg pg_ctlcluster postgresql
 need_pkg redis-server redis-server
 need_pkg chromium chromium
 need_pkg msgfmt gettext
+need_pkg promtool prometheus
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "starting PostgreSQL"

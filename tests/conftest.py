@@ -168,6 +168,33 @@ def gateway(
     return LiveGateway(live_server.url, make_key().plaintext)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's binary, never downloaded) per session.
+
+    Playwright's sync API runs an event loop in this thread until the session
+    ends, and only one may run: every browser test shares this fixture. The
+    test's own ORM calls stay synchronous, so Django's async-safety guard
+    stands down for the rest of the session; subprocess tests that must not
+    inherit it (check --deploy) remove it from their environment.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In CI a skipped test is a failed test: nothing may skip silently."""
     if not IN_CI:

@@ -103,6 +103,8 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "routing",
+    # OAuth 2.0 authorization server for third-party apps (accounts/oauth_*.py).
+    "oauth2_provider",
 ]
 
 MIDDLEWARE = [
@@ -167,7 +169,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "xrouter.sqlite3",
+            "NAME": str(VAR_DIR / "xrouter.sqlite3"),
             # Several gunicorn workers share the file: wait for the write
             # lock instead of failing with "database is locked".
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
@@ -273,6 +275,8 @@ if env_bool("XROUTER_BEHIND_TLS_PROXY", False):
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 # /healthz and /readyz are probed over plain HTTP by orchestrators.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^v1/"]
+# Prometheus scrapes /metrics over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
@@ -281,6 +285,67 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# --- OAuth 2.0 authorization server (django-oauth-toolkit) -------------------
+# Every non-default value says why; RFC 9700 is the OAuth Security BCP. The
+# views, validator and scopes backend live in accounts/oauth_*.py.
+OAUTH2_PROVIDER = {
+    "SCOPES": {
+        "chat": "Call the models (/v1/) on your behalf",
+        "keys:read": "Read your team's API keys",
+        "keys:write": "Create, change and revoke your team's API keys",
+        "usage:read": "Read your team's usage",
+        "introspection": "Introspect tokens (resource servers only)",
+    },
+    # The default "__all__" would hand out every scope, introspection too.
+    "DEFAULT_SCOPES": ["chat"],
+    # Which application may ask for which scope (introspection: resource servers).
+    "SCOPES_BACKEND_CLASS": "accounts.oauth_scopes.XRouterScopes",
+    # Routes only the enabled grants: implicit/password/device are unsupported.
+    "OAUTH2_SERVER_CLASS": "accounts.oauth_server.XRouterServer",
+    # Code-reuse revocation, PKCE verifier syntax and downgrade checks.
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth_validators.XRouterOAuth2Validator",
+    # RFC 6749 10.5: short codes; 60 s is DOT's default, kept explicit (<= 600).
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    # RFC 9700 2.3: short-lived access tokens (DOT's default is 10 h).
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_ACCESS_TOKEN_EXPIRE_SECONDS", 900),
+    # Finite refresh lifetime (the default None never expires); 30 days.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_REFRESH_TOKEN_EXPIRE_SECONDS", 30 * 86400),
+    # 0: a grace period needs plaintext tokens at rest (E001 with hashed storage).
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "ROTATE_REFRESH_TOKEN": True,
+    # RFC 9700 4.14.2: replaying a rotated refresh token revokes its family.
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "PKCE_REQUIRED": True,
+    # https only outside DEBUG. Loopback http (RFC 8252 7.3) is allowed by our
+    # registration validator and authorization view, not by this list, so
+    # the REDIRECT_URI_SCHEME gate below stays an error for plain http.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
+    "ALLOW_URI_WILDCARDS": False,
+    "ALLOW_LOCALHOST_LOOPBACK": False,
+    "OIDC_ENABLED": False,
+    # RFC 8414 metadata advertises only what is enabled (defaults list
+    # implicit and password). Client credentials: resource servers only.
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token", "client_credentials"],
+    # Public clients (PKCE, no secret) authenticate with "none".
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    ],
+    # RFC 9700 gates, all enforced (AUTH-18 runs check --deploy with them).
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
 
 # --- REST framework (management API, not /v1/) ------------------------------
 REST_FRAMEWORK = {
@@ -328,7 +393,9 @@ XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
 XROUTER_UPSTREAM_CONNECT_TIMEOUT = env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 5.0)
 XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0)
 # Connections kept per provider per worker (requests' pool size).
-XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 256)
+# Each open stream holds one, so this bounds the streams a worker relays
+# without opening throwaway connections.
+XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 2048)
 # Trust X-Forwarded-For from the proxy in front (for logs and throttling).
 XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
 
@@ -361,6 +428,27 @@ XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", True)
 XROUTER_USAGE_CLAIM_IDLE_SECONDS = env_float("XROUTER_USAGE_CLAIM_IDLE_SECONDS", 30.0)
 XROUTER_USAGE_BUFFER_SIZE = env_int("XROUTER_USAGE_BUFFER_SIZE", 100_000)
 XROUTER_USAGE_FLUSH_SECONDS = env_float("XROUTER_USAGE_FLUSH_SECONDS", 1.0)
+# Raw records are rolled up per UTC day (routing.rollups) every
+# XROUTER_USAGE_ROLLUP_SECONDS; the dashboard reads the roll-ups. Raw records
+# older than XROUTER_USAGE_RETENTION_DAYS are deleted once rolled up (0 keeps
+# them forever).
+XROUTER_USAGE_ROLLUP_SECONDS = env_float("XROUTER_USAGE_ROLLUP_SECONDS", 300.0)
+XROUTER_USAGE_RETENTION_DAYS = env_int("XROUTER_USAGE_RETENTION_DAYS", 90)
+CELERY_BEAT_SCHEDULE["usage-rollup"] = {
+    "task": "routing.usage_rollup_recent",
+    "schedule": XROUTER_USAGE_ROLLUP_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["usage-prune"] = {"task": "routing.usage_prune", "schedule": 3600.0}
+# Switches for measuring their cost (bench/): false skips writing usage
+# records / recording Prometheus metrics on the request path. Keep both on
+# in production: budgets are settled either way, but nothing is accounted.
+XROUTER_USAGE_RECORDS_ENABLED = env_bool("XROUTER_USAGE_RECORDS_ENABLED", True)
+XROUTER_METRICS_ENABLED = env_bool("XROUTER_METRICS_ENABLED", True)
+# /metrics answers a bearer XROUTER_METRICS_TOKEN or a client address in
+# XROUTER_METRICS_ALLOW (IPs or networks, comma-separated); with neither set
+# only loopback may scrape. REMOTE_ADDR is used, never X-Forwarded-For.
+XROUTER_METRICS_TOKEN = env_secret("XROUTER_METRICS_TOKEN")
+XROUTER_METRICS_ALLOW = env_list("XROUTER_METRICS_ALLOW", [])
 
 # --- Routing ---------------------------------------------------------------------
 # Upstream attempts per request (the first included), and the wall-clock
@@ -378,6 +466,18 @@ XROUTER_BREAKER_MAX_COOLDOWN_SECONDS = env_float("XROUTER_BREAKER_MAX_COOLDOWN_S
 XROUTER_BREAKER_PROBE_SECONDS = env_float("XROUTER_BREAKER_PROBE_SECONDS", 30.0)
 # Health probes of every deployment (Celery beat, or in-process without a broker).
 XROUTER_HEALTH_INTERVAL_SECONDS = env_float("XROUTER_HEALTH_INTERVAL_SECONDS", 30.0)
+# Connect and read timeout of one probe: a probe must finish well inside its
+# interval, whatever the request timeouts are (routing.probes).
+XROUTER_HEALTH_TIMEOUT_SECONDS = env_float("XROUTER_HEALTH_TIMEOUT_SECONDS", 5.0)
+CELERY_BEAT_SCHEDULE["deployment-health"] = {
+    "task": "routing.tasks.probe_all_deployments",
+    "schedule": XROUTER_HEALTH_INTERVAL_SECONDS,
+    # A tick still queued when the next is due is dropped, not run late.
+    "options": {"expires": XROUTER_HEALTH_INTERVAL_SECONDS},
+}
+# Run CELERY_BEAT_SCHEDULE in each gunicorn worker (routing.scheduler) when
+# there is no broker, hence no beat; `manage.py serve` turns it on then.
+XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)
@@ -395,6 +495,10 @@ LOGGING = {
             "formatter": "json",
             "filters": ["redact"],
         },
+        # The access line is built from fields the gateway controls (key
+        # prefix, ids, numbers), never free text: it skips the redaction
+        # regexes, which cost more than the rest of the line.
+        "access": {"class": "logging.StreamHandler", "formatter": "json"},
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
@@ -402,7 +506,7 @@ LOGGING = {
         # unless explicitly silenced with XROUTER_ACCESS_LOG=false.
         "xrouter.access": {
             "level": "INFO" if env_bool("XROUTER_ACCESS_LOG", True) else "CRITICAL",
-            "handlers": ["stderr"],
+            "handlers": ["access"],
             "propagate": False,
         },
         # Django logs every 4xx here; the access log already has them.

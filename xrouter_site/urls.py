@@ -8,6 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from accounts import oauth_urls
 from xrouter_site import views
 
 urlpatterns = [
@@ -17,6 +18,7 @@ urlpatterns = [
     # Dashboard, accounts and the management API (accounts, keys apps).
     path("", include("keys.urls")),
     path("accounts/", include("accounts.urls")),
+    path("routing/", include("routing.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path(
         "api/schema/",
@@ -33,5 +35,15 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
         name="api-redoc",
     ),
+    # Usage pages, /api/v1/generation (before the API's catch-all) and /metrics.
+    path("", include("routing.usage_urls")),
+    # OAuth 2.0 server, its dashboard pages and the OpenRouter-style key
+    # exchange (accounts/oauth_urls.py). The exchange API goes before
+    # keys.api_urls, whose last pattern answers every other /api/v1/ path.
+    path("", include(oauth_urls.metadata_urlpatterns)),
+    path("oauth/", include((oauth_urls.protocol_urlpatterns, "oauth2_provider"))),
+    path("oauth/", include((oauth_urls.dashboard_urlpatterns, "oauth"))),
+    path("", include((oauth_urls.exchange_authorize_urlpatterns, "oauth_exchange"))),
+    path("api/v1/", include((oauth_urls.exchange_api_urlpatterns, "oauth_exchange_api"))),
     path("api/v1/", include("keys.api_urls")),
 ]

@@ -29,6 +29,16 @@ PUBLIC = {
     "i18n/setlang/",
     "healthz",
     "readyz",
+    # OAuth 2.0: clients authenticate in the request body or header (RFC
+    # 6749/7009/7662), not with a session; each refuses what it must.
+    ".well-known/oauth-authorization-server",
+    "oauth/token/",
+    "oauth/revoke/",
+    "oauth/introspect/",
+    # Key exchange: the code and PKCE verifier are the credential.
+    "api/v1/auth/keys",
+    # Prometheus scrapes with a bearer token or from an allow-listed address.
+    "metrics",
 }
 SAMPLES = {
     "<uuid:public_id>": str(uuid.uuid4()),

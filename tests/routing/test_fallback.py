@@ -205,3 +205,21 @@ def raw_deployment_id(_: Any) -> int:
     from routing.models import Deployment
 
     return Deployment.objects.get(provider__name="primary", model__model_id="team/chat").pk
+
+
+def test_the_total_deadline_cuts_a_hanging_attempt(
+    gateway: LiveGateway, upstream_control: Any, settings: Any
+) -> None:
+    """The upstream's own read timeout (120 s here) yields to the deadline."""
+    import time
+
+    settings.XROUTER_REQUEST_DEADLINE_SECONDS = 1.5
+    upstream_control.set_config(fault="timeout")
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        gateway.client(timeout=30).chat.completions.create(
+            model="local/mock", messages=[{"role": "user", "content": "x"}]
+        )
+    elapsed = time.monotonic() - started
+    assert info.value.status_code == 504
+    assert 1.4 < elapsed < 3, elapsed

@@ -8,9 +8,8 @@ does.
 from __future__ import annotations
 
 import itertools
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,10 +17,6 @@ import pytest
 from accounts.models import Team
 from routing import usage
 from tests.accounts.cast import Cast, build_cast
-
-# Playwright's sync API leaves an event loop running in this thread (see
-# tests/browser/conftest.py): Django's async guard must stand down.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 _ids = itertools.count(1)
 
@@ -51,20 +46,3 @@ def record_usage() -> Callable[..., usage.UsageEvent]:
         return event
 
     return record
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """One headless Chromium (Debian's binary) for the session."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()

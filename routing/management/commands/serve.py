@@ -9,6 +9,7 @@ Celery worker and beat beside gunicorn.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -27,8 +28,9 @@ from keys import tokens
 from keys.models import ApiKey
 from keys.services import api_key_create
 
-# kind -> (port offset, catalog text). Each emulator kind that exists in
-# providers.emulators gets a demo provider and a few models.
+# Emulator kind -> the demo catalog's provider entry for it. Each emulator
+# listens on its own port; the adapters talk to it exactly as to the real
+# provider (OAuth, IAM folders and all).
 DEMO_EMULATORS: dict[str, str] = {
     "openai": """
   - name: demo-openai
@@ -36,9 +38,63 @@ DEMO_EMULATORS: dict[str, str] = {
     base_url: http://127.0.0.1:{port}/v1
     api_key_env: XROUTER_DEMO_UPSTREAM_KEY
 """,
+    "gigachat": """
+  - name: gigachat
+    kind: gigachat
+    base_url: http://127.0.0.1:{port}/api/v1
+    api_key_env: XROUTER_DEMO_GIGACHAT_KEY
+    options:
+      scope: GIGACHAT_API_PERS
+      auth_url: http://127.0.0.1:{port}/api/v2/oauth
+""",
+    "yandexgpt": """
+  - name: yandex
+    kind: yandexgpt
+    base_url: http://127.0.0.1:{port}
+    api_key_env: XROUTER_DEMO_UPSTREAM_KEY
+    options:
+      folder_id: b1gemulatorfolder
+      auth: api_key
+""",
 }
 DEMO_MODELS = """
 models:
+  - id: gigachat/gigachat-2
+    name: GigaChat 2 Lite (emulated)
+    provider: gigachat
+    upstream: GigaChat-2
+    context_length: 131072
+    pricing: {prompt: 0.2, completion: 0.2}
+    fallbacks: [yandex/yandexgpt-lite]
+  - id: gigachat/gigachat-2-max
+    name: GigaChat 2 Max (emulated)
+    provider: gigachat
+    upstream: GigaChat-2-Max
+    context_length: 131072
+    pricing: {prompt: 1.95, completion: 1.95}
+  - id: gigachat/embeddings
+    name: GigaChat Embeddings (emulated)
+    type: embedding
+    provider: gigachat
+    upstream: Embeddings
+    pricing: {prompt: 0.04}
+  - id: yandex/yandexgpt
+    name: YandexGPT Pro (emulated)
+    provider: yandex
+    upstream: yandexgpt
+    context_length: 32768
+    pricing: {prompt: 1.2, completion: 1.2}
+    versions:
+      latest: {}
+      rc: {}
+      deprecated: {}
+  - id: yandex/yandexgpt-lite
+    name: YandexGPT Lite (emulated)
+    provider: yandex
+    upstream: yandexgpt-lite
+    context_length: 32768
+    pricing: {prompt: 0.2, completion: 0.2}
+    fallbacks: [gigachat/gigachat-2]
   - id: demo/gpt-mock
     name: Demo chat model (emulated OpenAI-compatible upstream)
     provider: demo-openai
@@ -87,6 +143,9 @@ class Command(BaseCommand):
                 demo_key = self._demo_key()
             if settings.CELERY_BROKER_URL:
                 self._start_celery(env)
+            else:
+                # No beat without a broker: gunicorn workers run the schedule.
+                env.setdefault("XROUTER_INPROCESS_SCHEDULER", "true")
             gunicorn = subprocess.Popen(
                 [
                     sys.executable,
@@ -122,7 +181,13 @@ class Command(BaseCommand):
             providers.append(entry.format(port=port))
         # Emulators accept any credential; a random one proves it is passed.
         env.setdefault("XROUTER_DEMO_UPSTREAM_KEY", secrets.token_urlsafe(16))
-        os.environ["XROUTER_DEMO_UPSTREAM_KEY"] = env["XROUTER_DEMO_UPSTREAM_KEY"]
+        # GigaChat's authorization key is base64 of "client_id:client_secret".
+        env.setdefault(
+            "XROUTER_DEMO_GIGACHAT_KEY",
+            base64.b64encode(f"demo:{secrets.token_urlsafe(12)}".encode()).decode(),
+        )
+        for name in ("XROUTER_DEMO_UPSTREAM_KEY", "XROUTER_DEMO_GIGACHAT_KEY"):
+            os.environ[name] = env[name]
         catalog = settings.VAR_DIR / "demo-catalog.yaml"
         catalog.parent.mkdir(parents=True, exist_ok=True)
         catalog.write_text(
@@ -171,15 +236,20 @@ class Command(BaseCommand):
             out += [
                 "",
                 "  !!! PROVIDERS ARE EMULATED: no XROUTER_CATALOG was given, so this",
-                "  !!! gateway answers from the built-in emulators, not GigaChat or",
-                "  !!! YandexGPT. Set XROUTER_CATALOG (see README) for real providers.",
+                "  !!! gateway answers from the built-in emulators of GigaChat,",
+                "  !!! YandexGPT and an OpenAI-compatible upstream, not the real",
+                "  !!! services. Set XROUTER_CATALOG (see README) for real providers.",
+                "",
+                "  Models: gigachat/gigachat-2, gigachat/gigachat-2-max, yandex/yandexgpt",
+                "  (:latest, :rc, :deprecated), yandex/yandexgpt-lite, demo/gpt-mock,",
+                "  embeddings: gigachat/embeddings, demo/embedding-mock",
                 "",
                 f"  Demo API key: {demo_key}",
                 "",
                 f"  curl http://{bind}/v1/chat/completions \\",
                 f"    -H 'Authorization: Bearer {demo_key}' \\",
                 "    -H 'Content-Type: application/json' \\",
-                '    -d \'{"model": "demo/gpt-mock", "messages": [{"role": "user", '
+                '    -d \'{"model": "gigachat/gigachat-2", "messages": [{"role": "user", '
                 '"content": "Привет"}]}\'',
             ]
         out.append(line)
