@@ -178,21 +178,21 @@ def parse_json(response: requests.Response, *, provider: str) -> Any:
         ) from exc
 
 
-def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[bytes]:
-    """Yield the ``data`` payload of each server-sent event as bytes.
+def iter_lines(
+    response: requests.Response, *, provider: str, max_line: int = MAX_SSE_EVENT_BYTES
+) -> Iterator[bytes]:
+    """Yield each line of a streamed body as bytes, without its line ending.
 
-    Reads whatever arrives (``read1``), so each event is passed on as soon as
-    its terminating blank line is in; multi-line ``data`` fields are joined
-    with newlines; comments and other fields are skipped. Bytes are split on
-    newlines only, so a multi-byte character split across reads is whole
-    again before anyone decodes it. A connection that drops mid-stream
-    raises a retryable ProviderError.
+    Reads whatever arrives (``read1``), so a line is passed on as soon as its
+    newline is in. Bytes are split on newlines only, so a multi-byte
+    character split across reads is whole again before anyone decodes it. A
+    connection that drops raises a retryable ProviderError; a line longer
+    than ``max_line`` a non-retryable one. The response is closed at the end.
     """
     from providers.base import ProviderError
 
     raw = response.raw
     buffer = b""
-    data_lines: list[bytes] = []
     try:
         while True:
             try:
@@ -208,27 +208,40 @@ def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[byt
             if not chunk:
                 break
             buffer += chunk
-            if len(buffer) > MAX_SSE_EVENT_BYTES:
+            *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > max_line:
                 raise ProviderError(
-                    f"{provider} sent an oversized stream event",
+                    f"{provider} sent an oversized stream line",
                     provider=provider,
                     retryable=False,
                     status=502,
                     code="upstream_bad_response",
                 )
-            *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                line = line.rstrip(b"\r")
-                if not line:
-                    if data_lines:
-                        yield b"\n".join(data_lines)
-                        data_lines = []
-                elif line.startswith(b"data:"):
-                    value = line[5:]
-                    data_lines.append(value[1:] if value.startswith(b" ") else value)
-                # "event:", "id:", "retry:" and ":" comments carry nothing
-                # the adapters need.
-        if data_lines:
-            yield b"\n".join(data_lines)
+                yield line.rstrip(b"\r")
+        if buffer:
+            yield buffer.rstrip(b"\r")
     finally:
         response.close()
+
+
+def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[bytes]:
+    """Yield the ``data`` payload of each server-sent event as bytes.
+
+    Each event is passed on as soon as its terminating blank line is in;
+    multi-line ``data`` fields are joined with newlines; comments and other
+    fields are skipped. See :func:`iter_lines` for reading and errors.
+    """
+    data_lines: list[bytes] = []
+    for line in iter_lines(response, provider=provider):
+        if not line:
+            if data_lines:
+                yield b"\n".join(data_lines)
+                data_lines = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data_lines.append(value[1:] if value.startswith(b" ") else value)
+        # "event:", "id:", "retry:" and ":" comments carry nothing the
+        # adapters need.
+    if data_lines:
+        yield b"\n".join(data_lines)

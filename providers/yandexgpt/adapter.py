@@ -80,7 +80,7 @@ from providers.base import (
     retry_after_seconds,
     sanitize_upstream_message,
 )
-from providers.http import HttpClient, parse_json
+from providers.http import HttpClient, iter_lines, parse_json
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.yandexgpt.auth import IamTokenSource
 
@@ -146,44 +146,14 @@ def usage_from_yandex(data: dict[str, Any] | None) -> Usage:
 def iter_json_lines(response: requests.Response, *, provider: str) -> Iterator[bytes]:
     """Yield each non-blank line of a newline-delimited JSON body, as bytes.
 
-    Bytes are split on ``\\n`` only, so a multi-byte character split across
-    network reads is whole again before anyone decodes it. A connection that
-    drops raises a retryable ProviderError; the response is closed at the end.
+    :func:`providers.http.iter_lines` does the reading, so multi-byte
+    characters split across reads are whole again and a dropped connection
+    is a retryable ProviderError.
     """
-    raw = response.raw
-    buffer = b""
-    try:
-        while True:
-            try:
-                chunk = raw.read1(65536)
-            except (requests.RequestException, Urllib3HTTPError, OSError) as exc:
-                raise ProviderError(
-                    f"the stream from {provider} broke off",
-                    provider=provider,
-                    retryable=True,
-                    status=502,
-                    code="upstream_stream_cut",
-                ) from exc
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            if len(buffer) > MAX_LINE_BYTES:
-                raise ProviderError(
-                    f"{provider} sent an oversized stream line",
-                    provider=provider,
-                    retryable=False,
-                    status=502,
-                    code="upstream_bad_response",
-                )
-            for line in lines:
-                line = line.strip()
-                if line:
-                    yield line
-        if buffer.strip():
-            yield buffer.strip()
-    finally:
-        response.close()
+    for line in iter_lines(response, provider=provider, max_line=MAX_LINE_BYTES):
+        line = line.strip()
+        if line:
+            yield line
 
 
 class YandexGPTProvider(Provider):

@@ -224,6 +224,11 @@ class IamTokenSource:
             won = True
         if won:
             try:
+                # The previous holder may have stored a fresh token between
+                # our first look and winning the lock: use it, don't refresh.
+                shared = self._cache_get()
+                if shared is not None and time.time() < shared.refresh_at:
+                    return shared
                 return self._exchange()
             finally:
                 try:
