@@ -95,6 +95,8 @@ class CallContext:
     stream: bool = False
     stream_complete: bool | None = None
     finished: bool = False
+    # Called once when the call is over (the middleware's in-flight count).
+    on_finish: Any = None
 
     def fail(self, error: XRouterError) -> HttpResponse:
         self.status = error.http_status
@@ -106,6 +108,8 @@ class CallContext:
         if self.finished:
             return
         self.finished = True
+        if self.on_finish is not None:
+            self.on_finish()
         served = self.usage or Usage()
         if self.route is not None and self.usage is not None:
             self.cost = usage.cost_rub(self.route.prompt_price, self.route.completion_price, served)
@@ -590,6 +594,27 @@ def _relay(
         ctx.finish()
 
 
+class RelayResponse(StreamingHttpResponse):
+    """A streamed response that cleans up even if it never started.
+
+    The WSGI server calls ``close()`` when the client is gone. A relay
+    generator that was already running closes the upstream and finishes the
+    call in its own ``finally``; one the server never started cannot, so
+    ``on_close`` does it (both steps are idempotent).
+    """
+
+    def __init__(self, *args: Any, on_close: tuple[Any, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for callback in self._on_close:
+                callback()
+
+
 def _chat_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
         attempt = dataclasses.replace(
@@ -679,8 +704,10 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     _served(ctx, streamed)
     ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-    streaming = StreamingHttpResponse(
-        _relay(stream, first, ctx, data.include_usage), content_type="text/event-stream"
+    streaming = RelayResponse(
+        _relay(stream, first, ctx, data.include_usage),
+        content_type="text/event-stream",
+        on_close=(stream.close, ctx.finish),
     )
     streaming["Cache-Control"] = "no-cache"
     # Tell nginx-style proxies not to buffer the stream.

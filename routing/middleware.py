@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from routing import gateway
-from xrouter_site.errors import MethodNotAllowed, NotFound, XRouterError
+from xrouter_site.errors import MethodNotAllowed, NotFound, ServiceUnavailable, XRouterError
 from xrouter_site.middleware import request_id_from
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,14 @@ PREFIX_ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
 }
 
 
+class Overloaded(ServiceUnavailable):
+    code = "server_overloaded"
+    default_message = "The gateway is at capacity. Retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
 def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
     route = ROUTES.get(path) or ROUTES.get(path.rstrip("/"))
     if route is not None:
@@ -53,6 +61,10 @@ class GatewayMiddleware:
         self.get_response = get_response
         # Tests and operators can see which worker process answered.
         self.served_by = str(os.getpid()) if settings.XROUTER_DEBUG_SERVED_BY else None
+        # Requests (streams included) this worker is serving; above the cap
+        # new ones are shed at once with 503 instead of queueing behind them.
+        self.inflight = 0
+        self.max_inflight = settings.XROUTER_MAX_INFLIGHT_PER_WORKER
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         path = request.path_info
@@ -61,6 +73,13 @@ class GatewayMiddleware:
         ctx = gateway.CallContext(
             request_id=request_id_from(request.META), method=request.method or "", path=path
         )
+        if self.inflight >= self.max_inflight:
+            response = ctx.fail(Overloaded())
+            response["X-Request-ID"] = ctx.request_id
+            ctx.finish()
+            return response
+        self.inflight += 1
+        ctx.on_finish = self._done
         response = self._dispatch(request, ctx, path)
         response["X-Request-ID"] = ctx.request_id
         if self.served_by:
@@ -68,6 +87,9 @@ class GatewayMiddleware:
         if not response.streaming:
             ctx.finish()
         return response
+
+    def _done(self) -> None:
+        self.inflight -= 1
 
     def _dispatch(
         self, request: HttpRequest, ctx: gateway.CallContext, path: str

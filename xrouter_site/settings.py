@@ -479,6 +479,10 @@ CELERY_BEAT_SCHEDULE["deployment-health"] = {
 # there is no broker, hence no beat; `manage.py serve` turns it on then.
 XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 
+# Requests (streams included) one worker serves at once; more get 503 at
+# once. Below gunicorn's worker_connections so the worker can still answer.
+XROUTER_MAX_INFLIGHT_PER_WORKER = env_int("XROUTER_MAX_INFLIGHT_PER_WORKER", 3000)
+
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)
 

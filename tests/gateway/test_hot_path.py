@@ -102,3 +102,21 @@ def test_redaction_masks_credentials_everywhere() -> None:
         "Authorization": "[redacted]",
         "nested": ["[redacted]"],
     }
+
+
+def test_a_stream_response_closed_before_it_started_still_cleans_up() -> None:
+    from routing.gateway import RelayResponse
+
+    calls: list[str] = []
+
+    def never_started() -> Any:
+        calls.append("started")
+        yield b"data: x\n\n"
+
+    response = RelayResponse(
+        never_started(),
+        content_type="text/event-stream",
+        on_close=(lambda: calls.append("upstream closed"), lambda: calls.append("finished")),
+    )
+    response.close()
+    assert calls == ["upstream closed", "finished"]

@@ -171,3 +171,52 @@ def test_gateway_serves_many_concurrent_streams(
         assert elapsed < 5, f"50 one-second streams took {elapsed:.1f}s on one worker"
     finally:
         upstream.control.reset()
+
+
+def test_a_full_worker_sheds_load_with_503_instead_of_queueing(
+    transactional_db: None,
+    make_key: Any,
+    load_catalog: Any,
+    upstream: Any,
+) -> None:
+    load_catalog(openai_catalog(upstream.base_url))
+    upstream.control.reset()
+    upstream.control.set_config(stream_tokens=20, chunk_interval_ms=50)  # 1 s streams
+    key = make_key().plaintext
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    try:
+        env = {"XROUTER_MAX_INFLIGHT_PER_WORKER": "2"}
+        with running_gateway(workers=1, env=env) as gateway:
+            streams = [
+                requests.post(
+                    gateway.url + "/v1/chat/completions",
+                    headers=headers,
+                    timeout=10,
+                    data=orjson.dumps({**BODY, "stream": True}),
+                    stream=True,
+                )
+                for _ in range(2)
+            ]
+            started = time.monotonic()
+            shed = requests.post(
+                gateway.url + "/v1/chat/completions",
+                headers=headers,
+                data=orjson.dumps(BODY),
+                timeout=10,
+            )
+            assert time.monotonic() - started < 0.5
+            assert shed.status_code == 503
+            assert shed.json()["error"]["code"] == "server_overloaded"
+            assert shed.headers["Retry-After"] == "1"
+            for response in streams:
+                assert b"data: [DONE]" in response.content
+            # The finished streams gave their places back.
+            ok = requests.post(
+                gateway.url + "/v1/chat/completions",
+                headers=headers,
+                data=orjson.dumps(BODY),
+                timeout=10,
+            )
+            assert ok.status_code == 200
+    finally:
+        upstream.control.reset()
