@@ -85,6 +85,8 @@ LABELS = {
     "direct": "nginx upstream, direct",
     "gateway": "XRouter gateway (access log on, production config)",
     "gateway_nolog": "XRouter gateway, XROUTER_ACCESS_LOG=false",
+    "gateway_limits": "XRouter gateway, key with rpm/tpm/concurrency limits",
+    "gateway_lean": "XRouter gateway, usage records and metrics off",
     "bare": "bare WSGI proxy (bench/bare_proxy.py)",
 }
 
@@ -234,6 +236,59 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
                 + f"; errors {tp['gateway']['non_2xx'] + tp['gateway']['socket_errors']}"
             )
         md += ["", *(f"- {r}" for r in ratios), ""]
+
+    features = s.get("features", {})
+    if features:
+        md += [
+            "## What features cost (wrk, 64 connections; each pair measured back to back)",
+            "",
+        ]
+        rows = []
+        targets = {
+            "gateway_limits": ("limits: rpm + tpm + concurrency on the key", "issue 5: <= 15%"),
+            "gateway_lean": ("usage records + metrics", "issue 9: <= 10%"),
+        }
+        for variant, (what, target) in targets.items():
+            pair = features.get(variant)
+            if not pair:
+                continue
+            on, off = (pair["gateway"], pair[variant])
+            if variant == "gateway_limits":
+                on, off = off, on  # the variant is the feature turned on
+            cost_rps = 1 - on["rps"] / off["rps"] if off["rps"] else None
+            on_core, off_core = _per_core(on), _per_core(off)
+            cost_core = 1 - on_core / off_core if on_core and off_core else None
+            rows.append(
+                [
+                    what,
+                    _f(on["rps"], 0),
+                    _f(off["rps"], 0),
+                    f"{cost_rps:.1%}" if cost_rps is not None else "–",
+                    _f(on_core, 0),
+                    _f(off_core, 0),
+                    f"{cost_core:.1%}" if cost_core is not None else "–",
+                    target,
+                ]
+            )
+        md += _table(
+            [
+                "feature",
+                "req/s on",
+                "req/s off",
+                "cost in req/s",
+                "req per CPU-s on",
+                "req per CPU-s off",
+                "cost per CPU-s",
+                "target",
+            ],
+            rows,
+        )
+        md += [
+            "",
+            "Cost per CPU-second is the figure to trust here: req/s moves with whatever "
+            "else the two cores are doing.",
+            "",
+        ]
 
     lat_wrk: dict[str, Any] = {}
     lat_open: dict[str, Any] = {}

@@ -82,7 +82,7 @@ from harness import (  # noqa: E402
 from report import write_results  # noqa: E402
 
 BENCH = REPO / "bench"
-SCENARIOS = ("throughput", "latency", "baseline", "memory", "stream", "profile")
+SCENARIOS = ("throughput", "latency", "baseline", "features", "memory", "stream", "profile")
 CHAT_PATH = "/v1/chat/completions"
 DB_NAME = "xr_bench"
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
@@ -296,6 +296,23 @@ class Bench:
         if not self.key:
             raise BenchError("createapikey printed no key")
         write_wrk_script(self.wrk_script, self.key)
+        # A key with every rate limit set (far above what wrk can send), so
+        # the limiter's script runs on each request and settles after it.
+        self.limited_key = self._manage(
+            "createapikey",
+            "--team",
+            "bench",
+            "--name",
+            "bench-limited",
+            "--rpm",
+            "100000000",
+            "--tpm",
+            "2000000000",
+            "--concurrency",
+            "100000",
+        ).strip()
+        self.limited_wrk_script = self.wrk_script.with_name("limited.lua")
+        write_wrk_script(self.limited_wrk_script, self.limited_key)
 
     def _start_gunicorn(
         self,
@@ -357,6 +374,20 @@ class Bench:
                 self.targets[name] = self._start_gunicorn(
                     name, "xrouter_site.wsgi:application", env
                 )
+            elif name == "gateway_limits":
+                # The production gateway; only the key (with limits) differs.
+                self.targets[name] = self._start_gunicorn(
+                    name, "xrouter_site.wsgi:application", self.env
+                )
+            elif name == "gateway_lean":
+                env = {
+                    **self.env,
+                    "XROUTER_USAGE_RECORDS_ENABLED": "false",
+                    "XROUTER_METRICS_ENABLED": "false",
+                }
+                self.targets[name] = self._start_gunicorn(
+                    name, "xrouter_site.wsgi:application", env
+                )
             elif name == "bare":
                 env = {**self.env, "BENCH_UPSTREAM_URL": self.targets["direct"][1]}
                 env.pop("XROUTER_CATALOG")  # the gunicorn hook would load it for nothing
@@ -409,6 +440,8 @@ class Bench:
         return self.measured[(kind, name)]
 
     def throughput(self, name: str) -> dict[str, Any]:
+        script = self.limited_wrk_script if name == "gateway_limits" else self.wrk_script
+
         def measure() -> dict[str, Any]:
             service, url = self.target(name)
             a = self.args
@@ -520,6 +553,23 @@ class Bench:
             self.stop_target("gateway")
             out["gateway_nolog"] = self.throughput("gateway_nolog")
             self.stop_target("gateway_nolog")
+        return out
+
+    def scenario_features(self) -> dict[str, Any]:
+        """Throughput with limits on vs off, and usage+metrics on vs off.
+
+        Each variant runs alone (one gateway at a time) right after the
+        production gateway is measured, so the ratios share the machine's
+        state as closely as a noisy machine allows.
+        """
+        out: dict[str, Any] = {}
+        for variant in ("gateway_limits", "gateway_lean"):
+            self.measured.pop(("throughput", "gateway"), None)
+            self.stop_target("gateway")
+            base = self.throughput("gateway")
+            self.stop_target("gateway")
+            out[variant] = {"gateway": base, variant: self.throughput(variant)}
+            self.stop_target(variant)
         return out
 
     def scenario_latency(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import logging
 import math
 import struct
@@ -157,22 +158,19 @@ class CallContext:
     def _metrics(self, served: Usage) -> None:
         if not self.endpoint or not settings.XROUTER_METRICS_ENABLED:
             return
-        model = self.model or "-"
-        provider = self.provider or "-"
         try:
-            metrics.REQUESTS.labels(self.endpoint, model, provider, str(self.status)).inc()
-            metrics.LATENCY.labels(self.endpoint, model, provider).observe(
-                time.perf_counter() - self.started
-            )
+            series = _series(self.endpoint, self.model or "-", self.provider or "-", self.status)
+            series.requests.inc()
+            series.latency.observe(time.perf_counter() - self.started)
             if self.first_token_ms is not None:
-                metrics.TTFT.labels(model, provider).observe(self.first_token_ms / 1000)
+                series.ttft.observe(self.first_token_ms / 1000)
             if served.total_tokens:
-                metrics.TOKENS.labels(model, provider, "prompt").inc(served.prompt_tokens)
-                metrics.TOKENS.labels(model, provider, "completion").inc(served.completion_tokens)
+                series.prompt_tokens.inc(served.prompt_tokens)
+                series.completion_tokens.inc(served.completion_tokens)
             if self.cost:
-                metrics.COST.labels(model, provider).inc(float(self.cost))
-            if len([a for a in self.attempts if a.status == 200]) and len(self.attempts) > 1:
-                metrics.FALLBACKS.labels(model).inc()
+                series.cost.inc(float(self.cost))
+            if len(self.attempts) > 1 and self.attempts[-1].status == 200:
+                series.fallbacks.inc()
         except Exception:
             logger.debug("metrics failed", exc_info=True)
 
@@ -203,6 +201,37 @@ class CallContext:
             entry["stream_complete"] = self.stream_complete
             entry["ttft_ms"] = self.first_token_ms
         access_log.info("request", extra=entry)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The labelled metric children of one (endpoint, model, provider, status)."""
+
+    requests: Any
+    latency: Any
+    ttft: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    cost: Any
+    fallbacks: Any
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(endpoint: str, model: str, provider: str, status: int) -> _Series:
+    """Resolve label children once per label set, not on every request.
+
+    Labels are catalog ids, provider names and statuses only, so the set is
+    small and bounded.
+    """
+    return _Series(
+        requests=metrics.REQUESTS.labels(endpoint, model, provider, str(status)),
+        latency=metrics.LATENCY.labels(endpoint, model, provider),
+        ttft=metrics.TTFT.labels(model, provider),
+        prompt_tokens=metrics.TOKENS.labels(model, provider, "prompt"),
+        completion_tokens=metrics.TOKENS.labels(model, provider, "completion"),
+        cost=metrics.COST.labels(model, provider),
+        fallbacks=metrics.FALLBACKS.labels(model),
+    )
 
 
 # --- request plumbing -------------------------------------------------------

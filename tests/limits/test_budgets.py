@@ -79,10 +79,13 @@ def test_spent_budget_refuses_before_calling_upstream(
 
 
 def test_two_concurrent_requests_cannot_share_a_budget_for_one(
-    gateway: LiveGateway, make_key: Any
+    gateway: LiveGateway, make_key: Any, upstream_control: Any
 ) -> None:
     # Each request reserves ~(prompt + 100 max tokens) at 0.5/1.5 RUB per 1K,
-    # about 0.16 RUB; the budget fits one reservation, not two.
+    # about 0.16 RUB; the budget fits one reservation, not two. A slow
+    # upstream keeps them all in flight together (a finished request settles
+    # to its real, much smaller cost and frees the rest of the budget).
+    upstream_control.set_config(latency_ms=500)
     key = make_key(budget_rub=Decimal("0.25"), budget_period="never")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key.plaintext, max_retries=0)
 
