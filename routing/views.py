@@ -8,6 +8,9 @@ from django.shortcuts import render
 
 from accounts.decorators import TeamRequest, team_required
 from routing import selectors
+from routing.limits import limiter
+from routing.table import get_table
+from routing.versions import version_calendar
 
 
 @team_required
@@ -17,11 +20,23 @@ def deployment_list(request: TeamRequest) -> HttpResponse:
     Any team member may read it: the page names providers and models but
     holds no credential, URL or team data.
     """
+    table = get_table()
     return render(
         request,
         "routing/deployments.html",
         {
             "rows": selectors.deployment_status_list(),
             "interval": settings.XROUTER_HEALTH_INTERVAL_SECONDS,
+            # Deprecated branches and upcoming promotions/withdrawals, so
+            # teams see a sunset coming before requests start failing.
+            "deprecated": sorted(
+                (r for r in table.models.values() if r.deprecated), key=lambda r: r.model_id
+            ),
+            "calendar": version_calendar(table.models.values()),
+            # This worker's limiter: an outage of its Redis makes it fall back
+            # to in-process limits (also counted in Prometheus).
+            "limiter_fallbacks": limiter.fail_open_events,
+            "limiter_degraded": bool(settings.XROUTER_LIMITER_REDIS_URL) and not limiter.uses_redis,
+            "limiter_shared": bool(settings.XROUTER_LIMITER_REDIS_URL),
         },
     )
