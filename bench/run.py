@@ -447,9 +447,7 @@ class Bench:
             a = self.args
             self.settle()
             log(f"throughput {name}: warm-up {a.warmup}s, then {a.duration}s at 64 connections")
-            run_wrk(
-                self.tools["wrk"], url, self.wrk_script, connections=64, threads=2, seconds=a.warmup
-            )
+            run_wrk(self.tools["wrk"], url, script, connections=64, threads=2, seconds=a.warmup)
             pids = (
                 [] if service is None else [service.proc.pid, *gunicorn_workers(service.proc.pid)]
             )
@@ -462,7 +460,7 @@ class Bench:
             result = run_wrk(
                 self.tools["wrk"],
                 url,
-                self.wrk_script,
+                script,
                 connections=64,
                 threads=2,
                 seconds=a.duration,

@@ -32,6 +32,7 @@ than ``XROUTER_BUDGET_FAIL_OPEN_MARGIN``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -400,6 +401,7 @@ class Limiter:
         self._settle_script: Any = None
         self._down_until = 0.0
         self.fail_open_events = 0
+        self._batcher: _SettleBatcher | None = None
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -514,11 +516,27 @@ class Limiter:
             else:
                 value = -1 if renew else 0
             args += [limit.kind, limit.cost, value, limit.span_ms]
+        if settings.XROUTER_LIMITER_ASYNC_SETTLE and not settings.XROUTER_REDIS_CLUSTER:
+            # Nobody waits for a settle: hand it to the batcher, which sends
+            # everything queued in one pipeline.
+            if self._batcher is None or self._batcher.pid != os.getpid():
+                self._batcher = _SettleBatcher(self)
+            self._batcher.submit(keys, args)
+            return
         try:
             self._settle_script(keys=keys, args=args, client=self._redis())
         except Exception as exc:
             # Reservations then simply age out of their window; leases
             # expire with their TTL.
+            self._redis_failed(exc)
+
+    def _settle_many(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            for keys, args in batch:
+                self._settle_script(keys=keys, args=args, client=pipe)
+            pipe.execute()
+        except Exception as exc:
             self._redis_failed(exc)
 
     def reset(self) -> None:
@@ -532,6 +550,35 @@ class Limiter:
             except Exception:
                 logger.debug("closing the limiter client failed", exc_info=True)
         self._client = None
+
+
+class _SettleBatcher:
+    """Send queued settles in one pipeline, from a background thread.
+
+    A settle happens after the response; batching them turns one Redis
+    round trip per request into one per batch under load.
+    """
+
+    def __init__(self, owner: Limiter) -> None:
+        self.pid = os.getpid()
+        self._owner = owner
+        self._cond = threading.Condition()
+        self._queue: list[tuple[list[str], list[Any]]] = []
+        self._thread = threading.Thread(target=self._run, name="limiter-settle", daemon=True)
+        self._thread.start()
+
+    def submit(self, keys: list[str], args: list[Any]) -> None:
+        with self._cond:
+            self._queue.append((keys, args))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+            self._owner._settle_many(batch)
 
 
 limiter = Limiter()

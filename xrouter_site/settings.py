@@ -411,6 +411,9 @@ XROUTER_LIMITER_RETRY_SECONDS = env_float("XROUTER_LIMITER_RETRY_SECONDS", 1.0)
 XROUTER_LIMITER_FALLBACK_SHARE = max(
     1, env_int("XROUTER_LIMITER_FALLBACK_SHARE", env_int("WEB_CONCURRENCY", 2))
 )
+# Settle limits (real tokens, released slots) from a background batch
+# instead of a round trip per request; off in tests that read state at once.
+XROUTER_LIMITER_ASYNC_SETTLE = env_bool("XROUTER_LIMITER_ASYNC_SETTLE", True)
 # Budgets checked without Redis may be overshot by this fraction at most.
 XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
 # Completion tokens reserved for a request that sets no max_tokens.

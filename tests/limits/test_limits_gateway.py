@@ -18,6 +18,8 @@ from tests.gateway_process import running_gateway
 from tests.redis_servers import redis_cluster, redis_server
 
 pytestmark = pytest.mark.slow
+# The production path: settles go out in background batches.
+ASYNC = {"XROUTER_LIMITER_ASYNC_SETTLE": "true"}
 BODY = orjson.dumps({"model": "local/mock", "messages": [{"role": "user", "content": "hi"}]})
 STREAM = orjson.dumps(
     {"model": "local/mock", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -67,7 +69,7 @@ def assert_rpm_exact(responses: list[requests.Response], limit: int) -> None:
 
 def test_rpm_is_exact_across_four_workers(catalog: Any, make_key: Any) -> None:
     key: CreatedKey = make_key(rpm_limit=40)
-    with running_gateway(workers=4) as gateway:
+    with running_gateway(workers=4, env=ASYNC) as gateway:
         responses = hammer(gateway.url, key.plaintext, 160)
     assert_rpm_exact(responses, 40)
 
@@ -83,20 +85,24 @@ def test_concurrency_cap_holds_with_slow_streams(catalog: Any, make_key: Any) ->
         done = any(line == b"data: [DONE]" for line in response.iter_lines())
         return 200, "done" if done else "incomplete"
 
-    with running_gateway(workers=4) as gateway:
+    with running_gateway(workers=4, env=ASYNC) as gateway:
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(stream, range(12)))
         assert results.count((200, "done")) == 3, results
         assert results.count((429, "concurrency_limit")) == 9
-        # The slots were released when the streams ended.
-        assert post(gateway.url, key.plaintext).status_code == 200
+        # The slots were released when the streams ended (settles are sent
+        # in a background batch, within milliseconds).
+        deadline = time.monotonic() + 1
+        while post(gateway.url, key.plaintext).status_code != 200:
+            assert time.monotonic() < deadline, "a finished stream kept its slot"
+            time.sleep(0.05)
 
 
 def test_team_limit_is_shared_by_its_keys(catalog: Any, make_key: Any, team: Any) -> None:
     team.rpm_limit = 10
     team.save()
     first, second = make_key(), make_key()
-    with running_gateway(workers=4) as gateway:
+    with running_gateway(workers=4, env=ASYNC) as gateway:
         responses = hammer(gateway.url, first.plaintext, 8) + hammer(
             gateway.url, second.plaintext, 8
         )
@@ -110,7 +116,11 @@ def test_team_limit_is_shared_by_its_keys(catalog: Any, make_key: Any, team: Any
 def test_rpm_is_exact_on_a_redis_cluster(catalog: Any, make_key: Any) -> None:
     key: CreatedKey = make_key(rpm_limit=25)
     with redis_cluster() as nodes:
-        env = {"XROUTER_LIMITER_REDIS_URL": nodes[0].url, "XROUTER_REDIS_CLUSTER": "true"}
+        env = {
+            **ASYNC,
+            "XROUTER_LIMITER_REDIS_URL": nodes[0].url,
+            "XROUTER_REDIS_CLUSTER": "true",
+        }
         with running_gateway(workers=4, env=env) as gateway:
             responses = hammer(gateway.url, key.plaintext, 100)
             assert "CROSSSLOT" not in gateway.log()
@@ -120,7 +130,7 @@ def test_rpm_is_exact_on_a_redis_cluster(catalog: Any, make_key: Any) -> None:
 def test_redis_outage_fails_open_fast_and_recovers(catalog: Any, make_key: Any) -> None:
     roomy: CreatedKey = make_key(rpm_limit=10_000)
     with redis_server() as limiter_redis:
-        env = {"XROUTER_LIMITER_REDIS_URL": limiter_redis.url}
+        env = {**ASYNC, "XROUTER_LIMITER_REDIS_URL": limiter_redis.url}
         with running_gateway(workers=2, env=env) as gateway:
 
             def timed() -> tuple[int, float]:
