@@ -245,3 +245,44 @@ def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[byt
         # adapters need.
     if data_lines:
         yield b"\n".join(data_lines)
+
+
+def loads_event(payload: bytes, *, provider: str) -> Any:
+    """Decode one streamed JSON event, or raise a retryable ProviderError."""
+    from providers.base import ProviderError
+
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ProviderError(
+            f"{provider} sent a stream event that is not valid JSON",
+            provider=provider,
+            retryable=True,
+            status=502,
+            code="upstream_bad_response",
+        ) from exc
+
+
+def iter_sse_json(response: requests.Response, *, provider: str) -> Iterator[dict[str, Any]]:
+    """Yield each SSE event's JSON object until ``data: [DONE]``.
+
+    For upstreams that end streams OpenAI's way (OpenAI-compatible servers,
+    GigaChat). A body that ends without ``[DONE]`` was cut off: that raises
+    a retryable ProviderError, as a broken connection does. Events that are
+    not JSON objects are skipped.
+    """
+    from providers.base import ProviderError
+
+    for payload in iter_sse_data(response, provider=provider):
+        if payload == b"[DONE]":
+            return
+        data = loads_event(payload, provider=provider)
+        if isinstance(data, dict):
+            yield data
+    raise ProviderError(
+        f"the stream from {provider} ended before it was complete",
+        provider=provider,
+        retryable=True,
+        status=502,
+        code="upstream_stream_cut",
+    )

@@ -33,7 +33,7 @@ from providers.base import (
     error_from_status,
     retry_after_seconds,
 )
-from providers.http import iter_sse_data, parse_json
+from providers.http import iter_sse_json, parse_json
 
 _FINISH_REASONS = {reason.value: reason for reason in FinishReason}
 # Legacy "function_call" finish reason maps onto tool calls.
@@ -215,23 +215,7 @@ class OpenAICompatibleProvider(Provider):
         return stream
 
     def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
-        done = False
-        for payload in iter_sse_data(response, provider=self.name):
-            if payload == b"[DONE]":
-                done = True
-                break
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise ProviderError(
-                    f"{self.name} sent a stream event that is not valid JSON",
-                    provider=self.name,
-                    retryable=True,
-                    status=502,
-                    code="upstream_bad_response",
-                ) from exc
-            if not isinstance(data, dict):
-                continue
+        for data in iter_sse_json(response, provider=self.name):
             if "error" in data:
                 error = data["error"] if isinstance(data["error"], dict) else {}
                 raise ProviderError(
@@ -266,14 +250,6 @@ class OpenAICompatibleProvider(Provider):
                 )
             if data.get("usage"):
                 yield ChatChunk(usage=usage_from_openai(data["usage"]))
-        if not done:
-            raise ProviderError(
-                f"the stream from {self.name} ended before it was complete",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_stream_cut",
-            )
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         body: dict[str, Any] = {"model": request.model, "input": request.inputs}

@@ -92,7 +92,7 @@ from providers.gigachat.mapping import (
     tool_call_id,
     usage_from_gigachat,
 )
-from providers.http import HttpClient, iter_sse_data, parse_json
+from providers.http import HttpClient, iter_sse_json, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -339,23 +339,7 @@ class GigaChatProvider(Provider):
     ) -> Iterator[ChatChunk]:
         scanner = StopScanner(plan.stops) if plan.stops else None
         finished = False
-        done = False
-        for payload in iter_sse_data(response, provider=self.name):
-            if payload == b"[DONE]":
-                done = True
-                break
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise ProviderError(
-                    f"{self.name} sent a stream event that is not valid JSON",
-                    provider=self.name,
-                    retryable=True,
-                    status=502,
-                    code="upstream_bad_response",
-                ) from exc
-            if not isinstance(data, dict):
-                continue
+        for data in iter_sse_json(response, provider=self.name):
             if "choices" not in data and "message" in data:
                 status = data.get("status")
                 raise error_from_status(
@@ -382,14 +366,6 @@ class GigaChatProvider(Provider):
                 # Usage after an early stop (the stop sequence ended the
                 # answer for the client; billing still needs the numbers).
                 yield ChatChunk(usage=usage)
-        if not done:
-            raise ProviderError(
-                f"the stream from {self.name} ended before it was complete",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_stream_cut",
-            )
 
     @staticmethod
     def _stream_chunk(

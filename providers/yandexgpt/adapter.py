@@ -80,7 +80,7 @@ from providers.base import (
     retry_after_seconds,
     sanitize_upstream_message,
 )
-from providers.http import HttpClient, iter_lines, parse_json
+from providers.http import HttpClient, iter_lines, loads_event, parse_json
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.yandexgpt.auth import IamTokenSource
 
@@ -408,16 +408,7 @@ class YandexGPTProvider(Provider):
         finished = False
         usage: Usage | None = None
         for line in iter_json_lines(response, provider=self.name):
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ProviderError(
-                    f"{self.name} sent a stream line that is not valid JSON",
-                    provider=self.name,
-                    retryable=True,
-                    status=502,
-                    code="upstream_bad_response",
-                ) from exc
+            data = loads_event(line, provider=self.name)
             if not isinstance(data, dict):
                 continue
             if "error" in data:
