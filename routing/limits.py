@@ -402,6 +402,7 @@ class Limiter:
         self._down_until = 0.0
         self.fail_open_events = 0
         self._batcher: _SettleBatcher | None = None
+        self._acquirer: _AcquireBatcher | None = None
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -469,7 +470,14 @@ class Limiter:
         init: dict[int, int] = {}
         for _attempt in range(len(limits) + 1):
             keys, args = self._args(limits, member, init)
-            result = self._acquire_script(keys=keys, args=args, client=client)
+            if settings.XROUTER_LIMITER_BATCH and not settings.XROUTER_REDIS_CLUSTER:
+                # Concurrent requests' checks share one pipelined round trip;
+                # each still waits for its own answer before going upstream.
+                if self._acquirer is None or self._acquirer.pid != os.getpid():
+                    self._acquirer = _AcquireBatcher(self)
+                result = self._acquirer.call(keys, args)
+            else:
+                result = self._acquire_script(keys=keys, args=args, client=client)
             status = int(result[0])
             if status == -1:  # a budget counter needs its starting value
                 index = int(result[1]) - 1
@@ -532,12 +540,40 @@ class Limiter:
 
     def _settle_many(self, batch: list[tuple[list[str], list[Any]]]) -> None:
         try:
-            pipe = self._redis().pipeline(transaction=False)
-            for keys, args in batch:
-                self._settle_script(keys=keys, args=args, client=pipe)
-            pipe.execute()
+            for result in self._evalsha_many(self._settle_script, batch):
+                if isinstance(result, Exception):
+                    raise result
         except Exception as exc:
             self._redis_failed(exc)
+
+    def _evalsha_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run ``script`` once per call in one pipeline; return each reply or error.
+
+        Plain EVALSHA, not redis-py's pipeline script support, which checks
+        SCRIPT EXISTS before every pipeline (a second round trip); a
+        NOSCRIPT reply (Redis restarted) loads the script and retries those.
+        """
+        client = self._redis()
+
+        def send(todo: list[int]) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for i in todo:
+                keys, args = calls[i]
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(pipe.execute(raise_on_error=False))
+
+        try:
+            results = send(list(range(len(calls))))
+        except Exception as exc:
+            if not _is_noscript(exc):
+                raise
+            results = [exc] * len(calls)
+        missing = [i for i, r in enumerate(results) if _is_noscript(r)]
+        if missing:
+            client.script_load(script.script)
+            for i, result in zip(missing, send(missing), strict=True):
+                results[i] = result
+        return results
 
     def reset(self) -> None:
         """Forget state and connections (tests)."""
@@ -550,6 +586,65 @@ class Limiter:
             except Exception:
                 logger.debug("closing the limiter client failed", exc_info=True)
         self._client = None
+
+
+def _is_noscript(result: Any) -> bool:
+    from redis.exceptions import NoScriptError
+
+    return isinstance(result, NoScriptError)
+
+
+class _AcquireBatcher:
+    """Pipeline the acquire scripts of concurrent requests; each waits for its own.
+
+    A writer thread (a greenlet under gevent) takes every queued call, sends
+    them in one pipeline and hands each caller its reply. At low load a
+    batch is one call and costs a plain round trip.
+    """
+
+    def __init__(self, owner: Limiter, timeout: float = 1.0) -> None:
+        self.pid = os.getpid()
+        self._owner = owner
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._queue: list[tuple[list[str], list[Any], _Reply]] = []
+        self._thread = threading.Thread(target=self._run, name="limiter-acquire", daemon=True)
+        self._thread.start()
+
+    def call(self, keys: list[str], args: list[Any]) -> Any:
+        reply = _Reply()
+        with self._cond:
+            self._queue.append((keys, args, reply))
+            self._cond.notify()
+        if not reply.done.wait(self._timeout):
+            raise TimeoutError("the limiter's Redis did not answer in time")
+        if isinstance(reply.value, Exception):
+            raise reply.value
+        return reply.value
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+            try:
+                values: list[Any] = self._owner._evalsha_many(
+                    self._owner._acquire_script, [(keys, args) for keys, args, _r in batch]
+                )
+            except Exception as exc:  # the whole batch failed: each caller falls back
+                values = [exc] * len(batch)
+            for (_keys, _args, reply), value in zip(batch, values, strict=True):
+                reply.value = value
+                reply.done.set()
+
+
+class _Reply:
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
 
 
 class _SettleBatcher:

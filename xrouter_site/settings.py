@@ -414,6 +414,8 @@ XROUTER_LIMITER_FALLBACK_SHARE = max(
 # Settle limits (real tokens, released slots) from a background batch
 # instead of a round trip per request; off in tests that read state at once.
 XROUTER_LIMITER_ASYNC_SETTLE = env_bool("XROUTER_LIMITER_ASYNC_SETTLE", True)
+# Pipeline the limit checks of concurrent requests (one round trip per batch).
+XROUTER_LIMITER_BATCH = env_bool("XROUTER_LIMITER_BATCH", True)
 # Budgets checked without Redis may be overshot by this fraction at most.
 XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
 # Completion tokens reserved for a request that sets no max_tokens.

@@ -196,3 +196,21 @@ def test_reset_durations_are_formatted_like_openai(ms: int, text: str) -> None:
 def test_no_limits_means_no_round_trip(limiter: Limiter) -> None:
     decision = limiter.acquire([])
     assert isinstance(decision, Decision) and decision.allowed and limiter._client is None
+
+
+def test_scripts_are_reloaded_after_redis_forgets_them(limiter: Limiter, settings: Any) -> None:
+    """A Redis restart drops loaded scripts (NOSCRIPT): the batch reloads them."""
+    settings.XROUTER_LIMITER_ASYNC_SETTLE = True
+    limit = rpm(3)
+    tokens = Limit("t", "key", _key("tpm"), 1000, 600, 60_000)
+    assert limiter.acquire([limit]).allowed is True
+    limiter._redis().script_flush()
+    first = limiter.acquire([limit, tokens])
+    assert first.allowed is True and limiter.fail_open_events == 0
+    limiter._redis().script_flush()
+    limiter.settle(first, tokens=100)  # batched in the background
+    deadline = time.monotonic() + 2
+    while int(limiter._redis().get(tokens.key + ":sum") or 0) != 100:
+        assert time.monotonic() < deadline, "the batched settle never landed"
+        time.sleep(0.02)
+    assert limiter.fail_open_events == 0
