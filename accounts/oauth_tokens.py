@@ -24,8 +24,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -33,7 +31,7 @@ from oauth2_provider.models import get_access_token_model
 
 from accounts.models import Membership, Team, User
 from accounts.oauth_services import CHAT_SCOPE, oauth_principal_digest
-from keys.auth import KeyPrincipal
+from keys.auth import KeyPrincipal, PrincipalCache
 from keys.models import ApiKey
 from xrouter_site.errors import AuthenticationFailed
 
@@ -43,20 +41,13 @@ AccessToken = get_access_token_model()
 
 _MISS = "-"
 _NO_SCOPE = "!scope"
-_LOCAL_MAX_ENTRIES = 10_000
 # DOT's tokens are 30 characters; anything far longer is not ours.
 _MAX_TOKEN_LENGTH = 512
-
-_local: dict[str, tuple[float, KeyPrincipal | str]] = {}
 
 
 def token_checksum(token: str) -> str:
     """Return the SHA-256 hex digest DOT stores for ``token``."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _shared_key(checksum: str) -> str:
-    return f"oauthtok:v1:{checksum}"
 
 
 def _load_from_db(checksum: str) -> KeyPrincipal | str:
@@ -85,37 +76,14 @@ def _load_from_db(checksum: str) -> KeyPrincipal | str:
     return principal
 
 
-def _load(checksum: str) -> KeyPrincipal | str:
-    if not settings.XROUTER_SHARED_CACHE:
-        return _load_from_db(checksum)
-    try:
-        value = cache.get(_shared_key(checksum))
-    except Exception:  # Redis down: the database is still the truth.
-        logger.warning("shared cache unavailable for token lookup", exc_info=True)
-        return _load_from_db(checksum)
-    if value is None:
-        value = _load_from_db(checksum)
-        try:
-            cache.set(_shared_key(checksum), value, settings.XROUTER_KEY_SHARED_TTL)
-        except Exception:
-            logger.warning("shared cache unavailable for token store", exc_info=True)
-    return value
+_tokens = PrincipalCache(what="oauth token", shared_prefix="oauthtok:v1:", load=_load_from_db)
 
 
 def resolve_oauth_token(token: str) -> KeyPrincipal:
     """Return the principal of a ``chat`` access token or raise ``AuthenticationFailed``."""
     if not token or len(token) > _MAX_TOKEN_LENGTH:
         raise AuthenticationFailed("malformed")
-    checksum = token_checksum(token)
-    now = time.monotonic()
-    entry = _local.get(checksum)
-    if entry is None or entry[0] <= now:
-        value = _load(checksum)
-        if len(_local) >= _LOCAL_MAX_ENTRIES:
-            _local.pop(next(iter(_local)))
-        _local[checksum] = (now + settings.XROUTER_KEY_LOCAL_TTL, value)
-    else:
-        value = entry[1]
+    value = _tokens.get(token_checksum(token))
     if value == _NO_SCOPE:
         raise AuthenticationFailed("The access token does not grant the 'chat' scope.")
     if not isinstance(value, KeyPrincipal):
@@ -127,15 +95,7 @@ def resolve_oauth_token(token: str) -> KeyPrincipal:
 
 def forget_tokens(checksums: Iterable[str]) -> None:
     """Evict tokens from this process and from the shared cache."""
-    checksums = [c for c in checksums if c]
-    for checksum in checksums:
-        _local.pop(checksum, None)
-    if not checksums:
-        return
-    try:
-        cache.delete_many([_shared_key(c) for c in checksums])
-    except Exception:
-        logger.error("could not evict oauth tokens from the shared cache", exc_info=True)
+    _tokens.forget(checksums)
 
 
 def _evict_now_and_on_commit(checksums: list[str]) -> None:
@@ -188,4 +148,4 @@ def _evict_team_tokens(sender: type[Team], instance: Team, **kwargs: Any) -> Non
 
 def clear_local_cache() -> None:
     """Empty this process's token cache (tests and reloads)."""
-    _local.clear()
+    _tokens.clear()

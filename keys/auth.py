@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -115,17 +116,6 @@ class KeyPrincipal:
         return bool(sep) and base in self.allowed_models
 
 
-# digest -> (monotonic deadline, principal or _MISS)
-_local: dict[str, tuple[float, KeyPrincipal | str]] = {}
-
-
-def _shared_key(digest: str) -> str:
-    # The version changes whenever principals gain fields (v2: ``kind``,
-    # v3: limits), so entries pickled by older code are never read as
-    # principals during a rolling deploy.
-    return f"apikey:v3:{digest}"
-
-
 def _load_from_db(digest: str) -> KeyPrincipal | str:
     key = ApiKey.objects.select_related("team").filter(key_hash=digest).first()
     if key is None:
@@ -139,21 +129,79 @@ def _load_from_db(digest: str) -> KeyPrincipal | str:
     return KeyPrincipal.from_key(key)
 
 
-def _load(digest: str) -> KeyPrincipal | str:
-    if not settings.XROUTER_SHARED_CACHE:
-        return _load_from_db(digest)
-    try:
-        value = cache.get(_shared_key(digest))
-    except Exception:  # Redis down: the database is still the truth.
-        logger.warning("shared cache unavailable for key lookup", exc_info=True)
-        return _load_from_db(digest)
-    if value is None:
-        value = _load_from_db(digest)
+class PrincipalCache:
+    """Resolve credentials to principals through the three tiers above.
+
+    ``load`` reads the database for a digest and returns a principal or a
+    miss marker (any string); misses are cached like hits. Both API keys
+    and OAuth access tokens (``accounts.oauth_tokens``) use one of these.
+    """
+
+    def __init__(
+        self, *, what: str, shared_prefix: str, load: Callable[[str], KeyPrincipal | str]
+    ) -> None:
+        self.what = what
+        self.shared_prefix = shared_prefix
+        self.load_from_db = load
+        # digest -> (monotonic deadline, principal or miss marker)
+        self.local: dict[str, tuple[float, KeyPrincipal | str]] = {}
+
+    def get(self, digest: str) -> KeyPrincipal | str:
+        """Return the principal (or miss marker) for ``digest``."""
+        now = time.monotonic()
+        entry = self.local.get(digest)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        value = self._load(digest)
+        if len(self.local) >= _LOCAL_MAX_ENTRIES:
+            # Oldest first: dicts keep insertion order.
+            self.local.pop(next(iter(self.local)))
+        self.local[digest] = (now + settings.XROUTER_KEY_LOCAL_TTL, value)
+        return value
+
+    def _load(self, digest: str) -> KeyPrincipal | str:
+        if not settings.XROUTER_SHARED_CACHE:
+            return self.load_from_db(digest)
+        shared_key = self.shared_prefix + digest
         try:
-            cache.set(_shared_key(digest), value, settings.XROUTER_KEY_SHARED_TTL)
+            value = cache.get(shared_key)
+        except Exception:  # Redis down: the database is still the truth.
+            logger.warning("shared cache unavailable for %s lookup", self.what, exc_info=True)
+            return self.load_from_db(digest)
+        if value is None:
+            value = self.load_from_db(digest)
+            try:
+                cache.set(shared_key, value, settings.XROUTER_KEY_SHARED_TTL)
+            except Exception:
+                logger.warning("shared cache unavailable for %s store", self.what, exc_info=True)
+        return value
+
+    def forget(self, digests: Iterable[str]) -> None:
+        """Evict ``digests`` from this process and from the shared cache."""
+        digests = [d for d in digests if d]
+        for digest in digests:
+            self.local.pop(digest, None)
+        if not digests:
+            return
+        try:
+            cache.delete_many([self.shared_prefix + d for d in digests])
         except Exception:
-            logger.warning("shared cache unavailable for key store", exc_info=True)
-    return value
+            # The local TTL still bounds staleness; shared entries expire too.
+            logger.error("could not evict %s from the shared cache", self.what, exc_info=True)
+
+    def clear(self) -> None:
+        """Empty this process's tier (tests and reloads)."""
+        self.local.clear()
+
+
+_keys = PrincipalCache(
+    what="api key",
+    # The version changes whenever principals gain fields (v2: ``kind``,
+    # v3: limits), so entries pickled by older code are never read as
+    # principals during a rolling deploy.
+    shared_prefix="apikey:v3:",
+    load=_load_from_db,
+)
 
 
 def resolve_key(plaintext: str, *, kind: str = ApiKey.Kind.STANDARD.value) -> KeyPrincipal:
@@ -163,17 +211,7 @@ def resolve_key(plaintext: str, *, kind: str = ApiKey.Kind.STANDARD.value) -> Ke
     """
     if not tokens.is_well_formed(plaintext):
         raise AuthenticationFailed("malformed")
-    digest = tokens.digest(plaintext)
-    now = time.monotonic()
-    entry = _local.get(digest)
-    if entry is None or entry[0] <= now:
-        value = _load(digest)
-        if len(_local) >= _LOCAL_MAX_ENTRIES:
-            # Oldest first: dicts keep insertion order.
-            _local.pop(next(iter(_local)))
-        _local[digest] = (now + settings.XROUTER_KEY_LOCAL_TTL, value)
-    else:
-        value = entry[1]
+    value = _keys.get(tokens.digest(plaintext))
     if not isinstance(value, KeyPrincipal):
         raise AuthenticationFailed("unknown, revoked or disabled")
     if value.expires_at is not None and value.expires_at <= time.time():
@@ -205,12 +243,7 @@ def authenticate_bearer(header: str) -> KeyPrincipal:
 
 def forget_key(digest: str) -> None:
     """Evict a key from this process and from the shared cache."""
-    _local.pop(digest, None)
-    try:
-        cache.delete(_shared_key(digest))
-    except Exception:
-        # The local TTL still bounds staleness; shared entries expire too.
-        logger.error("could not evict api key from the shared cache", exc_info=True)
+    _keys.forget([digest])
 
 
 @receiver(post_save, sender=Team)
@@ -238,4 +271,4 @@ def _evict_on_change(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> N
 
 def clear_local_cache() -> None:
     """Empty this process's key cache (tests and reloads)."""
-    _local.clear()
+    _keys.clear()

@@ -38,7 +38,7 @@ def test_malformed_key_is_refused_before_any_lookup(api_key: CreatedKey) -> None
         auth.resolve_key(broken)
     assert info.value.reason == "malformed"
     assert len(queries) == 0
-    assert auth._local == {}
+    assert auth._keys.local == {}
 
 
 def test_unknown_key_miss_is_cached(db: None) -> None:

@@ -302,12 +302,12 @@ def test_app_ready_connects_the_token_eviction_receivers() -> None:
 
         AccessToken = get_access_token_model()
         checksum = "c" * 64
-        tokens._local[checksum] = (float("inf"), "-")
+        tokens._tokens.local[checksum] = (float("inf"), "-")
         try:
             post_delete.send(sender=AccessToken, instance=AccessToken(token_checksum=checksum))
         except DatabaseError:
             pass  # the after-commit eviction needs a database; the first one has run
-        print("evicted" if checksum not in tokens._local else "kept")
+        print("evicted" if checksum not in tokens._tokens.local else "kept")
         """
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
