@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,9 +280,17 @@ def client(
     """Fresh emulators, the two-provider catalog and a key, routable everywhere."""
     primary.control.reset()
     backup.control.reset()
-    load_catalog(two_provider_catalog(primary, backup))
+    # Every test's catalog has the same public models but new deployment ids
+    # (the database is flushed between tests). A marker alias unique to this
+    # catalog shows that every worker routes with it, not with the previous
+    # test's table, whose failures would count against stale breakers.
+    marker = f"e2e/catalog-{uuid.uuid4().hex[:12]}"
+    load_catalog(
+        two_provider_catalog(primary, backup)
+        + f"  - {{id: {marker}, fallbacks: [solo/third]}}\n"
+    )
     api = Client(stack.url, make_key().plaintext)
-    api.wait_routable("solo/third")
+    api.wait_routable(marker)
     yield api
     api.session.close()
     drain_usage(stack)
