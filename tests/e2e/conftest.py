@@ -286,8 +286,7 @@ def client(
     # test's table, whose failures would count against stale breakers.
     marker = f"e2e/catalog-{uuid.uuid4().hex[:12]}"
     load_catalog(
-        two_provider_catalog(primary, backup)
-        + f"  - {{id: {marker}, fallbacks: [solo/third]}}\n"
+        two_provider_catalog(primary, backup) + f"  - {{id: {marker}, fallbacks: [solo/third]}}\n"
     )
     api = Client(stack.url, make_key().plaintext)
     api.wait_routable(marker)
