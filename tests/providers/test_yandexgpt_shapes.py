@@ -191,11 +191,14 @@ class _Raw:
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
 
-    def read1(self, size: int) -> bytes:
+    def read1(self, size: int, decode_content: bool = False) -> bytes:
         return self.pieces.pop(0) if self.pieces else b""
 
 
 class _Response:
+    # No http.client response underneath: the reader takes urllib3's path.
+    headers: dict[str, str] = {}
+
     def __init__(self, pieces: list[bytes]) -> None:
         self.raw = _Raw(pieces)
         self.closed = False
