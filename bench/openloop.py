@@ -116,6 +116,7 @@ class Driver:
         return {
             "rate": rate,
             "duration_s": duration,
+            "max_connections": self.max_connections,
             "scheduled": total,
             "completed": len(lat),
             "ok_2xx": ok,

@@ -123,6 +123,241 @@ def _throughput_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+TTFT_TARGET_MS = 20.0
+
+
+def _stream_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    st = s.get("stream")
+    if not st:
+        return [], []
+    md = ["## Streaming (SSE through the gateway vs direct to the upstream)", ""]
+    if "skipped" in st:
+        return md + [f"Skipped: {st['skipped']}", ""], [f"stream: skipped ({st['skipped']})"]
+    upstream = (
+        "nginx with the echo module (C; `bench/harness.py:stream_nginx_config`)"
+        if st.get("upstream") == "nginx"
+        else "the Python emulator (`python -m providers.emulators openai`)"
+    )
+    md += [
+        f"Each stream: a role chunk, {st['stream_tokens']} content chunks "
+        f"{st['chunk_interval_ms']} ms apart, a finish chunk, a usage chunk and `[DONE]`, "
+        f"from {upstream}. The streams of a level open evenly over {st['ramp_s']} s "
+        "(see `stream_ramp`); TTFT = connect started to first `data:` event. Per level the "
+        "direct run and the gateway run go back to back.",
+        "",
+    ]
+    rows = []
+    met: list[int] = []
+    heads: list[str] = []
+    for level in st["levels"]:
+        d, g = level["direct"], level["gateway"]
+        over99 = g["ttft_ms"]["p99"] - d["ttft_ms"]["p99"]
+        if g["completed"] == g["streams"] and over99 <= TTFT_TARGET_MS:
+            met.append(level["streams"])
+        for label, r in (("direct", d), ("gateway", g)):
+            cpu = r.get("cpu_cores") or {}
+            rows.append(
+                [
+                    f"{level['streams']:,} {label}",
+                    f"{r['completed']}/{r['streams']}",
+                    ", ".join(f"{k}: {v}" for k, v in r["failures"].items()) or "0",
+                    str(r["open_max"]),
+                    _f(r["ttft_ms"]["p50"], 2),
+                    _f(r["ttft_ms"]["p99"], 2),
+                    _f(over99, 2) if label == "gateway" else "–",
+                    _f(r["total_ms"]["p99"], 0),
+                    _f(cpu.get("gateway"), 2),
+                    _f(cpu.get("upstream"), 2),
+                    _f(cpu.get("driver"), 2),
+                    _f(r.get("machine_busy_cores"), 2),
+                    _f(r.get("gateway_cpu_us_per_event")),
+                    _f(r.get("rss_peak_mb")),
+                    _f(r.get("pss_peak_mb")),
+                ]
+            )
+    md += _table(
+        [
+            "streams, path",
+            "completed",
+            "failures",
+            "max open",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "TTFT overhead p99 ms",
+            "stream p99 ms",
+            "gateway CPU (cores)",
+            "upstream CPU",
+            "driver CPU",
+            "machine busy (cores)",
+            "gateway CPU µs / event",
+            "gateway peak RSS MB",
+            "gateway peak PSS MB",
+        ],
+        rows,
+    )
+    top = st["levels"][-1]
+    g, d = top["gateway"], top["direct"]
+    md += [
+        "",
+        f"- Largest level with every stream complete and TTFT overhead p99 <= "
+        f"{TTFT_TARGET_MS:.0f} ms: {max(met):,} streams"
+        if met
+        else f"- No level met TTFT overhead p99 <= {TTFT_TARGET_MS:.0f} ms",
+        "- Memory caps apply to the RSS sum of all gateway processes (issue 10: 200 MB); "
+        "PSS splits the pages master and workers share.",
+        "",
+    ]
+    heads.append(
+        f"stream: at {top['streams']:,} streams {g['completed']}/{g['streams']} complete, TTFT "
+        f"overhead p99 {_f(g['ttft_ms']['p99'] - d['ttft_ms']['p99'], 1)} ms, peak RSS "
+        f"{_f(g.get('rss_peak_mb'))} MB; target met up to "
+        f"{max(met) if met else 0:,} streams"
+    )
+    return md, heads
+
+
+def _workers_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    w = s.get("workers")
+    if not w:
+        return [], []
+    md = ["## Worker model: gevent vs gthread (mixed load)", ""]
+    if "skipped" in w:
+        return md + [f"Skipped: {w['skipped']}", ""], [f"workers: skipped ({w['skipped']})"]
+    md += [
+        f"{w['streams']} SSE streams held open while wrk sends short requests on "
+        f"{w['connections']} connections; the same gateway, 2 workers each, gthread with "
+        f"{w['threads_per_worker']} threads per worker.",
+        "",
+    ]
+    rows = []
+    for kind in ("gevent", "gthread"):
+        r = w.get(kind)
+        if not r:
+            continue
+        req, st = r["requests"], r["streams"]
+        rows.append(
+            [
+                kind,
+                _f(req.get("rps"), 0),
+                _f((req.get("latency_ms") or {}).get("p50"), 2),
+                _f((req.get("latency_ms") or {}).get("p99"), 2),
+                f"{req.get('non_2xx', 0)} / {req.get('socket_errors', 0)}",
+                f"{st.get('completed', 0)}/{st.get('streams', 0)}",
+                _f((st.get("ttft_ms") or {}).get("p99"), 1),
+                _f(r.get("server_cpu_cores"), 2),
+                _f(st.get("rss_peak_mb")),
+            ]
+        )
+    md += _table(
+        [
+            "worker",
+            "short req/s",
+            "p50 ms",
+            "p99 ms",
+            "non-2xx / socket errors",
+            "streams completed",
+            "stream TTFT p99 ms",
+            "server CPU (cores)",
+            "peak RSS MB",
+        ],
+        rows,
+    )
+    md.append("")
+    heads = []
+    if "gevent" in w and "gthread" in w:
+        heads.append(
+            f"workers: gevent {_f(w['gevent']['requests'].get('rps'), 0)} req/s vs gthread "
+            f"{_f(w['gthread']['requests'].get('rps'), 0)} req/s with {w['streams']} streams open"
+        )
+    return md, heads
+
+
+def _litellm_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    lt = s.get("litellm")
+    if not lt:
+        return [], []
+    md = ["## LiteLLM proxy side by side (wrk, 64 connections, same nginx upstream)", ""]
+    if "skipped" in lt:
+        return md + [f"Skipped: {lt['skipped']}", ""], [f"litellm: skipped ({lt['skipped']})"]
+    rows = []
+    for label, key in (("XRouter gateway", "gateway"), (f"LiteLLM {lt['version']}", "litellm")):
+        r = lt[key]
+        rows.append(
+            [
+                label,
+                _f(r["rps"], 0),
+                f"{r['non_2xx']} / {r['socket_errors']}",
+                _f(r["avg_ms"], 2),
+                _f(r.get("server_cpu_cores"), 2),
+                _f(r.get("req_per_cpu_s"), 0),
+                _f((r.get("memory_after") or {}).get("rss_mb")),
+            ]
+        )
+    md += _table(
+        [
+            "target",
+            "req/s",
+            "non-2xx / socket errors",
+            "avg ms",
+            "server CPU (cores)",
+            "req per server CPU-s",
+            "RSS after MB",
+        ],
+        rows,
+    )
+    ratio = lt["gateway"]["rps"] / lt["litellm"]["rps"] if lt["litellm"]["rps"] else None
+    md += ["", f"- XRouter / LiteLLM = {_f(ratio, 2)}× in req/s (issue 10: >= 5×)"]
+    md += [f"- LiteLLM set-up: {lt.get('setup', '')}", ""]
+    return md, [f"litellm: XRouter / LiteLLM = {_f(ratio, 2)}× req/s"]
+
+
+def _soak_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    sk = s.get("soak")
+    if not sk:
+        return [], []
+    md = [f"## Soak ({sk['rate']:.0f} req/s open loop for {sk['duration_s']:.0f} s)", ""]
+    errors = sk.get("failed", sk.get("errors", 0))
+    md += _table(
+        [
+            "completed",
+            "errors + non-2xx",
+            "p50 ms",
+            "p99 ms",
+            "RSS first MB",
+            "RSS at 60 s MB",
+            "RSS end MB",
+            "RSS max MB",
+            "growth after 60 s",
+        ],
+        [
+            [
+                f"{sk.get('completed', 0):,}",
+                _f(errors),
+                _f(sk["latency_ms"]["p50"], 2),
+                _f(sk["latency_ms"]["p99"], 2),
+                _f(sk.get("rss_first_mb")),
+                _f(sk.get("rss_warm_mb")),
+                _f(sk.get("rss_end_mb")),
+                _f(sk.get("rss_max_mb")),
+                f"{_f(sk.get('rss_growth_pct'))}% (PSS {_f(sk.get('pss_growth_pct'))}%)",
+            ]
+        ],
+    )
+    samples = sk.get("memory_samples") or []
+    if samples:
+        every = max(1, len(samples) // 10)
+        md += [
+            "",
+            "RSS sum over time (s: MB): "
+            + ", ".join(f"{m['t_s']:.0f}: {m['rss_mb']:.0f}" for m in samples[::every]),
+        ]
+    md.append("")
+    return md, [
+        f"soak: {sk.get('completed', 0):,} requests, {errors} errors, RSS growth after the "
+        f"first minute {_f(sk.get('rss_growth_pct'))}%"
+    ]
+
+
 def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tuple[str, list[str]]:
     s = results["scenarios"]
     md: list[str] = ["# XRouter benchmark results (bench v1)", ""]
@@ -348,8 +583,9 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
         any_run = next(iter(lat_open.values()))
         md += [
             f"## Latency, open loop ({_f(any_run['rate'], 0)} req/s fixed rate for "
-            f"{_f(any_run['duration_s'], 0)} s, measured from each request's scheduled send "
-            "time, bench/openloop.py)",
+            f"{_f(any_run['duration_s'], 0)} s over at most "
+            f"{any_run.get('max_connections', 256)} connections, measured from each "
+            "request's scheduled send time, bench/openloop.py)",
             "",
         ]
         rows = []
@@ -463,70 +699,10 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
             f"{_f(after.get('rss_mb'))} MB (PSS {_f(after.get('pss_mb'))})"
         )
 
-    st = s.get("stream")
-    if st:
-        md += ["## Streaming (SSE through the gateway vs direct to the emulator)", ""]
-        if "skipped" in st:
-            md += [f"Skipped: {st['skipped']}", ""]
-            headline.append(f"stream: skipped ({st['skipped']})")
-        else:
-            d, g = st["direct"], st["gateway"]
-            md += [
-                f"{d['streams']} concurrent streams opened over the ramp, each "
-                f"{st['stream_tokens']} content chunks {st['chunk_interval_ms']} ms apart "
-                "(`python -m providers.emulators openai --stream-tokens N "
-                "--chunk-interval-ms M`); TTFT = request sent to first `data:` event.",
-                "",
-            ]
-            rows = []
-            for label, r in (("emulator direct", d), ("through the gateway", g)):
-                rows.append(
-                    [
-                        label,
-                        f"{r['completed']}/{r['streams']}",
-                        ", ".join(f"{k}: {v}" for k, v in r["failures"].items()) or "0",
-                        str(r["open_max"]),
-                        _f(r["ttft_ms"]["p50"], 2),
-                        _f(r["ttft_ms"]["p99"], 2),
-                        _f(r["ttft_ms"]["max"], 1),
-                        _f(r["total_ms"]["p50"], 0),
-                        _f(r["total_ms"]["p99"], 0),
-                        f"{r['events_per_stream']['min']}–{r['events_per_stream']['max']}",
-                    ]
-                )
-            md += _table(
-                [
-                    "path",
-                    "completed",
-                    "failures",
-                    "max open",
-                    "TTFT p50 ms",
-                    "TTFT p99 ms",
-                    "TTFT max ms",
-                    "stream p50 ms",
-                    "stream p99 ms",
-                    "events/stream",
-                ],
-                rows,
-            )
-            over50 = g["ttft_ms"]["p50"] - d["ttft_ms"]["p50"]
-            over99 = g["ttft_ms"]["p99"] - d["ttft_ms"]["p99"]
-            md += [
-                "",
-                f"- TTFT overhead: p50 {_f(over50, 2)} ms, p99 {_f(over99, 2)} ms "
-                "(issue 10 target: p99 <= 20 ms at 2,000 streams)",
-                f"- Gateway memory while streaming: peak RSS sum {_f(g.get('rss_peak_mb'))} MB, "
-                f"peak PSS sum {_f(g.get('pss_peak_mb'))} MB (cap 200 MB)",
-                f"- Gateway CPU while relaying: {_f(g.get('server_cpu_cores'), 2)} cores "
-                "(of the machine's 2, shared with the emulator and the stream client)",
-                "",
-            ]
-            headline.append(
-                f"stream: {g['completed']}/{g['streams']} complete through the gateway "
-                f"(direct {d['completed']}/{d['streams']}), TTFT overhead p50 {_f(over50, 2)} ms "
-                f"p99 {_f(over99, 2)} ms, peak RSS {_f(g.get('rss_peak_mb'))} MB "
-                f"(PSS {_f(g.get('pss_peak_mb'))})"
-            )
+    for section in (_stream_section, _workers_section, _litellm_section, _soak_section):
+        lines, heads = section(s)
+        md += lines
+        headline += heads
 
     profiles = s.get("profile")
     if profiles:

@@ -75,6 +75,7 @@ from harness import (  # noqa: E402
     run_json_driver,
     run_wrk,
     start_nginx,
+    start_stream_nginx,
     tail,
     wait_http,
     write_wrk_script,
@@ -82,7 +83,18 @@ from harness import (  # noqa: E402
 from report import write_results  # noqa: E402
 
 BENCH = REPO / "bench"
-SCENARIOS = ("throughput", "latency", "baseline", "features", "memory", "stream", "profile")
+SCENARIOS = (
+    "throughput",
+    "latency",
+    "baseline",
+    "features",
+    "memory",
+    "stream",
+    "workers",
+    "profile",
+    "litellm",
+    "soak",
+)
 CHAT_PATH = "/v1/chat/completions"
 DB_NAME = "xr_bench"
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
@@ -156,7 +168,7 @@ class Bench:
         self.measured: dict[tuple[str, str], Any] = {}
         self.key = ""
         self.env: dict[str, str] = {}
-        self.emulator_port = free_port()
+        self.stream_port = free_port()
         self.wrk_script = workdir / "post.lua"
         self.app_dir = REPO
         self.emulator_problem = ""
@@ -258,7 +270,7 @@ class Bench:
             f"    api_key_env: {UPSTREAM_KEY_ENV}\n"
             "  - name: benchemu\n"
             "    kind: openai\n"
-            f"    base_url: http://{HOST}:{self.emulator_port}/v1\n"
+            f"    base_url: http://{HOST}:{self.stream_port}/v1\n"
             f"    api_key_env: {UPSTREAM_KEY_ENV}\n"
             "models:\n"
             "  - id: bench/mock\n"
@@ -388,6 +400,29 @@ class Bench:
                 self.targets[name] = self._start_gunicorn(
                     name, "xrouter_site.wsgi:application", env
                 )
+            elif name == "gateway_gthread":
+                # The same gateway under gunicorn's threaded worker (the
+                # command line overrides the config file's worker class).
+                threads = str(self.args.gthread_threads)
+                self.targets[name] = self._start_gunicorn(
+                    name,
+                    "xrouter_site.wsgi:application",
+                    self.env,
+                    ["--worker-class", "gthread", "--threads", threads],
+                )
+            elif name == "litellm":
+                from litellm_target import start_litellm
+
+                master_key = "sk-bench-" + secrets.token_hex(16)
+                write_wrk_script(self.wrk_script.with_name("litellm.lua"), master_key)
+                nginx_url = self.targets["direct"][1]
+                self.targets[name] = start_litellm(
+                    self.group,
+                    self.workdir,
+                    nginx_url.removesuffix(CHAT_PATH) + "/v1",
+                    master_key,
+                    free_port(),
+                )
             elif name == "bare":
                 env = {**self.env, "BENCH_UPSTREAM_URL": self.targets["direct"][1]}
                 env.pop("XROUTER_CATALOG")  # the gunicorn hook would load it for nothing
@@ -440,7 +475,10 @@ class Bench:
         return self.measured[(kind, name)]
 
     def throughput(self, name: str) -> dict[str, Any]:
-        script = self.limited_wrk_script if name == "gateway_limits" else self.wrk_script
+        script = {
+            "gateway_limits": self.limited_wrk_script,
+            "litellm": self.wrk_script.with_name("litellm.lua"),
+        }.get(name, self.wrk_script)
 
         def measure() -> dict[str, Any]:
             service, url = self.target(name)
@@ -534,6 +572,10 @@ class Bench:
                     self.key,
                     "--body",
                     body,
+                    # Issue 10 asks for added latency "at 16 connections":
+                    # the fixed rate goes over at most 16 of them.
+                    "--max-connections",
+                    "16",
                 ],
                 timeout=a.open_duration + 60,
             )
@@ -592,10 +634,35 @@ class Bench:
         return {"idle": self.results["memory_idle"], "after_throughput": after}
 
     @contextlib.contextmanager
-    def emulator(self, stream_tokens: int) -> Iterator[str | None]:
-        """Run the streaming emulator; yields its chat URL, or None (with a
-        logged reason) when it is not there or does not start."""
+    def stream_upstream(self, stream_tokens: int) -> Iterator[tuple[Service, str] | None]:
+        """Run the streaming upstream on ``self.stream_port``; yields (service,
+        chat URL), or None (with a logged reason) when it does not start.
+
+        ``--stream-upstream nginx`` (default): nginx with the echo module, a
+        C upstream that costs the shared 2 cores almost nothing, as a remote
+        provider would. ``emulator``: our Python emulator, which takes a good
+        part of a core at 2,000 streams and so competes with the gateway.
+        """
         a = self.args
+        if a.stream_upstream == "nginx":
+            try:
+                service, _ = start_stream_nginx(
+                    self.group,
+                    self.workdir,
+                    self.tools["nginx"],
+                    stream_tokens,
+                    a.chunk_interval_ms,
+                    port=self.stream_port,
+                )
+            except BenchError as exc:
+                self.emulator_problem = f"the nginx stream upstream did not start: {exc}"
+                yield None
+                return
+            try:
+                yield service, f"http://{HOST}:{self.stream_port}{CHAT_PATH}"
+            finally:
+                self.group.stop(service)
+            return
         # The emulator always comes from the working tree: it is test
         # equipment, not the code under test.
         if not (REPO / "providers" / "emulators" / "__main__.py").exists():
@@ -603,63 +670,280 @@ class Bench:
             yield None
             return
         argv = [sys.executable, "-m", "providers.emulators", "openai", "--host", HOST]
-        argv += ["--port", str(self.emulator_port), "--stream-tokens", str(stream_tokens)]
+        argv += ["--port", str(self.stream_port), "--stream-tokens", str(stream_tokens)]
         argv += ["--chunk-interval-ms", str(a.chunk_interval_ms)]
         emulator = self.group.start(
             "emulator", argv, env=self.env, log_path=self.workdir / "emulator.log"
         )
         try:
             try:
-                wait_http(f"http://{HOST}:{self.emulator_port}/v1/models", emulator, timeout=30)
+                wait_http(f"http://{HOST}:{self.stream_port}/v1/models", emulator, timeout=30)
             except BenchError as exc:
                 self.emulator_problem = f"the streaming emulator did not start: {exc}"
                 yield None
                 return
-            yield f"http://{HOST}:{self.emulator_port}{CHAT_PATH}"
+            yield emulator, f"http://{HOST}:{self.stream_port}{CHAT_PATH}"
         finally:
             self.group.stop(emulator)
 
+    def stream_ramp(self, stream_tokens: int) -> float:
+        """Seconds over which the streams open. By default 0.8x one stream's
+        length: in a steady state, N concurrent streams of T seconds arrive
+        at N/T per second (Little's law); opening them a little faster than
+        that makes sure all N are open at once at the peak."""
+        if self.args.ramp is not None:
+            return float(self.args.ramp)
+        return round(0.8 * stream_tokens * self.args.chunk_interval_ms / 1000, 2)
+
     def _streams(
-        self, url: str, model: str, streams: int, stream_tokens: int, rss_pid: int = 0
+        self,
+        url: str,
+        model: str,
+        streams: int,
+        stream_tokens: int,
+        rss_pid: int = 0,
+        cpu_of: dict[str, list[int]] | None = None,
     ) -> dict[str, Any]:
+        """Run the stream driver; ``cpu_of`` names process groups whose CPU
+        (in cores, over the driver's run) goes into the result."""
         a = self.args
         timeout = stream_tokens * a.chunk_interval_ms / 1000 * 3 + 30
         argv = [sys.executable, str(BENCH / "streams.py"), url, "--streams", str(streams)]
-        argv += ["--ramp", str(a.ramp), "--auth", self.key, "--timeout", str(timeout)]
-        argv += ["--model", model]
+        argv += ["--ramp", str(self.stream_ramp(stream_tokens)), "--auth", self.key]
+        argv += ["--timeout", str(timeout), "--model", model]
         if rss_pid:
             argv += ["--rss-pid", str(rss_pid)]
-        return run_json_driver(argv, timeout=timeout + 60)
+        groups = cpu_of or {}
+        cpu0 = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        busy0, total0 = machine_ticks()
+        t0 = time.monotonic()
+        out = run_json_driver(argv, timeout=timeout + 60)
+        elapsed = time.monotonic() - t0
+        busy1, total1 = machine_ticks()
+        out["cpu_cores"] = {
+            name: round((cpu_seconds(pids) - cpu0[name]) / elapsed, 2)
+            for name, pids in groups.items()
+        }
+        out["cpu_cores"]["driver"] = out.get("driver_cpu_cores")
+        out["machine_busy_cores"] = round(
+            (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1), 2
+        )
+        return out
 
     def scenario_stream(self) -> dict[str, Any]:
+        """Streams at each of ``--stream-levels`` concurrent streams, direct
+        to the upstream and through the gateway, back to back per level: the
+        TTFT overhead at each level, and so the largest level that meets the
+        target on this machine."""
         a = self.args
         service, gateway_url = self.target("gateway")
         assert service is not None
-        with self.emulator(a.stream_tokens) as direct_url:
-            if direct_url is None:
+        levels: list[dict[str, Any]] = []
+        idle = memory_of(service.proc.pid).as_dict()
+        with self.stream_upstream(a.stream_tokens) as upstream:
+            if upstream is None:
                 return {"skipped": self.emulator_problem}
-            self.settle()
+            upstream_service, direct_url = upstream
+            upstream_pids = process_tree(upstream_service.proc.pid)
             stream_s = a.stream_tokens * a.chunk_interval_ms / 1000
-            log(f"stream: {a.streams} streams direct to the emulator (~{stream_s:.0f}s each)")
-            direct = self._streams(direct_url, "gpt-mock", a.streams, a.stream_tokens)
-            log(f"stream: {a.streams} streams through the gateway")
-            idle = memory_of(service.proc.pid).as_dict()
-            pids = [service.proc.pid, *gunicorn_workers(service.proc.pid)]
-            cpu0, t0 = cpu_seconds(pids), time.monotonic()
-            gateway = self._streams(
-                gateway_url, "bench/stream", a.streams, a.stream_tokens, service.proc.pid
-            )
-            gateway["server_cpu_cores"] = round(
-                (cpu_seconds(pids) - cpu0) / (time.monotonic() - t0), 2
-            )
+            for streams in a.stream_levels:
+                self.settle()
+                log(
+                    f"stream: {streams} streams direct to the {a.stream_upstream} upstream "
+                    f"(~{stream_s:.0f}s each, opened over {self.stream_ramp(a.stream_tokens)}s)"
+                )
+                direct = self._streams(
+                    direct_url,
+                    "gpt-mock",
+                    streams,
+                    a.stream_tokens,
+                    cpu_of={"upstream": upstream_pids},
+                )
+                self.settle()
+                log(f"stream: {streams} streams through the gateway")
+                pids = [service.proc.pid, *gunicorn_workers(service.proc.pid)]
+                gateway = self._streams(
+                    gateway_url,
+                    "bench/stream",
+                    streams,
+                    a.stream_tokens,
+                    service.proc.pid,
+                    cpu_of={"gateway": pids, "upstream": upstream_pids},
+                )
+                gateway["server_cpu_cores"] = gateway["cpu_cores"]["gateway"]
+                relayed = gateway.get("events_total") or 0
+                wall = gateway.get("wall_s") or 0
+                if relayed and wall:
+                    # Gateway CPU-microseconds per event relayed (request
+                    # set-up included): cores x seconds / events.
+                    gateway["gateway_cpu_us_per_event"] = round(
+                        gateway["server_cpu_cores"] * wall / relayed * 1e6, 1
+                    )
+                levels.append({"streams": streams, "direct": direct, "gateway": gateway})
         return {
-            "direct": direct,
-            "gateway": gateway,
+            "upstream": a.stream_upstream,
+            "ramp_s": self.stream_ramp(a.stream_tokens),
+            "levels": levels,
             "memory_before": idle,
             "memory_after": memory_of(service.proc.pid).as_dict(),
             "stream_tokens": a.stream_tokens,
             "chunk_interval_ms": a.chunk_interval_ms,
         }
+
+    def scenario_litellm(self) -> dict[str, Any]:
+        """LiteLLM's proxy against the same nginx upstream with the same wrk
+        load, right after the gateway's throughput figure of this run."""
+        from litellm_target import DEFAULT_VENV, REQUIREMENTS, ensure_litellm_venv
+
+        try:
+            started = time.monotonic()
+            python = ensure_litellm_venv(DEFAULT_VENV)
+            log(f"litellm venv ready in {time.monotonic() - started:.0f}s ({python})")
+        except (BenchError, OSError, subprocess.SubprocessError) as exc:
+            return {"skipped": f"could not install litellm[proxy]: {exc}"}
+        version = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        out: dict[str, Any] = {
+            "version": version,
+            "setup": (
+                "`python -m litellm.proxy.proxy_cli --num_workers 2` in its own venv "
+                f"(pins: `{REQUIREMENTS.relative_to(REPO)}`), master key only, no database, "
+                "no callbacks, logs at ERROR (see `bench/litellm_target.py`)"
+            ),
+        }
+        for name in ("gateway", "litellm"):
+            try:
+                result = self.throughput(name)
+            except BenchError as exc:
+                return {**out, "skipped": f"{name} failed: {exc}"}
+            cores = result["cpu_cores"]["server"]
+            out[name] = {
+                "rps": result["rps"],
+                "non_2xx": result["non_2xx"],
+                "socket_errors": result["socket_errors"],
+                "avg_ms": result["latency_ms"].get("avg"),
+                "server_cpu_cores": cores,
+                "req_per_cpu_s": round(result["rps"] / cores, 1) if cores else None,
+                "memory_after": result.get("memory_after"),
+            }
+        self.stop_target("litellm")
+        return out
+
+    def scenario_soak(self) -> dict[str, Any]:
+        """Steady open-loop load for ``--soak-duration`` seconds: errors, and
+        whether the workers' memory keeps growing (a leak) or levels off."""
+        a = self.args
+        service, url = self.target("gateway")
+        assert service is not None
+        self.settle()
+        log(f"soak: {a.soak_rate:.0f} req/s for {a.soak_duration:.0f}s (open loop)")
+        argv = [sys.executable, str(BENCH / "openloop.py"), url, "--rate", str(a.soak_rate)]
+        argv += ["--duration", str(a.soak_duration), "--auth", self.key]
+        argv += ["--body", json.dumps(REQUEST_BODY)]
+        samples: list[dict[str, Any]] = []
+        started = time.monotonic()
+        driver = subprocess.Popen(  # noqa: S603 - our own driver, fixed argv
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            while driver.poll() is None:
+                mem = memory_of(service.proc.pid)
+                samples.append({"t_s": round(time.monotonic() - started, 1), **mem.as_dict()})
+                try:
+                    driver.wait(timeout=a.soak_sample_every)
+                except subprocess.TimeoutExpired:
+                    pass
+            out, err = driver.communicate(timeout=60)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        if driver.returncode != 0:
+            raise BenchError(f"openloop.py failed in the soak: {err[-1500:]}")
+        result: dict[str, Any] = json.loads(out)
+        # Growth is judged after the first minute: caches, pools and
+        # pymalloc arenas fill up early and then should stay flat.
+        warm = next((m for m in samples if m["t_s"] >= 60), samples[0]) if samples else None
+        last = samples[-1] if samples else None
+        if warm and last:
+            result["rss_warm_mb"], result["rss_end_mb"] = warm["rss_mb"], last["rss_mb"]
+            result["rss_max_mb"] = max(m["rss_mb"] for m in samples)
+            result["rss_first_mb"] = samples[0]["rss_mb"]
+            result["rss_growth_pct"] = round(
+                (last["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"] * 100, 1
+            )
+            result["pss_growth_pct"] = round(
+                (last["pss_mb"] - warm["pss_mb"]) / warm["pss_mb"] * 100, 1
+            )
+        # A 4xx/5xx answer is as much a failure as a socket error here.
+        result["failed"] = result.get("errors", 0) + result.get("non_2xx", 0)
+        result["memory_samples"] = samples
+        result["rate"] = a.soak_rate
+        result["duration_s"] = a.soak_duration
+        return result
+
+    def scenario_workers(self) -> dict[str, Any]:
+        """gevent vs gthread under the mixed workload the gateway serves:
+        long SSE streams held open while short requests keep coming."""
+        a = self.args
+        out: dict[str, Any] = {
+            "streams": a.mix_streams,
+            "connections": 16,
+            "threads_per_worker": a.gthread_threads,
+        }
+        tokens = int((a.mix_seconds + 4) * 1000 / a.chunk_interval_ms)
+        with self.stream_upstream(tokens) as upstream:
+            if upstream is None:
+                return {"skipped": self.emulator_problem}
+            for kind in ("gevent", "gthread"):
+                name = "gateway" if kind == "gevent" else "gateway_gthread"
+                service, url = self.target(name)
+                assert service is not None
+                self.settle()
+                log(
+                    f"workers {kind}: {a.mix_streams} streams + wrk 16 connections, "
+                    f"{a.mix_seconds:.0f}s"
+                )
+                pids = [service.proc.pid, *gunicorn_workers(service.proc.pid)]
+                cpu0, t0 = cpu_seconds(pids), time.monotonic()
+                streams_result: dict[str, Any] = {}
+
+                def streams_load(
+                    url: str = url, box: dict[str, Any] = streams_result, master: int = pids[0]
+                ) -> None:
+                    box.update(
+                        self._streams(url, "bench/stream", a.mix_streams, tokens, rss_pid=master)
+                    )
+
+                import threading
+
+                streamer = threading.Thread(target=streams_load, daemon=True)
+                streamer.start()
+                # Let the streams open before the short requests start.
+                time.sleep(min(3.0, self.stream_ramp(tokens)) + 1)
+                wrk = run_wrk(
+                    self.tools["wrk"],
+                    url,
+                    self.wrk_script,
+                    connections=16,
+                    threads=2,
+                    seconds=a.mix_seconds,
+                    latency=True,
+                )
+                streamer.join(timeout=tokens * a.chunk_interval_ms / 1000 * 3 + 90)
+                elapsed = time.monotonic() - t0
+                out[kind] = {
+                    "requests": wrk.as_dict(),
+                    "streams": streams_result,
+                    "server_cpu_cores": round((cpu_seconds(pids) - cpu0) / elapsed, 2),
+                    "memory_after": memory_of(service.proc.pid).as_dict(),
+                }
+            # The gevent gateway stays up for the scenarios after this one.
+            self.stop_target("gateway_gthread")
+        return out
 
     def _py_spy(self, worker: int, seconds: int, label: str, load: Callable[[], None]) -> Any:
         """Sample one worker with py-spy while ``load`` runs; return the summary."""
@@ -707,8 +991,8 @@ class Bench:
         )
         # Streams: enough tokens to outlast the sampling window.
         tokens = int((seconds + 4) * 1000 / a.chunk_interval_ms)
-        with self.emulator(tokens) as emulator_url:
-            if emulator_url is None:
+        with self.stream_upstream(tokens) as upstream:
+            if upstream is None:
                 out["streams"] = {"skipped": self.emulator_problem}
             else:
                 log(f"profile: py-spy on worker {workers[0]} during {a.streams} streams")
@@ -775,6 +1059,16 @@ def _errors_in_logs(paths: list[Path], limit: int = 15) -> list[str]:
     return [f"{n}× {line}" for line, n in list(counts.items())[:limit]]
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not levels or levels[0] < 1 or levels[-1] > 5000:
+        raise argparse.ArgumentTypeError("stream levels must be within 1..5000")
+    return levels
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
@@ -802,10 +1096,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--open-duration", type=float, default=15.0, help="seconds of each open-loop run"
     )
-    parser.add_argument("--streams", type=int, default=500, help="concurrent SSE streams")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=2000,
+        help="concurrent SSE streams while profiling",
+    )
+    parser.add_argument(
+        "--stream-levels",
+        type=_levels,
+        default="500,1000,2000",
+        help="comma-separated counts of concurrent streams for the stream scenario",
+    )
     parser.add_argument("--stream-tokens", type=int, default=200)
     parser.add_argument("--chunk-interval-ms", type=int, default=50)
-    parser.add_argument("--ramp", type=float, default=2.0, help="seconds to open all streams")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        help="seconds to open all streams (default: 0.8x one stream's length, see stream_ramp)",
+    )
+    parser.add_argument(
+        "--stream-upstream",
+        choices=("nginx", "emulator"),
+        default="nginx",
+        help="streaming upstream: nginx + echo module (C) or the Python emulator",
+    )
+    parser.add_argument(
+        "--mix-streams", type=int, default=200, help="streams held open in the workers scenario"
+    )
+    parser.add_argument(
+        "--mix-seconds", type=float, default=15.0, help="seconds of wrk in the workers scenario"
+    )
+    parser.add_argument(
+        "--gthread-threads",
+        type=int,
+        default=128,
+        help="threads per worker for the gthread variant (one per open stream)",
+    )
+    parser.add_argument("--soak-duration", type=float, default=600.0, help="soak seconds")
+    parser.add_argument("--soak-rate", type=float, default=300.0, help="soak requests/s")
+    parser.add_argument(
+        "--soak-sample-every", type=float, default=15.0, help="seconds between RSS samples"
+    )
     parser.add_argument("--profile-seconds", type=int, default=10)
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument(
@@ -826,6 +1159,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BENCH / "RESULTS.md",
         help="where to write the report ('-' for nowhere)",
     )
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        default=None,
+        help="where to write the raw figures (default: bench/results.json with the report)",
+    )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
@@ -835,6 +1174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.scenarios = list(dict.fromkeys(args.scenarios)) or list(SCENARIOS)
     if args.duration > 120 or args.open_duration > 120 or args.streams > 5000:
         parser.error("durations are capped at 120 s and streams at 5000")
+    if not 10 <= args.soak_duration <= 3600:
+        parser.error("--soak-duration must be within 10..3600 s")
     return args
 
 
@@ -861,9 +1202,10 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = command
     report_path = None if str(args.results) == "-" else args.results
     summary = write_results(results, report_path)
-    if report_path is not None:
+    raw_path = args.raw or (BENCH / "results.json" if report_path is not None else None)
+    if raw_path is not None:
         # The raw figures of the run the report shows (re-render with report.py).
-        (BENCH / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        raw_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(summary)
     return 0
 

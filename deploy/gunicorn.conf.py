@@ -65,10 +65,12 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     # psycopg2 is C code: without this its socket waits would block the
-    # whole worker instead of yielding to other greenlets.
-    from psycogreen.gevent import patch_psycopg
+    # whole worker instead of yielding to other greenlets. Only for gevent
+    # workers: bench/run.py's `workers` scenario also runs gthread.
+    if "gevent" in type(worker).__module__:
+        from psycogreen.gevent import patch_psycopg
 
-    patch_psycopg()
+        patch_psycopg()
     # Without a broker there is no beat: run its schedule in this worker
     # (routing.scheduler; a no-op unless XROUTER_INPROCESS_SCHEDULER is on).
     from routing.scheduler import scheduler_start
