@@ -1105,7 +1105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stream-levels",
         type=_levels,
-        default="500,1000,2000",
+        default="250,500,1000,2000",
         help="comma-separated counts of concurrent streams for the stream scenario",
     )
     parser.add_argument("--stream-tokens", type=int, default=200)
