@@ -11,13 +11,13 @@ worker crash): a probe is a read, and the interval lock in
 
 from __future__ import annotations
 
-from celery import shared_task
 from django.conf import settings
 
 from routing.probes import deployment_ids_to_probe, deployment_probe
+from xrouter_site.celery import app
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@app.task(acks_late=True, ignore_result=True)
 def probe_all_deployments() -> int:
     """Queue a probe of every enabled deployment; return how many."""
     ids = deployment_ids_to_probe()
@@ -28,7 +28,7 @@ def probe_all_deployments() -> int:
     return len(ids)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@app.task(acks_late=True, ignore_result=True)
 def probe_deployment(deployment_id: int) -> bool | None:
     """Probe one deployment; return its health, or None if skipped."""
     result = deployment_probe(deployment_id=deployment_id)

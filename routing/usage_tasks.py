@@ -8,24 +8,23 @@ from __future__ import annotations
 
 from datetime import date
 
-from celery import shared_task
-
 from routing import rollups
+from xrouter_site.celery import app
 
 
-@shared_task(name="routing.usage_rollup_recent")
+@app.task(name="routing.usage_rollup_recent")
 def usage_rollup_recent() -> int:
     """Roll up today and yesterday; return the number of roll-up rows."""
     return sum(result.rows for result in rollups.usage_rollup_recent())
 
 
-@shared_task(name="routing.usage_rollup_day")
+@app.task(name="routing.usage_rollup_day")
 def usage_rollup_day(day: str) -> int:
     """Roll up one ISO ``day`` (backfill); return the number of roll-up rows."""
     return rollups.usage_rollup_day(day=date.fromisoformat(day)).rows
 
 
-@shared_task(name="routing.usage_prune")
+@app.task(name="routing.usage_prune")
 def usage_prune() -> int:
     """Delete raw usage records past retention; return how many."""
     return rollups.usage_prune()

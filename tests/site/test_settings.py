@@ -109,3 +109,42 @@ def test_check_deploy_refuses_the_placeholder_secret_key() -> None:
     out = _check_deploy({"SECRET_KEY": "", "ALLOWED_HOSTS": "xrouter.example"})
     assert out.returncode != 0
     assert "xrouter.E001" in out.stdout + out.stderr
+
+
+WORKER_PROBE = (
+    "import json, sys, django; django.setup();"
+    "from xrouter_site.wsgi import application;"
+    "import routing.gateway, routing.middleware, routing.usage, routing.limits;"
+    "before = 'celery' in sys.modules;"
+    "from routing.tasks import probe_deployment; from xrouter_site.celery import app;"
+    "print(json.dumps({'celery_loaded_by_web': before, 'bound': probe_deployment.app is app,"
+    "'broker': app.conf.broker_url}))"
+)
+
+
+def test_web_process_does_not_load_celery_but_tasks_use_the_configured_app() -> None:
+    # A gunicorn worker never sends a task: Celery stays out of its memory.
+    # Whoever does send one must go through our app and its broker, not
+    # Celery's default app (amqp://localhost).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="xrouter_site.settings",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/14",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "celery_loaded_by_web": False,
+        "bound": True,
+        "broker": "redis://127.0.0.1:6379/14",
+    }
