@@ -42,13 +42,23 @@ class Driver:
         self.statuses: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.send_lag: list[float] = []  # how late the driver itself was at sending
+        self.stale_dropped = 0  # idle connections the server had closed
 
     async def _acquire(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         async with self.slot:
             while not self.idle and self.open_connections >= self.max_connections:
                 await self.slot.wait()
-            if self.idle:
-                return self.idle.pop()
+            while self.idle:
+                reader, writer = self.idle.pop()
+                # The server may close a keep-alive connection that sat idle
+                # (gunicorn: after `keepalive` seconds). Like urllib3's
+                # is_connection_dropped check, do not send on one it closed.
+                if reader.at_eof() or writer.is_closing():
+                    writer.close()
+                    self.open_connections -= 1
+                    self.stale_dropped += 1
+                    continue
+                return reader, writer
             self.open_connections += 1
         try:
             return await asyncio.open_connection(self.target.host, self.target.port)
@@ -117,6 +127,7 @@ class Driver:
             "rate": rate,
             "duration_s": duration,
             "max_connections": self.max_connections,
+            "stale_connections_dropped": self.stale_dropped,
             "scheduled": total,
             "completed": len(lat),
             "ok_2xx": ok,

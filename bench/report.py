@@ -316,6 +316,20 @@ def _soak_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     if not sk:
         return [], []
     md = [f"## Soak ({sk['rate']:.0f} req/s open loop for {sk['duration_s']:.0f} s)", ""]
+    if sk.get("rerun"):
+        rerun = sk["rerun"]
+        md += [
+            f"Measured in a separate run (`{rerun['command']}`, started {rerun['started']}, "
+            f"Python yardstick {_f(rerun.get('yardstick_ms'))} ms); the other tables come "
+            "from the run above.",
+            "",
+        ]
+    if "stale_connections_dropped" in sk:
+        md += [
+            f"Idle keep-alive connections the gateway had closed (after gunicorn's keepalive) "
+            f"and the driver did not reuse: {sk['stale_connections_dropped']}.",
+            "",
+        ]
     errors = sk.get("failed", sk.get("errors", 0))
     md += _table(
         [
@@ -371,7 +385,9 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
         f"- **Commit**: `{info['commit']}`, dirty tree: {info['dirty']}; gateway code measured: "
         f"{results.get('source', 'working tree')}",
         f"- **Machine**: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, "
-        f"Linux {info['kernel']}, Python {info['python']}",
+        f"Linux {info['kernel']}, Python {info['python']}; Python yardstick "
+        f"`sum(range(10**6))` = {_f(results.get('yardstick_ms'))} ms (best of 5, at the start: "
+        "lower is faster; compare runs on different machines with it)",
         f"- **Load average** (1/5/15 min) before: {load_before}; after: {load_after} "
         "(other sessions' test suites may share these 2 cores: compare ratios, not absolutes)",
         "- **Set-up**: nginx (1 worker) returns a fixed `chat.completion`; the gateway runs under "

@@ -1,14 +1,16 @@
 """XRouter benchmark v1: ``python bench/run.py [scenario ...]``.
 
 Scenarios (default: all, in this order): throughput, latency, baseline,
-memory, stream, profile. Each can run alone; measurements one scenario
+features, memory, stream, workers (gevent vs gthread), profile, litellm
+(LiteLLM's proxy side by side), soak (10 minutes). Each can run alone;
+measurements one scenario
 needs from another (e.g. the gateway's req/s for the gateway/bare ratio)
 are taken once per run and shared, so ratios always compare figures from
 the same run on the same (noisy, shared) machine.
 
 Set-up, every run: a static nginx upstream, PostgreSQL database
 ``xr_bench`` (created and migrated), Redis db 11, a catalog pointing at
-nginx (and at the streaming emulator), a fresh API key, and the gateway
+nginx (and at the streaming upstream), a fresh API key, and the gateway
 under real gunicorn with ``deploy/gunicorn.conf.py``. Everything started is
 stopped at the end, also on Ctrl-C. Load goes to 127.0.0.1 only and every
 load loop is bounded in time.
@@ -148,6 +150,15 @@ def machine_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
+
+
+def python_yardstick_ms() -> float:
+    """Best of 5 timings of ``sum(range(10**6))`` in this interpreter: how
+    fast this machine runs Python today, so runs on different machine types
+    (these sessions do not always get the same CPU) can be put side by side."""
+    import timeit
+
+    return round(min(timeit.repeat("sum(range(1_000_000))", number=1, repeat=5)) * 1000, 1)
 
 
 def children_cpu_seconds() -> float:
@@ -1016,6 +1027,7 @@ class Bench:
     def run(self) -> dict[str, Any]:
         self.results["started"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.results["load_before"] = os.getloadavg()
+        self.results["yardstick_ms"] = python_yardstick_ms()
         started = time.monotonic()
         self.setup()
         for name in self.args.scenarios:
