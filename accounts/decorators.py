@@ -8,7 +8,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 
@@ -23,7 +24,9 @@ class TeamRequest(HttpRequest):
     user_memberships: list[Membership]
 
 
-def team_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def team_required(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     """Require a logged-in user with a current team; set ``request.membership``.
 
     A user without a team is sent to the teams page to create one.
@@ -31,7 +34,7 @@ def team_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 
     @login_required
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         membership = membership_current(request)
         if membership is None:
             messages.info(request, _("Create a team or open an invitation link to start."))

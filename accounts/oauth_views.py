@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
@@ -188,13 +189,14 @@ class XRouterIntrospectView(IntrospectTokenView):
     client credentials, and reads ``?token=`` on GET; both are refused.
     """
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Authenticate the resource server, then answer from DOT."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not _is_form_encoded(request):
             return _oauth_error("invalid_request", f"The request body must be {FORM_CONTENT_TYPE}.")
         valid, _oauthlib_request = self.verify_request(request)
+        response: HttpResponseBase
         if not valid:
             response = _oauth_error(
                 "invalid_token", "A bearer token with the introspection scope is required.", 401

@@ -18,7 +18,13 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from routing import gateway
-from xrouter_site.errors import MethodNotAllowed, NotFound, ServiceUnavailable, XRouterError
+from xrouter_site.errors import (
+    ErrorCode,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    XRouterError,
+)
 from xrouter_site.middleware import request_id_from
 
 logger = logging.getLogger(__name__)
@@ -39,7 +45,7 @@ PREFIX_ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
 
 
 class Overloaded(ServiceUnavailable):
-    code = "server_overloaded"
+    code = ErrorCode.SERVER_OVERLOADED
     default_message = "The gateway is at capacity. Retry shortly."
 
     def __init__(self) -> None:
@@ -73,6 +79,7 @@ class GatewayMiddleware:
         ctx = gateway.CallContext(
             request_id=request_id_from(request.META), method=request.method or "", path=path
         )
+        response: HttpResponseBase
         if self.inflight >= self.max_inflight:
             response = ctx.fail(Overloaded())
             response["X-Request-ID"] = ctx.request_id

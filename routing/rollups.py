@@ -143,7 +143,8 @@ def _aggregate(day: date) -> list[UsageDaily]:
     )
     result = []
     for row in rows:
-        histogram = [row[f"b{i}"] for i in range(BUCKETS)]
+        # The bucket columns are named at run time (b0, b1, ...).
+        histogram = [row[f"b{i}"] for i in range(BUCKETS)]  # type: ignore[literal-required]
         result.append(
             UsageDaily(
                 day=day,

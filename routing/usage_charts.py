@@ -12,7 +12,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 
 from django.utils.html import escape
@@ -89,7 +89,7 @@ def _frame(days: Sequence[date], top: float, title: str, fmt: Callable[[float], 
 
 def stacked_bars(
     days: Sequence[date],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     *,
     title: str,
     fmt: Callable[[float], str] = compact,
@@ -102,7 +102,7 @@ def stacked_bars(
     slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
     bar_w = max(1.0, slot * 0.8)
     for i, day in enumerate(days):
-        base = TOP + plot_h
+        base = float(TOP + plot_h)
         x = LEFT + slot * i + (slot - bar_w) / 2
         for index, (label, values) in enumerate(series.items()):
             value = values[i]

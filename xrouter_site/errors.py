@@ -44,6 +44,7 @@ class ErrorCode(enum.StrEnum):
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     CONTENT_FILTER = "content_filter"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    SERVER_OVERLOADED = "server_overloaded"
     INTERNAL_ERROR = "internal_error"
 
 
