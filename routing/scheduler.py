@@ -232,6 +232,12 @@ def scheduler_start() -> InProcessScheduler | None:
             "scheduler: running in-process although a broker is set; "
             "beat may run the same entries (probes stay rate-limited)"
         )
+    # The entries run through the Celery app and its task modules: load them
+    # now, not inside the first tick (gunicorn workers do not load Celery
+    # otherwise; see xrouter_site/__init__.py).
+    from xrouter_site.celery import app
+
+    app.loader.import_default_modules()
     _scheduler = InProcessScheduler(schedule_entries(settings.CELERY_BEAT_SCHEDULE))
     _scheduler.start()
     logger.info(

@@ -19,7 +19,9 @@ PROBE = (
 )
 
 
-def _settings_with(env: dict[str, str]) -> dict[str, object]:
+def _probe(code: str, env: dict[str, str]) -> dict[str, object]:
+    """Run ``code`` in a fresh process with only ``env``'s services set; return
+    the JSON object it prints last."""
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -27,14 +29,19 @@ def _settings_with(env: dict[str, str]) -> dict[str, object]:
     }
     clean.update(env, DJANGO_SETTINGS_MODULE="xrouter_site.settings")
     out = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", code],
         cwd=REPO,
         env=clean,
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(out.stdout)
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _settings_with(env: dict[str, str]) -> dict[str, object]:
+    return _probe(PROBE, env)
 
 
 def test_zero_config_uses_sqlite_locmem_and_eager_tasks(tmp_path: Path) -> None:
@@ -126,24 +133,7 @@ def test_web_process_does_not_load_celery_but_tasks_use_the_configured_app() -> 
     # A gunicorn worker never sends a task: Celery stays out of its memory.
     # Whoever does send one must go through our app and its broker, not
     # Celery's default app (amqp://localhost).
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="xrouter_site.settings",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/14",
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", WORKER_PROBE],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+    assert _probe(WORKER_PROBE, {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/14"}) == {
         "celery_loaded_by_web": False,
         "bound": True,
         "broker": "redis://127.0.0.1:6379/14",
