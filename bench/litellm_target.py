@@ -82,6 +82,7 @@ from harness import (
     BenchError,
     ProcessGroup,
     Service,
+    cpu_seconds,
     ensure_tools,
     free_port,
     log,
@@ -215,20 +216,6 @@ def litellm_workers(service: Service) -> list[int]:
     ]
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            # Fields after the parenthesised command name: utime and stime are
-            # the 14th and 15th fields of the whole line.
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / ticks
-
-
 def _wait_workers_ready(service: Service, workers: int, timeout: float) -> None:
     """The first worker answers the health probe while the others may still
     be importing LiteLLM: wait for all of them to exist and go idle."""
@@ -240,9 +227,9 @@ def _wait_workers_ready(service: Service, workers: int, timeout: float) -> None:
             )
         if len(litellm_workers(service)) >= workers:
             pids = process_tree(service.proc.pid)
-            before = _cpu_seconds(pids)
+            before = cpu_seconds(pids)
             time.sleep(0.5)
-            if (_cpu_seconds(pids) - before) / 0.5 < 0.05:
+            if (cpu_seconds(pids) - before) / 0.5 < 0.05:
                 return
         else:
             time.sleep(0.5)

@@ -66,6 +66,7 @@ from harness import (  # noqa: E402
     ProcessGroup,
     Service,
     WrkResult,
+    cpu_seconds,
     ensure_tools,
     free_port,
     gunicorn_workers,
@@ -110,19 +111,6 @@ class Interrupted(Exception):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Interrupted()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime+stime of processes (from /proc/PID/stat), in seconds."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
 
 
 BACKING_SERVICES = ("postgres", "redis-server")
