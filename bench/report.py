@@ -126,6 +126,26 @@ def _throughput_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 TTFT_TARGET_MS = 20.0
 
 
+def _added_latency(lat: dict[str, float], base: dict[str, float], name: str) -> list[str]:
+    """p50 and p99 of ``lat`` over the direct-to-upstream ``base``."""
+    if not base or name == "direct":
+        return ["–", "–"]
+    return [_f(lat.get(p, 0) - base.get(p, 0), 2) for p in ("p50", "p99")]
+
+
+def _rerun_note(section: dict[str, Any]) -> list[str]:
+    """Say so when a section was measured in a run of its own and merged in."""
+    rerun = section.get("rerun")
+    if not rerun:
+        return []
+    return [
+        f"Measured in a separate run (`{rerun['command']}`, started {rerun['started']}, "
+        f"Python yardstick {_f(rerun.get('yardstick_ms'))} ms); the other tables come "
+        "from the run above.",
+        "",
+    ]
+
+
 def _stream_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     st = s.get("stream")
     if not st:
@@ -277,6 +297,7 @@ def _litellm_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     if not lt:
         return [], []
     md = ["## LiteLLM proxy side by side (wrk, 64 connections, same nginx upstream)", ""]
+    md += _rerun_note(lt)
     if "skipped" in lt:
         return md + [f"Skipped: {lt['skipped']}", ""], [f"litellm: skipped ({lt['skipped']})"]
     rows = []
@@ -316,14 +337,7 @@ def _soak_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     if not sk:
         return [], []
     md = [f"## Soak ({sk['rate']:.0f} req/s open loop for {sk['duration_s']:.0f} s)", ""]
-    if sk.get("rerun"):
-        rerun = sk["rerun"]
-        md += [
-            f"Measured in a separate run (`{rerun['command']}`, started {rerun['started']}, "
-            f"Python yardstick {_f(rerun.get('yardstick_ms'))} ms); the other tables come "
-            "from the run above.",
-            "",
-        ]
+    md += _rerun_note(sk)
     if "stale_connections_dropped" in sk:
         md += [
             f"Idle keep-alive connections the gateway had closed (after gunicorn's keepalive) "
@@ -560,10 +574,7 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
                 continue
             d = lat_wrk[name]
             lat = d["latency_ms"]
-            added = [
-                _f(lat.get(p, 0) - base.get(p, 0), 2) if base and name != "direct" else "–"
-                for p in ("p50", "p99")
-            ]
+            added = _added_latency(lat, base, name)
             rows.append(
                 [
                     LABELS[name],
@@ -614,10 +625,7 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
                 continue
             d = lat_open[name]
             lat = d["latency_ms"]
-            added = [
-                _f(lat.get(p, 0) - base.get(p, 0), 2) if base and name != "direct" else "–"
-                for p in ("p50", "p99")
-            ]
+            added = _added_latency(lat, base, name)
             rows.append(
                 [
                     LABELS[name],

@@ -54,6 +54,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
@@ -170,7 +171,7 @@ class Bench:
         self.stream_port = free_port()
         self.wrk_script = workdir / "post.lua"
         self.app_dir = REPO
-        self.emulator_problem = ""
+        self.stream_upstream_problem = ""
         self.source = "working tree"
 
     def _export_head(self) -> None:
@@ -654,7 +655,7 @@ class Bench:
                     port=self.stream_port,
                 )
             except BenchError as exc:
-                self.emulator_problem = f"the nginx stream upstream did not start: {exc}"
+                self.stream_upstream_problem = f"the nginx stream upstream did not start: {exc}"
                 yield None
                 return
             try:
@@ -665,7 +666,9 @@ class Bench:
         # The emulator always comes from the working tree: it is test
         # equipment, not the code under test.
         if not (REPO / "providers" / "emulators" / "__main__.py").exists():
-            self.emulator_problem = "the streaming emulator (providers/emulators) is not there yet"
+            self.stream_upstream_problem = (
+                "the streaming emulator (providers/emulators) is not there yet"
+            )
             yield None
             return
         argv = [sys.executable, "-m", "providers.emulators", "openai", "--host", HOST]
@@ -678,7 +681,7 @@ class Bench:
             try:
                 wait_http(f"http://{HOST}:{self.stream_port}/v1/models", emulator, timeout=30)
             except BenchError as exc:
-                self.emulator_problem = f"the streaming emulator did not start: {exc}"
+                self.stream_upstream_problem = f"the streaming emulator did not start: {exc}"
                 yield None
                 return
             yield emulator, f"http://{HOST}:{self.stream_port}{CHAT_PATH}"
@@ -741,7 +744,7 @@ class Bench:
         idle = memory_of(service.proc.pid).as_dict()
         with self.stream_upstream(a.stream_tokens) as upstream:
             if upstream is None:
-                return {"skipped": self.emulator_problem}
+                return {"skipped": self.stream_upstream_problem}
             upstream_service, direct_url = upstream
             upstream_pids = process_tree(upstream_service.proc.pid)
             stream_s = a.stream_tokens * a.chunk_interval_ms / 1000
@@ -791,7 +794,9 @@ class Bench:
 
     def scenario_litellm(self) -> dict[str, Any]:
         """LiteLLM's proxy against the same nginx upstream with the same wrk
-        load, right after the gateway's throughput figure of this run."""
+        load, measured right after a fresh throughput run of the gateway (as
+        the features scenario pairs its variants), so both share the
+        machine's state as closely as a noisy machine allows."""
         from litellm_target import DEFAULT_VENV, REQUIREMENTS, ensure_litellm_venv
 
         try:
@@ -814,6 +819,8 @@ class Bench:
                 "no callbacks, logs at ERROR (see `bench/litellm_target.py`)"
             ),
         }
+        # Not the memoised figure from earlier in the run: back to back.
+        self.measured.pop(("throughput", "gateway"), None)
         for name in ("gateway", "litellm"):
             try:
                 result = self.throughput(name)
@@ -896,7 +903,7 @@ class Bench:
         tokens = int((a.mix_seconds + 4) * 1000 / a.chunk_interval_ms)
         with self.stream_upstream(tokens) as upstream:
             if upstream is None:
-                return {"skipped": self.emulator_problem}
+                return {"skipped": self.stream_upstream_problem}
             for kind in ("gevent", "gthread"):
                 name = "gateway" if kind == "gevent" else "gateway_gthread"
                 service, url = self.target(name)
@@ -916,8 +923,6 @@ class Bench:
                     box.update(
                         self._streams(url, "bench/stream", a.mix_streams, tokens, rss_pid=master)
                     )
-
-                import threading
 
                 streamer = threading.Thread(target=streams_load, daemon=True)
                 streamer.start()
@@ -992,7 +997,7 @@ class Bench:
         tokens = int((seconds + 4) * 1000 / a.chunk_interval_ms)
         with self.stream_upstream(tokens) as upstream:
             if upstream is None:
-                out["streams"] = {"skipped": self.emulator_problem}
+                out["streams"] = {"skipped": self.stream_upstream_problem}
             else:
                 log(f"profile: py-spy on worker {workers[0]} during {a.streams} streams")
 
