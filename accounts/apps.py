@@ -15,4 +15,9 @@ class AccountsConfig(AppConfig):
         command or a Celery worker that revokes a token, deletes a user's
         membership or changes a team also evicts the cached principals.
         """
-        from accounts import oauth_tokens  # noqa: F401
+        # Revoke what a member's role no longer allows on every membership
+        # change, whatever made it (accounts.credentials).
+        from accounts import (
+            credentials,  # noqa: F401
+            oauth_tokens,  # noqa: F401
+        )

@@ -30,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
-from accounts import oauth_pkce
+from accounts import oauth_pkce, roles
 from accounts.decorators import TeamRequest, team_required
 from accounts.models import Membership
 from accounts.oauth_forms import validate_redirect_uri
@@ -72,7 +72,7 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
     method = params.get("code_challenge_method", "")
     problems = []
     try:
-        validate_redirect_uri(callback_url)
+        validate_redirect_uri(callback_url, debug_http=False)
     except ValidationError as exc:
         problems.extend(exc.messages)
     if method != oauth_pkce.S256:
@@ -81,6 +81,10 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
         problems.append("code_challenge must be a 43-character base64url S256 challenge.")
     if problems:
         return render(request, "oauth/exchange.html", {"problems": problems}, status=400)
+    if not roles.allows(request.membership.role, roles.Action.KEY_CREATE):
+        # Refused before the consent page: the code could never be redeemed.
+        denied = str(roles.RoleDenied(roles.Action.KEY_CREATE))
+        return render(request, "oauth/exchange.html", {"problems": [denied]}, status=403)
     context = {
         "callback_url": callback_url,
         "origin": _origin(callback_url),
@@ -155,9 +159,14 @@ def exchange_keys(request: HttpRequest) -> HttpResponse:
     )
     if membership is None:
         return _error("Invalid or expired code.", 403, "invalid_code")
-    created = api_key_create(
-        team=membership.team, name=f"App: {data['origin']}"[:100], created_by=membership.user
-    )
+    try:
+        # The role is checked again here (accounts.roles): a demotion or
+        # removal since the consent voids the code.
+        created = api_key_create(
+            team=membership.team, name=f"App: {data['origin']}"[:100], created_by=membership.user
+        )
+    except roles.RoleDenied as exc:
+        return _error(str(exc), 403, "permission_denied")
     logger.info(
         "key issued by exchange", extra={"key_id": created.api_key.pk, "origin": data["origin"]}
     )

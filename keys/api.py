@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts import roles
 from accounts.models import Membership, Team, User
 from accounts.oauth_api_auth import (
     KEYS_READ,
@@ -87,9 +88,12 @@ def _caller(request: Request) -> Caller:
     )
 
 
-def _require_manager(caller: Caller) -> None:
+def _require_manager(caller: Caller, action: roles.Action = roles.Action.KEY_CHANGE) -> None:
+    # A management key acts for the team (no role); people go by the matrix.
+    if caller.user is not None and not roles.allows(caller.role, action):
+        raise exceptions.PermissionDenied(str(roles.RoleDenied(action)))
     if not caller.can_manage:
-        raise exceptions.PermissionDenied("Only team owners and admins can change keys.")
+        raise exceptions.PermissionDenied(str(roles.RoleDenied(action)))
 
 
 def _drf_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -174,7 +178,7 @@ class KeyListCreateApi(ManagementApiView):
     )
     def post(self, request: Request) -> Response:
         caller = _caller(request)
-        _require_manager(caller)
+        _require_manager(caller, roles.Action.KEY_CREATE)
         serializer = KeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -185,6 +189,8 @@ class KeyListCreateApi(ManagementApiView):
             )
         except DjangoValidationError as exc:
             raise _drf_validation_error(exc) from None
+        except roles.RoleDenied as exc:  # the role changed since _require_manager
+            raise exceptions.PermissionDenied(str(exc)) from None
         return Response(
             {"data": KeySerializer(created.api_key).data, "key": created.plaintext},
             status=status.HTTP_201_CREATED,

@@ -234,6 +234,11 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# How long an invitation link stays valid. It also dies as soon as its
+# creator may no longer invite with its role (accounts.credentials).
+XROUTER_INVITATION_TTL_HOURS = env_int("XROUTER_INVITATION_TTL_HOURS", 7 * 24)
+if XROUTER_INVITATION_TTL_HOURS < 1:
+    raise ImproperlyConfigured("XROUTER_INVITATION_TTL_HOURS must be at least 1")
 
 # --- E-mail (password reset) ------------------------------------------------
 # Printed to stderr unless EMAIL_HOST names an SMTP server.
