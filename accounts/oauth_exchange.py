@@ -87,9 +87,10 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
         # Refused before the consent page: the code could never be redeemed.
         denied = str(roles.RoleDenied(roles.Action.KEY_CREATE))
         return render(request, "oauth/exchange.html", {"problems": [denied]}, status=403)
+    origin = _origin(callback_url)
     context = {
         "callback_url": callback_url,
-        "origin": _origin(callback_url),
+        "origin": origin,
         "code_challenge": challenge,
         "code_challenge_method": method,
         "team": request.membership.team,
@@ -104,10 +105,10 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
     KeyExchangeCode.objects.filter(expires_at__lte=now).delete()
     KeyExchangeCode.objects.create(
         code_hash=_code_digest(code),
-        user_id=request.user.pk,
+        user=request.user,  # type: ignore[misc]  # team_required: logged in
         team_id=request.membership.team_id,
         challenge=challenge,
-        origin=context["origin"],
+        origin=origin,
         expires_at=now + timedelta(seconds=CODE_TTL_SECONDS),
     )
     return HttpResponseRedirect(_with_params(callback_url, code=code))
