@@ -241,7 +241,9 @@ if XROUTER_INVITATION_TTL_HOURS < 1:
     raise ImproperlyConfigured("XROUTER_INVITATION_TTL_HOURS must be at least 1")
 
 # --- E-mail (password reset) ------------------------------------------------
-# Printed to stderr unless EMAIL_HOST names an SMTP server.
+# SMTP when EMAIL_HOST names a server. Otherwise printed to stderr in DEBUG
+# only: a reset mail holds a live token, so outside DEBUG it is dropped with
+# a warning that names neither the link nor the address (xrouter_site.mail).
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -251,8 +253,10 @@ if EMAIL_HOST:
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
     EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
     EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-else:
+elif DEBUG:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "xrouter_site.mail.DroppingEmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "XRouter <noreply@localhost>")
 
 # --- I18N -----------------------------------------------------------------
