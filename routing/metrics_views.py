@@ -32,6 +32,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from xrouter_site.client_ip import client_address
+
 logger = logging.getLogger(__name__)
 
 # Families this view computes from shared state instead of worker files.
@@ -63,9 +65,9 @@ def _address_ok(request: HttpRequest) -> bool:
     allow: list[str] = settings.XROUTER_METRICS_ALLOW
     if not allow and settings.XROUTER_METRICS_TOKEN:
         return False
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
+    # Behind a trusted proxy, the client it forwarded for, never the proxy.
+    address = client_address(request)
+    if address is None:
         return False
     return any(address in net for net in _networks(tuple(allow) or _LOOPBACK))
 

@@ -9,6 +9,7 @@ switches to PostgreSQL, Redis and a real Celery broker.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -105,6 +106,8 @@ INSTALLED_APPS = [
     "routing",
     # OAuth 2.0 authorization server for third-party apps (accounts/oauth_*.py).
     "oauth2_provider",
+    # Login lockout for the admin and the dashboard (accounts/lockout.py).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -121,6 +124,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "xrouter_site.urls"
@@ -231,6 +236,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTH_USER_MODEL = "accounts.User"
+# django-axes first: it refuses a locked (username, address) pair before
+# the password is even checked (accounts/lockout.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+XROUTER_LOGIN_FAILURE_LIMIT = env_int("XROUTER_LOGIN_FAILURE_LIMIT", 5)
+XROUTER_LOGIN_COOLOFF_MINUTES = env_int("XROUTER_LOGIN_COOLOFF_MINUTES", 15)
+AXES_FAILURE_LIMIT = XROUTER_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=XROUTER_LOGIN_COOLOFF_MINUTES)
+# The pair, never the username alone: an attacker cannot lock the owner out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "xrouter_site.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out"
+# Failed attempts live in the database: every worker and host sees them.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -405,8 +427,19 @@ XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0
 # Each open stream holds one, so this bounds the streams a worker relays
 # without opening throwaway connections.
 XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 2048)
-# Trust X-Forwarded-For from the proxy in front (for logs and throttling).
-XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
+# Reverse proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
+# The client is the right-most hop that is not one of them; with none set
+# the header is ignored (xrouter_site.client_ip). Every throttle, the login
+# lockout and the /metrics allow-list use that address.
+XROUTER_TRUSTED_PROXIES = env_list("XROUTER_TRUSTED_PROXIES", [])
+if env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False):
+    # The old switch trusted nobody in particular and was never read.
+    raise ImproperlyConfigured(
+        "XROUTER_TRUST_X_FORWARDED_FOR is gone: list your proxies' addresses in "
+        "XROUTER_TRUSTED_PROXIES (e.g. 10.0.0.0/8,127.0.0.1/32) instead."
+    )
+# django-ratelimit's "ip" key: the same client address.
+RATELIMIT_IP_META_KEY = "xrouter_site.client_ip.client_ip"
 
 # --- Limits -------------------------------------------------------------------
 # Redis for rate limits and budgets (default: REDIS_URL). Its client waits
@@ -464,7 +497,8 @@ XROUTER_USAGE_RECORDS_ENABLED = env_bool("XROUTER_USAGE_RECORDS_ENABLED", True)
 XROUTER_METRICS_ENABLED = env_bool("XROUTER_METRICS_ENABLED", True)
 # /metrics answers a bearer XROUTER_METRICS_TOKEN or a client address in
 # XROUTER_METRICS_ALLOW (IPs or networks, comma-separated); with neither set
-# only loopback may scrape. REMOTE_ADDR is used, never X-Forwarded-For.
+# only loopback may scrape. The address is xrouter_site.client_ip's: the
+# peer, or behind XROUTER_TRUSTED_PROXIES the client they forwarded for.
 XROUTER_METRICS_TOKEN = env_secret("XROUTER_METRICS_TOKEN")
 XROUTER_METRICS_ALLOW = env_list("XROUTER_METRICS_ALLOW", [])
 
@@ -535,6 +569,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # urllib3 logs request lines (with query strings) at DEBUG.
         "urllib3": {"level": "WARNING"},
+        # django-axes logs every failed login at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 

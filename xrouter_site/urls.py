@@ -9,7 +9,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import AllowAny
 
 from accounts import oauth_urls
+from accounts.lockout import throttle_login_posts
 from xrouter_site import views
+
+# The admin login gets the dashboard's per-address cap; django-axes (an
+# authentication backend) locks (username, address) pairs on both.
+admin.site.login = throttle_login_posts(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
