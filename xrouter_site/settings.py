@@ -116,6 +116,8 @@ MIDDLEWARE = [
     "routing.middleware.GatewayMiddleware",
     "xrouter_site.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every page (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -315,6 +317,27 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# django-csp: everything from our own origin, no inline scripts, no framing
+# (frame-ancestors is what browsers honour; X-Frame-Options is the fallback).
+# Inline style *attributes* stay allowed (chart legend swatches); <style>
+# elements and inline scripts do not. /v1/ answers are served before this
+# middleware and carry routing.middleware.API_CSP. form-action is left
+# out on purpose: Chrome applies it to the redirect after the OAuth
+# consent form, which goes to the app's own origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 
 # --- OAuth 2.0 authorization server (django-oauth-toolkit) -------------------
