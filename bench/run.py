@@ -290,6 +290,8 @@ class Bench:
             "REDIS_URL": REDIS_URL,
             "SECRET_KEY": secrets.token_urlsafe(50),
             "DEBUG": "false",
+            # The bench upstreams (nginx, emulators) listen on loopback.
+            "XROUTER_OUTBOUND_ALLOW_LOOPBACK": "true",
             "SECURE_SSL_REDIRECT": "false",
             "XROUTER_CATALOG": str(catalog),
             "XROUTER_VAR_DIR": str(self.workdir / "var"),

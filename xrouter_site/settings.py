@@ -446,6 +446,15 @@ XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
 # Upstream timeouts (seconds): connect, and read between two bytes.
 XROUTER_UPSTREAM_CONNECT_TIMEOUT = env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 5.0)
 XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0)
+# Outbound host policy for upstream calls (providers.outbound): checked when
+# a provider is saved and on every new connection, after DNS resolution.
+# Link-local and cloud-metadata addresses are always denied; loopback only
+# with XROUTER_OUTBOUND_ALLOW_LOOPBACK (on in DEBUG: `make run`'s emulators).
+XROUTER_OUTBOUND_ALLOW_LOOPBACK = env_bool("XROUTER_OUTBOUND_ALLOW_LOOPBACK", DEBUG)
+# Extra denied networks (CIDRs) or host names, e.g. 10.0.0.0/8.
+XROUTER_OUTBOUND_DENY = env_list("XROUTER_OUTBOUND_DENY", [])
+# When set, the only host names upstreams may have (*.example.com allowed).
+XROUTER_OUTBOUND_ALLOW_HOSTS = env_list("XROUTER_OUTBOUND_ALLOW_HOSTS", [])
 # Connections kept per provider per worker (requests' pool size).
 # Each open stream holds one, so this bounds the streams a worker relays
 # without opening throwaway connections.
