@@ -292,6 +292,8 @@ class Bench:
             "DEBUG": "false",
             # The bench upstreams (nginx, emulators) listen on loopback.
             "XROUTER_OUTBOUND_ALLOW_LOOPBACK": "true",
+            # Every bench client is 127.0.0.1: no per-address connection cap.
+            "XROUTER_MAX_CONNECTIONS_PER_IP": "0",
             "SECURE_SSL_REDIRECT": "false",
             "XROUTER_CATALOG": str(catalog),
             "XROUTER_VAR_DIR": str(self.workdir / "var"),
