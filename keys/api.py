@@ -139,9 +139,26 @@ class ManagementApiView(APIView):
 
     def _get_key(self, caller: Caller, public_id: Any) -> ApiKey:
         api_key = selectors.api_key_get(team=caller.team, public_id=public_id)
-        if api_key is None:
+        # A deleted (revoked) key is gone from its URL, as after any DELETE;
+        # GET /keys?status=revoked still lists it for the record.
+        if api_key is None or api_key.is_revoked:
             raise exceptions.NotFound("No such key.")
         return api_key
+
+
+def _refuse_self_lockout(request: Request, api_key: ApiKey) -> None:
+    """A management key may not revoke or disable itself: the caller would lock itself out."""
+    principal = request.auth
+    if isinstance(principal, KeyPrincipal) and principal.key_id == api_key.pk:
+        raise Conflict()
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = (
+        "A management key cannot revoke or disable itself; use another key or the dashboard."
+    )
+    default_code = "conflict"
 
 
 class KeyListCreateApi(ManagementApiView):
@@ -215,6 +232,8 @@ class KeyDetailApi(ManagementApiView):
         _require_manager(caller)
         serializer = KeyUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if serializer.validated_data.get("disabled"):
+            _refuse_self_lockout(request, api_key)
         try:
             services.api_key_update(api_key=api_key, **_model_changes(serializer.validated_data))
         except DjangoValidationError as exc:
@@ -223,13 +242,15 @@ class KeyDetailApi(ManagementApiView):
 
     @extend_schema(
         operation_id="keys_delete",
-        responses=DeletedSerializer,
-        summary="Revoke a key (it stays listed with status 'revoked')",
+        responses={200: DeletedSerializer},
+        summary="Revoke a key: its URL answers 404 from then on; "
+        "GET /keys?status=revoked still lists it",
     )
     def delete(self, request: Request, public_id: Any) -> Response:
         caller = _caller(request)
         api_key = self._get_key(caller, public_id)
         _require_manager(caller)
+        _refuse_self_lockout(request, api_key)
         services.api_key_revoke(api_key=api_key)
         return Response({"deleted": True})
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import authentication, exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
@@ -94,7 +94,7 @@ class AnyKeyScheme(OpenApiAuthenticationExtension):
 
 
 class GenerationQuerySerializer(serializers.Serializer[Any]):
-    id = serializers.RegexField(r"^[A-Za-z0-9._:\-]+$", max_length=128)
+    id = serializers.RegexField(r"^[A-Za-z0-9._:\-]+$", max_length=128, help_text="The request id.")
 
 
 def generation_dict(record: UsageRecord) -> dict[str, Any]:
@@ -151,7 +151,7 @@ class GenerationApi(ManagementApiView):
     @extend_schema(
         operation_id="generation_retrieve",
         summary="Usage record of one request (OpenRouter's /generation)",
-        parameters=[OpenApiParameter("id", str, required=True, description="The request id.")],
+        parameters=[GenerationQuerySerializer],
         responses=inline_serializer("GenerationEnvelope", fields={"data": serializers.DictField()}),
     )
     def get(self, request: Request) -> Response:

@@ -428,6 +428,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Error answers on every operation, closed request bodies (keys.api_schema).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "keys.api_schema.add_error_responses",
+    ],
 }
 
 # --- XRouter gateway ------------------------------------------------------
