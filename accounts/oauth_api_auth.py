@@ -64,6 +64,7 @@ from accounts.models import Membership, Team, User
 from accounts.oauth_services import oauth_principal_digest
 from accounts.oauth_tokens import token_checksum
 from keys.models import ApiKey
+from keys.principal import parse_bearer
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +125,8 @@ class InsufficientScope(exceptions.PermissionDenied):
 
 def _bearer_token(request: Request) -> str | None:
     """Return the bearer credential if it is not an ``xr_`` key, else None."""
-    scheme, _sep, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential or credential.startswith("xr_"):
+    credential = parse_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
+    if not credential or credential.startswith("xr_"):
         return None
     return credential
 

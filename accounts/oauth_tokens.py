@@ -1,6 +1,6 @@
 """Resolve an OAuth access token on ``/v1/`` to the principal it acts as.
 
-``keys.auth.authenticate_bearer`` sends every credential that is not an
+``routing.gateway.authenticate_bearer`` sends every credential that is not an
 ``xr_`` key here. A token with the ``chat`` scope maps to the hidden key of
 kind ``oauth`` for (application, user) (see accounts.oauth_services), so
 limits and usage work exactly as for keys.
@@ -31,8 +31,8 @@ from oauth2_provider.models import get_access_token_model
 
 from accounts.models import Membership, Team, User
 from accounts.oauth_services import CHAT_SCOPE, oauth_principal_digest
-from keys.auth import KeyPrincipal, PrincipalCache
 from keys.models import ApiKey
+from keys.principal import KeyPrincipal, PrincipalCache
 from xrouter_site.errors import AuthenticationFailed
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from accounts.oauth_tokens import resolve_oauth_token
 from keys import activity
-from keys.auth import KeyPrincipal, authenticate_bearer
+from keys.auth import resolve_key
+from keys.principal import KeyPrincipal, parse_bearer
 from providers.base import (
     ChatChunk,
     ChatRequest,
@@ -41,14 +43,15 @@ from providers.base import (
     EmbeddingRequest,
     EmbeddingResponse,
     Provider,
-    ProviderError,
     Usage,
 )
+from providers.errors import ProviderError, bad_response
 from routing import budgets, metrics, router, usage, validation
 from routing.limits import Decision, LimitCode, limiter
 from routing.table import ModelRoute, RoutingTable, get_table
 from routing.versions import deprecation_headers, resolve_model_id, version_fields
 from xrouter_site.errors import (
+    AuthenticationFailed,
     ErrorCode,
     InvalidRequest,
     ModelNotFound,
@@ -235,6 +238,16 @@ def _series(endpoint: str, model: str, provider: str, status: int) -> _Series:
 
 
 # --- request plumbing -------------------------------------------------------
+
+
+def authenticate_bearer(header: str) -> KeyPrincipal:
+    """Resolve an ``Authorization`` header value: an ``xr_`` key or an OAuth token."""
+    credential = parse_bearer(header)
+    if not credential:
+        raise AuthenticationFailed("missing")
+    if credential.startswith("xr_"):
+        return resolve_key(credential)
+    return resolve_oauth_token(credential)
 
 
 def _authenticate(request: HttpRequest, ctx: CallContext) -> KeyPrincipal:
@@ -761,12 +774,10 @@ def _embed_call(request: EmbeddingRequest, ctx: CallContext):  # type: ignore[no
         )
         result = adapter.embed(attempt)
         if len(result.vectors) != len(attempt.inputs):
-            raise ProviderError(
+            raise bad_response(
+                candidate.deployment.provider,
                 f"{candidate.deployment.provider} returned {len(result.vectors)} vectors "
                 f"for {len(attempt.inputs)} inputs",
-                provider=candidate.deployment.provider,
-                retryable=True,
-                code="upstream_bad_response",
             )
         return result
 

@@ -32,6 +32,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from keys.principal import parse_bearer
+
 logger = logging.getLogger(__name__)
 
 # Families this view computes from shared state instead of worker files.
@@ -51,11 +53,11 @@ def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
 
 def _token_ok(request: HttpRequest) -> bool:
     token: str = settings.XROUTER_METRICS_TOKEN
-    scheme, _sep, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    credential = parse_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
     return bool(
         token
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(credential.strip().encode(), token.encode())
+        and credential is not None
+        and hmac.compare_digest(credential.encode(), token.encode())
     )
 
 

@@ -26,7 +26,8 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
-from providers.base import Provider, ProviderError
+from providers.base import Provider
+from providers.errors import ProviderError
 from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers

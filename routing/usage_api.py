@@ -15,80 +15,21 @@ clients retry, as with OpenRouter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import authentication, exceptions, serializers
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.selectors import membership_current
 from keys.api import ManagementApiView
-from keys.auth import KeyPrincipal, resolve_key
+from keys.authentication import AnyKeyAuthentication
 from keys.models import ApiKey
+from keys.principal import KeyPrincipal
 from routing.models import UsageRecord
 from routing.usage_selectors import usage_record_get
-from xrouter_site.errors import AuthenticationFailed as KeyAuthenticationFailed
-
-
-@dataclass(frozen=True)
-class KeyUser:
-    """``request.user`` for a call made with a key (standard or management)."""
-
-    principal: KeyPrincipal
-    is_authenticated: bool = True
-    is_anonymous: bool = False
-    is_active: bool = True
-    is_staff: bool = False
-    is_superuser: bool = False
-    pk: None = None
-
-    def __str__(self) -> str:
-        return f"{self.principal.kind} key {self.principal.prefix}"
-
-
-class AnyKeyAuthentication(authentication.BaseAuthentication):
-    """Authenticate ``Authorization: Bearer <standard or management key>``.
-
-    For this endpoint only; the rest of ``/api/v1/`` keeps refusing
-    standard keys. Without a bearer header the next class (session) runs.
-    """
-
-    keyword = "bearer"
-
-    def authenticate(self, request: Request) -> tuple[KeyUser, KeyPrincipal] | None:
-        scheme, _sep, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != self.keyword:
-            return None
-        for kind in (ApiKey.Kind.STANDARD.value, ApiKey.Kind.MANAGEMENT.value):
-            try:
-                principal = resolve_key(credential.strip(), kind=kind)
-            except KeyAuthenticationFailed:
-                continue
-            return KeyUser(principal=principal), principal
-        raise exceptions.AuthenticationFailed(
-            "Invalid API key. Pass it as 'Authorization: Bearer <key>'."
-        )
-
-    def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="xrouter"'
-
-
-class AnyKeyScheme(OpenApiAuthenticationExtension):
-    """Describe the key auth of ``/api/v1/generation`` in the OpenAPI schema."""
-
-    target_class = AnyKeyAuthentication
-    name = "apiKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "The key that made the request, or a management key of its team.",
-        }
 
 
 class GenerationQuerySerializer(serializers.Serializer[Any]):
