@@ -24,7 +24,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import Membership, Team, User
-from accounts.oauth_api_auth import (
+from accounts.oauth.api_auth import (
     KEYS_READ,
     KEYS_WRITE,
     OAuthAccess,
@@ -109,7 +109,7 @@ def _model_changes(data: dict[str, Any]) -> dict[str, Any]:
 class ManagementApiView(APIView):
     """Base view: JSON bodies only and responses that are never cached.
 
-    OAuth access tokens are accepted here (accounts.oauth_api_auth): reads
+    OAuth access tokens are accepted here (accounts.oauth.api_auth): reads
     need ``keys:read`` or ``keys:write``, writes ``keys:write``. A subclass
     that serves something else overrides the two scope tuples.
     """

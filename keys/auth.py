@@ -54,10 +54,10 @@ def _load_from_db(digest: str) -> KeyPrincipal | str:
 
 _keys = PrincipalCache(
     what="api key",
-    # The version changes whenever principals gain fields (v2: ``kind``,
-    # v3: limits), so entries pickled by older code are never read as
-    # principals during a rolling deploy.
-    shared_prefix="apikey:v3:",
+    # The version changes whenever principals gain fields or move (v2:
+    # ``kind``, v3: limits, v4: keys.auth -> keys.principal), so entries
+    # pickled by other code are never unpickled during a rolling deploy.
+    shared_prefix="apikey:v4:",
     load=_load_from_db,
 )
 

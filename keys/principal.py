@@ -54,7 +54,7 @@ class KeyPrincipal:
     budget_rub: Decimal | None
     expires_at: float | None  # POSIX timestamp
     kind: str = ApiKey.Kind.STANDARD.value
-    # Limits (routing.budgets): the key's own, its per-model overrides, the
+    # Limits (routing.limits.plan): the key's own, its per-model overrides, the
     # team's defaults for keys and the team's aggregate caps.
     concurrency_limit: int | None = None
     budget_period: str = "never"
@@ -115,7 +115,7 @@ class PrincipalCache:
 
     ``load`` reads the database for a digest and returns a principal or a
     miss marker (any string); misses are cached like hits. Both API keys
-    and OAuth access tokens (``accounts.oauth_tokens``) use one of these.
+    and OAuth access tokens (``accounts.oauth.tokens``) use one of these.
     """
 
     def __init__(

@@ -158,8 +158,8 @@ def budgets_near_limit() -> dict[str, int]:
         return cached
     from accounts.models import Team
     from keys.models import ApiKey
-    from routing.budgets import period_bounds, spent_micro
-    from routing.usage import to_micro
+    from routing.limits.plan import period_bounds, spent_micro
+    from routing.usage.records import to_micro
 
     counts = {"team": 0, "key": 0}
     budgets: list[tuple[str, int, int | None, Any, str]] = [

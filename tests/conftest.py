@@ -21,10 +21,11 @@ from accounts.models import Team
 from accounts.services import team_get_or_create
 from keys import activity, auth
 from keys.services import CreatedKey, api_key_create
-from routing import health, table, usage
+from routing import health, table
 from routing.breaker import breakers
-from routing.limits import limiter
+from routing.limits.limiter import limiter
 from routing.services import catalog_load, parse_catalog
+from routing.usage import records as usage
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -22,7 +22,7 @@ with an atomic ``cache.add``:
 
 Usage (the gunicorn hook)::
 
-    from routing.scheduler import scheduler_start
+    from xrouter_site.scheduler import scheduler_start
 
     scheduler_start()  # no-op unless XROUTER_INPROCESS_SCHEDULER is on
 """

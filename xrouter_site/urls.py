@@ -1,5 +1,5 @@
 """URLs of the dashboard, admin and probes. ``/v1/`` is served by
-:class:`routing.middleware.GatewayMiddleware` before URL resolution."""
+:class:`routing.gateway.middleware.GatewayMiddleware` before URL resolution."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from accounts import oauth_urls
+from accounts.oauth import urls as oauth_urls
 from xrouter_site import views
 
 urlpatterns = [
@@ -36,7 +36,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     # Usage pages, /api/v1/generation (before the API's catch-all) and /metrics.
-    path("", include("routing.usage_urls")),
+    path("", include("routing.usage.urls")),
     # OAuth 2.0 server, its dashboard pages and the OpenRouter-style key
     # exchange (accounts/oauth_urls.py). The exchange API goes before
     # keys.api_urls, whose last pattern answers every other /api/v1/ path.

@@ -4,7 +4,7 @@ A third-party app that a user authorized sends ``Authorization: Bearer
 <access token>``. :class:`OAuthTokenAuthentication` resolves the token to
 the user and the team the grant was made for: the team of the hidden key
 of kind ``oauth`` that the consent bound to (application, user), see
-accounts.oauth_services. The token never acts for more than the user can:
+accounts.oauth.services. The token never acts for more than the user can:
 writes still need an owner or admin role in that team, and a user who left
 the team, was deactivated or revoked the app gets 401.
 
@@ -21,7 +21,7 @@ endpoint that forgot to declare it. Usage on another view::
 
     from rest_framework.settings import api_settings
 
-    from accounts.oauth_api_auth import (
+    from accounts.oauth.api_auth import (
         USAGE_READ,
         OAuthAccess,
         OAuthScopePermission,
@@ -61,8 +61,8 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from accounts.models import Membership, Team, User
-from accounts.oauth_services import oauth_principal_digest
-from accounts.oauth_tokens import token_checksum
+from accounts.oauth.services import oauth_principal_digest
+from accounts.oauth.tokens import token_checksum
 from keys.models import ApiKey
 from keys.principal import parse_bearer
 
@@ -240,7 +240,7 @@ class OAuthTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         """Return the authorization-code flow with the management scopes."""
-        from accounts.oauth_scopes import scope_labels
+        from accounts.oauth.scopes import scope_labels
 
         labels = scope_labels()
         return {

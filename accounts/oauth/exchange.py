@@ -30,10 +30,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
-from accounts import oauth_pkce
 from accounts.decorators import TeamRequest, team_required
 from accounts.models import Membership
-from accounts.oauth_forms import validate_redirect_uri
+from accounts.oauth import pkce as oauth_pkce
+from accounts.oauth.forms import validate_redirect_uri
 from keys.services import api_key_create
 
 logger = logging.getLogger(__name__)

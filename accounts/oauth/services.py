@@ -106,7 +106,7 @@ def oauth_application_register(
 ) -> RegisteredApp:
     """Register an authorization-code application owned by ``owner``.
 
-    ``redirect_uris`` must already be validated (accounts.oauth_forms): the
+    ``redirect_uris`` must already be validated (accounts.oauth.forms): the
     model's own ``clean()`` would refuse the loopback http URIs that RFC
     8252 allows for native apps. A confidential client gets a secret,
     returned here once and stored hashed.

@@ -1,8 +1,8 @@
 """Resolve an OAuth access token on ``/v1/`` to the principal it acts as.
 
-``routing.gateway.authenticate_bearer`` sends every credential that is not an
+``routing.gateway.views.authenticate_bearer`` sends every credential that is not an
 ``xr_`` key here. A token with the ``chat`` scope maps to the hidden key of
-kind ``oauth`` for (application, user) (see accounts.oauth_services), so
+kind ``oauth`` for (application, user) (see accounts.oauth.services), so
 limits and usage work exactly as for keys.
 
 The cache tiers mirror ``keys.auth``: an in-process dict trusted for
@@ -30,7 +30,7 @@ from django.dispatch import receiver
 from oauth2_provider.models import get_access_token_model
 
 from accounts.models import Membership, Team, User
-from accounts.oauth_services import CHAT_SCOPE, oauth_principal_digest
+from accounts.oauth.services import CHAT_SCOPE, oauth_principal_digest
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal, PrincipalCache
 from xrouter_site.errors import AuthenticationFailed
@@ -76,7 +76,8 @@ def _load_from_db(checksum: str) -> KeyPrincipal | str:
     return principal
 
 
-_tokens = PrincipalCache(what="oauth token", shared_prefix="oauthtok:v1:", load=_load_from_db)
+# v2: KeyPrincipal moved to keys.principal; older pickles are never read.
+_tokens = PrincipalCache(what="oauth token", shared_prefix="oauthtok:v2:", load=_load_from_db)
 
 
 def resolve_oauth_token(token: str) -> KeyPrincipal:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.urls import path
 from oauth2_provider import views as dot_views
 
-from accounts import oauth_exchange, oauth_views
+from accounts.oauth import exchange as oauth_exchange
+from accounts.oauth import views as oauth_views
 
 protocol_urlpatterns = [
     path("authorize/", oauth_views.XRouterAuthorizationView.as_view(), name="authorize"),

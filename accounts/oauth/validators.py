@@ -20,7 +20,8 @@ from oauth2_provider.models import get_access_token_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from accounts import oauth_pkce, oauth_services
+from accounts.oauth import pkce as oauth_pkce
+from accounts.oauth import services as oauth_services
 
 Grant = get_grant_model()
 AccessToken = get_access_token_model()

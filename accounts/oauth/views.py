@@ -5,7 +5,7 @@ needs: S256-only PKCE on the authorization endpoint, loopback http
 redirects for native apps (RFC 8252), form-encoded bodies on the token,
 revocation and introspection endpoints, and introspection only for bearer
 tokens with the ``introspection`` scope (RFC 7662 2.1). Dashboard views are
-thin: parse, authorize, call a service in accounts.oauth_services, render.
+thin: parse, authorize, call a service in accounts.oauth.services, render.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, IntrospectTokenView, RevokeTokenView, TokenView
 from oauthlib.oauth2.rfc6749.errors import InvalidRequestError
 
-from accounts import oauth_pkce, oauth_services
 from accounts.decorators import TeamRequest, team_required
-from accounts.oauth_forms import ApplicationRegisterForm, is_loopback_http
-from accounts.oauth_scopes import scope_labels
+from accounts.oauth import pkce as oauth_pkce
+from accounts.oauth import services as oauth_services
+from accounts.oauth.forms import ApplicationRegisterForm, is_loopback_http
+from accounts.oauth.scopes import scope_labels
 from accounts.selectors import membership_current
 
 # Connect the token-cache eviction receivers in every process that serves
 # URLs, before the first token is revoked (they live with the resolver).
-from accounts import oauth_tokens  # noqa: F401, E402  isort: skip
+from accounts.oauth import tokens as oauth_tokens  # noqa: F401, E402  isort: skip
 
 Application = get_application_model()
 AccessToken = get_access_token_model()

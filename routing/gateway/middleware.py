@@ -17,7 +17,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from routing import gateway
+from routing.gateway import views as gateway
 from xrouter_site.errors import (
     ErrorCode,
     MethodNotAllowed,

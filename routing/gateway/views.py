@@ -1,10 +1,10 @@
 """The OpenAI-compatible API under ``/v1/``: the gateway's hot path.
 
-Plain Django views, dispatched by :class:`routing.middleware.GatewayMiddleware`
+Plain Django views, dispatched by :class:`routing.gateway.middleware.GatewayMiddleware`
 before sessions, CSRF and auth middleware run. A warm request touches no
 database: the key comes from :mod:`keys.auth`, the route from
-:mod:`routing.table`, limits are one Redis script (:mod:`routing.limits`),
-and usage is handed to :mod:`routing.usage`, which writes it in batches.
+:mod:`routing.table`, limits are one Redis script (:mod:`routing.limits.limiter`),
+and usage is handed to :mod:`routing.usage.records`, which writes it in batches.
 
 A request goes: authenticate, validate, resolve the model(s), check limits,
 try deployments until one serves (:mod:`routing.router`), answer, then
@@ -31,7 +31,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from accounts.oauth_tokens import resolve_oauth_token
+from accounts.oauth.tokens import resolve_oauth_token
 from keys import activity
 from keys.auth import resolve_key
 from keys.principal import KeyPrincipal, parse_bearer
@@ -46,9 +46,12 @@ from providers.base import (
     Usage,
 )
 from providers.errors import ProviderError, bad_response
-from routing import budgets, metrics, router, usage, validation
-from routing.limits import Decision, LimitCode, limiter
+from routing import metrics, router
+from routing.gateway import validation
+from routing.limits import plan as budgets
+from routing.limits.limiter import Decision, LimitCode, limiter
 from routing.table import ModelRoute, RoutingTable, get_table
+from routing.usage import records as usage
 from routing.versions import deprecation_headers, resolve_model_id, version_fields
 from xrouter_site.errors import (
     AuthenticationFailed,

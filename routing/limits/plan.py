@@ -25,7 +25,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from keys.auth import KeyPrincipal
-from routing.limits import WINDOW_MS, Limit
+from routing.limits.limiter import WINDOW_MS, Limit
 from routing.table import ModelRoute
 
 PERIODS = ("daily", "weekly", "monthly", "never")
@@ -61,7 +61,7 @@ def period_bounds(period: str, now: dt.datetime | None = None) -> tuple[dt.datet
 def spent_micro(*, team_id: int, key_id: int | None, since: dt.datetime) -> int:
     """Return micro-roubles recorded as spent since ``since`` (the record)."""
     from routing.models import UsageRecord
-    from routing.usage import to_micro
+    from routing.usage.records import to_micro
 
     rows = UsageRecord.objects.filter(team_id=team_id, created_at__gte=since)
     if key_id is not None:
@@ -80,7 +80,7 @@ def _budget(
     key_id: int | None,
     cost: int,
 ) -> Limit:
-    from routing.usage import to_micro
+    from routing.usage.records import to_micro
 
     start, end = period_bounds(period)
     span = max(1000, int((end - timezone.now()).total_seconds() * 1000)) + 60_000

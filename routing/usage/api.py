@@ -29,7 +29,7 @@ from keys.authentication import AnyKeyAuthentication
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal
 from routing.models import UsageRecord
-from routing.usage_selectors import usage_record_get
+from routing.usage.selectors import usage_record_get
 
 
 class GenerationQuerySerializer(serializers.Serializer[Any]):

@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from accounts.models import Team
 from keys.models import ApiKey
 from routing.models import UsageDaily, UsageRecord
-from routing.rollups import BUCKETS, day_bounds, histogram_merge, histogram_quantile
+from routing.usage.rollups import BUCKETS, day_bounds, histogram_merge, histogram_quantile
 
 GROUPS = ("model", "key", "provider")
 # Series beyond this many share one "other" series so charts stay legible.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from routing import rollups
+from routing.usage import rollups
 from xrouter_site.celery import app
 
 

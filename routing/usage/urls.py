@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing import metrics_views, usage_api, usage_views
+from routing import metrics_views
+from routing.usage import api as usage_api
+from routing.usage import views as usage_views
 
 app_name = "usage"
 

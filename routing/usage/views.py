@@ -20,10 +20,9 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from accounts.decorators import TeamRequest, team_required
-from routing import usage_charts as charts
-from routing import usage_selectors as selectors
 from routing.models import UsageRollupDay
-from routing.usage_forms import RequestLogForm, UsageOverviewForm, UsageRangeForm
+from routing.usage import charts, selectors
+from routing.usage.forms import RequestLogForm, UsageOverviewForm, UsageRangeForm
 
 REQUESTS_PER_PAGE = 50
 # Deep OFFSET pages get slow on millions of rows; narrow the dates instead.

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from accounts.models import Team
-from routing.limits import Limit, limiter
+from routing.limits.limiter import Limit, limiter
 from tests.accounts.cast import Cast, build_cast
 
 CATALOG = """

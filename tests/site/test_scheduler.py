@@ -11,10 +11,11 @@ import pytest
 from celery.schedules import crontab
 from django.conf import settings
 
-from routing import health, scheduler
+from routing import health
 from routing.models import Deployment
-from routing.scheduler import InProcessScheduler, ScheduleEntry, run_task, schedule_entries
 from tests.conftest import openai_catalog
+from xrouter_site import scheduler
+from xrouter_site.scheduler import InProcessScheduler, ScheduleEntry, run_task, schedule_entries
 
 
 def _recorder() -> tuple[list[str], Callable[[ScheduleEntry], None]]:

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.test import Client
 
-from accounts import oauth_tokens
 from accounts.models import Team
-from accounts.oauth_services import RegisteredApp, oauth_application_register
+from accounts.oauth import tokens as oauth_tokens
+from accounts.oauth.services import RegisteredApp, oauth_application_register
 from tests.accounts.cast import Cast, build_cast
 
 # RFC 7636 Appendix B.

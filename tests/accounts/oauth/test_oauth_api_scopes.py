@@ -29,7 +29,7 @@ from accounts.models import Membership
 from accounts.services import team_add_member, team_member_remove
 from keys.models import ApiKey
 from tests.accounts.cast import Cast, management_key
-from tests.oauth.conftest import OAuthClient, post_form
+from tests.accounts.oauth.conftest import OAuthClient, post_form
 
 pytestmark = pytest.mark.django_db
 
@@ -295,8 +295,8 @@ def test_app_ready_connects_the_token_eviction_receivers() -> None:
         from django.db.models.signals import post_delete
 
         django.setup()
-        assert "accounts.oauth_views" not in sys.modules, "the URLconf was loaded"
-        tokens = sys.modules.get("accounts.oauth_tokens")
+        assert "accounts.oauth.views" not in sys.modules, "the URLconf was loaded"
+        tokens = sys.modules.get("accounts.oauth.tokens")
         assert tokens is not None, "AccountsConfig.ready() did not load the resolver"
         from oauth2_provider.models import get_access_token_model
 
@@ -311,7 +311,7 @@ def test_app_ready_connects_the_token_eviction_receivers() -> None:
         """
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=root,

@@ -6,7 +6,7 @@ import pytest
 from oauth2_provider.models import AccessToken, Application
 
 from tests.accounts.cast import Cast
-from tests.oauth.conftest import OAuthClient
+from tests.accounts.oauth.conftest import OAuthClient
 
 pytestmark = pytest.mark.django_db
 

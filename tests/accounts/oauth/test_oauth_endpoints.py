@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from accounts.oauth_services import oauth_resource_server_register
-from tests.oauth.conftest import OAuthClient, post_form
+from accounts.oauth.services import oauth_resource_server_register
+from tests.accounts.oauth.conftest import OAuthClient, post_form
 
 pytestmark = pytest.mark.django_db
 
@@ -173,7 +173,7 @@ def test_deploy_check_passes_with_every_bcp_flag() -> None:
     }
     assert len(flags) == 10
     assert all(v is True for v in flags.values())
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "xrouter_site.settings",

@@ -13,10 +13,10 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
-from accounts.oauth_forms import validate_redirect_uri
-from accounts.oauth_services import oauth_application_register
+from accounts.oauth.forms import validate_redirect_uri
+from accounts.oauth.services import oauth_application_register
 from tests.accounts.cast import Cast
-from tests.oauth.conftest import REDIRECT, VERIFIER, OAuthClient, post_form
+from tests.accounts.oauth.conftest import REDIRECT, VERIFIER, OAuthClient, post_form
 
 pytestmark = pytest.mark.django_db
 

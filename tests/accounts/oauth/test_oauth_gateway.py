@@ -13,7 +13,7 @@ from accounts.models import Membership
 from accounts.services import team_member_remove
 from keys.models import ApiKey
 from tests.accounts.cast import Cast
-from tests.oauth.conftest import CHALLENGE, VERIFIER, OAuthClient, post_form
+from tests.accounts.oauth.conftest import CHALLENGE, VERIFIER, OAuthClient, post_form
 
 BODY = {"model": "local/mock", "messages": [{"role": "user", "content": "hi"}]}
 

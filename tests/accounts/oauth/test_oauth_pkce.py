@@ -9,8 +9,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from accounts.oauth_pkce import s256_challenge
-from tests.oauth.conftest import CHALLENGE, REDIRECT, VERIFIER, OAuthClient
+from accounts.oauth.pkce import s256_challenge
+from tests.accounts.oauth.conftest import CHALLENGE, REDIRECT, VERIFIER, OAuthClient
 
 pytestmark = pytest.mark.django_db
 

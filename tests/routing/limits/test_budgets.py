@@ -13,9 +13,9 @@ import time_machine
 from django.utils import timezone
 
 from providers.base import Usage
-from routing import usage
-from routing.budgets import period_bounds, spent_micro
+from routing.limits.plan import period_bounds, spent_micro
 from routing.models import UsageRecord
+from routing.usage import records as usage
 from tests.conftest import LiveGateway
 
 # 300 prompt tokens for the emulator (it counts words): 0.15 RUB at 0.5/1K,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from routing.limits import Decision, Limit, Limiter, LocalLimiter, format_duration
+from routing.limits.limiter import Decision, Limit, Limiter, LocalLimiter, format_duration
 
 
 @pytest.fixture

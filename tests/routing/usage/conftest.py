@@ -1,6 +1,6 @@
 """Fixtures of the usage tests: the named cast, usage records, Chromium.
 
-Records are written through :func:`routing.usage.write_events`, the
+Records are written through :func:`routing.usage.records.write_events`, the
 function the usage writers call, so tests store rows the way production
 does.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from accounts.models import Team
-from routing import usage
+from routing.usage import records as usage
 from tests.accounts.cast import Cast, build_cast
 
 _ids = itertools.count(1)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.test import Client
 from django.utils import timezone
 
-from routing import rollups
+from routing.usage import rollups
 from tests.accounts.cast import Cast
 
 

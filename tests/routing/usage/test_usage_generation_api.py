@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.test import Client
 
 from keys.services import api_key_create
-from routing.usage import UsageEvent
+from routing.usage.records import UsageEvent
 from tests.accounts.cast import Cast, management_key
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[3] / "deploy" / "monitoring"
 PROMTOOL = "/usr/bin/promtool"
 
 

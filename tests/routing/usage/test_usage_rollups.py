@@ -10,8 +10,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from routing import rollups, usage_tasks
 from routing.models import UsageDaily, UsageRecord, UsageRollupDay
+from routing.usage import rollups
+from routing.usage import tasks as usage_tasks
 from tests.accounts.cast import Cast
 
 DAY = date(2026, 11, 20)

@@ -20,8 +20,8 @@ from django.test import Client
 from django.utils import timezone
 
 from keys.services import api_key_create
-from routing import rollups
 from routing.models import UsageDaily, UsageRecord
+from routing.usage import rollups
 from tests.accounts.cast import Cast
 
 pytestmark = pytest.mark.slow
