@@ -33,6 +33,7 @@ from keys import tokens
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal, PrincipalCache
 from xrouter_site.errors import AuthenticationFailed
+from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +116,6 @@ def _evict_on_change(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> N
 def clear_local_cache() -> None:
     """Empty this process's key cache (tests and reloads)."""
     _keys.clear()
+
+
+on_reset("keys.auth", clear_local_cache)

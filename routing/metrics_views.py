@@ -32,7 +32,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.models import Team
+from keys.models import ApiKey
 from keys.principal import parse_bearer
+from routing.limits.plan import period_bounds, spent_micro
+from routing.usage.pricing import to_micro
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +160,6 @@ def budgets_near_limit() -> dict[str, int]:
     cached = cache.get(_BUDGET_CACHE_KEY)
     if isinstance(cached, dict):
         return cached
-    from accounts.models import Team
-    from keys.models import ApiKey
-    from routing.limits.plan import period_bounds, spent_micro
-    from routing.usage.records import to_micro
-
     counts = {"team": 0, "key": 0}
     budgets: list[tuple[str, int, int | None, Any, str]] = [
         ("team", team_id, None, limit, period)

@@ -35,6 +35,7 @@ from accounts.models import Membership
 from accounts.oauth import pkce as oauth_pkce
 from accounts.oauth.forms import validate_redirect_uri
 from keys.services import api_key_create
+from xrouter_site.errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +108,7 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
 
 
 def _error(message: str, status: int, code: str) -> JsonResponse:
-    response = JsonResponse(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        },
-        status=status,
-    )
+    response = JsonResponse(error_body(message, code=code), status=status)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -1,6 +1,6 @@
 """Resolve an OAuth access token on ``/v1/`` to the principal it acts as.
 
-``routing.gateway.views.authenticate_bearer`` sends every credential that is not an
+``routing.gateway.auth.authenticate_bearer`` sends every credential that is not an
 ``xr_`` key here. A token with the ``chat`` scope maps to the hidden key of
 kind ``oauth`` for (application, user) (see accounts.oauth.services), so
 limits and usage work exactly as for keys.
@@ -34,6 +34,7 @@ from accounts.oauth.services import CHAT_SCOPE, oauth_principal_digest
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal, PrincipalCache
 from xrouter_site.errors import AuthenticationFailed
+from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +151,6 @@ def _evict_team_tokens(sender: type[Team], instance: Team, **kwargs: Any) -> Non
 def clear_local_cache() -> None:
     """Empty this process's token cache (tests and reloads)."""
     _tokens.clear()
+
+
+on_reset("accounts.oauth.tokens", clear_local_cache)

@@ -14,27 +14,17 @@ and metrics, and write the access log line.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import functools
 import logging
-import math
-import struct
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
-from accounts.oauth.tokens import resolve_oauth_token
-from keys import activity
-from keys.auth import resolve_key
-from keys.principal import KeyPrincipal, parse_bearer
+from keys.principal import KeyPrincipal
 from providers.base import (
     ChatChunk,
     ChatRequest,
@@ -43,18 +33,20 @@ from providers.base import (
     EmbeddingRequest,
     EmbeddingResponse,
     Provider,
-    Usage,
 )
-from providers.errors import ProviderError, bad_response
-from routing import metrics, router
+from providers.errors import bad_response
+from routing import router
 from routing.gateway import validation
-from routing.limits import plan as budgets
-from routing.limits.limiter import Decision, LimitCode, limiter
+from routing.gateway.auth import authenticate
+from routing.gateway.context import CallContext
+from routing.gateway.openai_format import encode_vector, message_dict, model_dict
+from routing.gateway.relay import RelayResponse, relay
+from routing.limits.admission import admit, estimate_prompt_tokens
+from routing.router import AttemptCall
 from routing.table import ModelRoute, RoutingTable, get_table
-from routing.usage import records as usage
-from routing.versions import deprecation_headers, resolve_model_id, version_fields
+from routing.versions import deprecation_headers, resolve_model_id
 from xrouter_site.errors import (
-    AuthenticationFailed,
+    AllUpstreamsFailed,
     ErrorCode,
     InvalidRequest,
     ModelNotFound,
@@ -63,201 +55,12 @@ from xrouter_site.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
     XRouterError,
-    error_response,
     json_response,
 )
 
-access_log = logging.getLogger("xrouter.access")
 logger = logging.getLogger(__name__)
 
-SSE_DONE = b"data: [DONE]\n\n"
-
-
-@dataclass(slots=True)
-class CallContext:
-    """What one request did: for limits, usage, metrics and the access log."""
-
-    request_id: str
-    method: str
-    path: str
-    started: float = field(default_factory=time.perf_counter)
-    created: float = field(default_factory=time.time)
-    endpoint: str = ""
-    principal: KeyPrincipal | None = None
-    requested_model: str | None = None
-    model: str | None = None
-    route: ModelRoute | None = None
-    provider: str | None = None
-    deployment_id: int | None = None
-    model_version: str | None = None
-    attempts: list[router.Attempt] = field(default_factory=list)
-    upstream_ms: float | None = None
-    first_token_ms: float | None = None
-    usage: Usage | None = None
-    cost: Decimal = Decimal(0)
-    decision: Decision | None = None
-    prompt_estimate: int = 0
-    status: int = 200
-    error_code: str | None = None
-    stream: bool = False
-    stream_complete: bool | None = None
-    finished: bool = False
-    # Called once when the call is over (the middleware's in-flight count).
-    on_finish: Any = None
-
-    def fail(self, error: XRouterError) -> HttpResponse:
-        self.status = error.http_status
-        self.error_code = str(error.code)
-        return error_response(error)
-
-    def finish(self) -> None:
-        """Settle limits, record usage and metrics, write the log line; once."""
-        if self.finished:
-            return
-        self.finished = True
-        if self.on_finish is not None:
-            self.on_finish()
-        served = self.usage or Usage()
-        if self.route is not None and self.usage is not None:
-            self.cost = usage.cost_rub(self.route.prompt_price, self.route.completion_price, served)
-        if self.decision is not None:
-            limiter.settle(
-                self.decision, tokens=served.total_tokens, cost=usage.to_micro(self.cost)
-            )
-        if (
-            self.principal is not None
-            and self.requested_model is not None
-            and settings.XROUTER_USAGE_RECORDS_ENABLED
-        ):
-            self._record_usage(served)
-        self._metrics(served)
-        self._log()
-
-    def _record_usage(self, served: Usage) -> None:
-        assert self.principal is not None and self.requested_model is not None
-        usage.record(
-            usage.UsageEvent(
-                request_id=self.request_id,
-                created=self.created,
-                team_id=self.principal.team_id,
-                key_id=self.principal.key_id,
-                endpoint=self.endpoint,
-                requested_model=self.requested_model,
-                served_model=self.model or "",
-                model_version=self.model_version or "",
-                provider=self.provider or "",
-                deployment_id=self.deployment_id,
-                attempts=[a.as_dict() for a in self.attempts],
-                prompt_tokens=served.prompt_tokens,
-                completion_tokens=served.completion_tokens,
-                cached_tokens=served.cached_tokens,
-                cost_rub=str(self.cost),
-                status=self.status,
-                error_code=self.error_code or "",
-                latency_ms=(time.perf_counter() - self.started) * 1000,
-                ttft_ms=self.first_token_ms,
-                stream=self.stream,
-                stream_complete=self.stream_complete,
-            )
-        )
-
-    def _metrics(self, served: Usage) -> None:
-        if not self.endpoint or not settings.XROUTER_METRICS_ENABLED:
-            return
-        try:
-            series = _series(self.endpoint, self.model or "-", self.provider or "-", self.status)
-            series.requests.inc()
-            series.latency.observe(time.perf_counter() - self.started)
-            if self.first_token_ms is not None:
-                series.ttft.observe(self.first_token_ms / 1000)
-            if served.total_tokens:
-                series.prompt_tokens.inc(served.prompt_tokens)
-                series.completion_tokens.inc(served.completion_tokens)
-            if self.cost:
-                series.cost.inc(float(self.cost))
-            if len(self.attempts) > 1 and self.attempts[-1].status == 200:
-                series.fallbacks.inc()
-        except Exception:
-            logger.debug("metrics failed", exc_info=True)
-
-    def _log(self) -> None:
-        principal = self.principal
-        entry: dict[str, Any] = {
-            "request_id": self.request_id,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "latency_ms": round((time.perf_counter() - self.started) * 1000, 2),
-            "key_prefix": principal.prefix if principal else None,
-            "team": principal.team_slug if principal else None,
-            "model": self.model,
-            "provider": self.provider,
-            "upstream_ms": self.upstream_ms,
-        }
-        if self.usage is not None:
-            entry["prompt_tokens"] = self.usage.prompt_tokens
-            entry["completion_tokens"] = self.usage.completion_tokens
-            entry["cost_rub"] = str(self.cost)
-        if len(self.attempts) > 1:
-            entry["attempts"] = len(self.attempts)
-        if self.error_code:
-            entry["error_code"] = self.error_code
-        if self.stream:
-            entry["stream"] = True
-            entry["stream_complete"] = self.stream_complete
-            entry["ttft_ms"] = self.first_token_ms
-        access_log.info("request", extra=entry)
-
-
-@dataclass(frozen=True, slots=True)
-class _Series:
-    """The labelled metric children of one (endpoint, model, provider, status)."""
-
-    requests: Any
-    latency: Any
-    ttft: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    cost: Any
-    fallbacks: Any
-
-
-@functools.lru_cache(maxsize=4096)
-def _series(endpoint: str, model: str, provider: str, status: int) -> _Series:
-    """Resolve label children once per label set, not on every request.
-
-    Labels are catalog ids, provider names and statuses only, so the set is
-    small and bounded.
-    """
-    return _Series(
-        requests=metrics.REQUESTS.labels(endpoint, model, provider, str(status)),
-        latency=metrics.LATENCY.labels(endpoint, model, provider),
-        ttft=metrics.TTFT.labels(model, provider),
-        prompt_tokens=metrics.TOKENS.labels(model, provider, "prompt"),
-        completion_tokens=metrics.TOKENS.labels(model, provider, "completion"),
-        cost=metrics.COST.labels(model, provider),
-        fallbacks=metrics.FALLBACKS.labels(model),
-    )
-
-
 # --- request plumbing -------------------------------------------------------
-
-
-def authenticate_bearer(header: str) -> KeyPrincipal:
-    """Resolve an ``Authorization`` header value: an ``xr_`` key or an OAuth token."""
-    credential = parse_bearer(header)
-    if not credential:
-        raise AuthenticationFailed("missing")
-    if credential.startswith("xr_"):
-        return resolve_key(credential)
-    return resolve_oauth_token(credential)
-
-
-def _authenticate(request: HttpRequest, ctx: CallContext) -> KeyPrincipal:
-    principal = authenticate_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
-    ctx.principal = principal
-    activity.touch(principal.key_id)
-    return principal
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -359,72 +162,6 @@ def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candi
     return options
 
 
-def _estimate_prompt_tokens(texts: list[str]) -> int:
-    """Estimate tokens before the call: a generous 1 token per 3 characters.
-
-    Only the limiter's reservation uses this; the real count replaces it.
-    """
-    return sum(math.ceil(len(text) / 3) + 4 for text in texts)
-
-
-def _admit(
-    ctx: CallContext,
-    principal: KeyPrincipal,
-    route: ModelRoute,
-    tokens: int,
-    completion_tokens: int,
-) -> None:
-    estimated_cost = usage.cost_rub(
-        route.prompt_price,
-        route.completion_price,
-        Usage(prompt_tokens=tokens, completion_tokens=completion_tokens),
-    )
-    plan = budgets.limit_plan(
-        principal, route, tokens + completion_tokens, usage.to_micro(estimated_cost)
-    )
-    decision = limiter.acquire(plan)
-    ctx.decision = decision if decision.allowed else None
-    if decision.allowed:
-        return
-    failed = decision.failed
-    assert failed is not None
-    retry = max(1, math.ceil(decision.retry_after_ms / 1000))
-    try:
-        metrics.LIMIT_REFUSALS.labels(failed.code, failed.scope).inc()
-    except Exception:
-        logger.debug("metrics failed", exc_info=True)
-    if failed.code == LimitCode.BUDGET:
-        raise XRouterError(
-            f"The {failed.scope} budget is spent for this period.",
-            code=LimitCode.BUDGET,
-            http_status=402,
-            headers={"Retry-After": str(retry)},
-        )
-    what = {
-        LimitCode.REQUESTS: f"{failed.limit} requests per minute",
-        LimitCode.TOKENS: f"{failed.limit} tokens per minute",
-        LimitCode.CONCURRENCY: f"{failed.limit} concurrent requests",
-    }[failed.code]
-    error = XRouterError(
-        f"Rate limit reached: the {failed.scope} limit is {what}. Retry in {retry}s.",
-        code=failed.code,
-        http_status=429,
-        headers={"Retry-After": str(retry), **_refusal_headers(failed)},
-    )
-    error.type = "rate_limit_error" if failed.code != LimitCode.CONCURRENCY else "rate_limit_error"
-    raise error
-
-
-def _refusal_headers(failed: Any) -> dict[str, str]:
-    suffix = {"r": "requests", "t": "tokens"}.get(failed.kind)
-    if suffix is None:
-        return {}
-    return {
-        f"x-ratelimit-limit-{suffix}": str(failed.limit),
-        f"x-ratelimit-remaining-{suffix}": "0",
-    }
-
-
 def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
     ctx.attempts = exc.attempts
     last = exc.last
@@ -448,11 +185,8 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
         summary = "; ".join(
             f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
         )
-        error = XRouterError(
-            f"Every upstream failed ({summary}).",
-            code="all_upstreams_failed",
-            http_status=503,
-            headers=headers,
+        error: XRouterError = AllUpstreamsFailed(
+            f"Every upstream failed ({summary}).", headers=headers
         )
     else:
         error = XRouterError(
@@ -495,172 +229,7 @@ def _deadline() -> float:
 # --- chat completions ---------------------------------------------------------
 
 
-def _message_dict(response: ChatResponse) -> list[dict[str, Any]]:
-    choices = []
-    for choice in response.choices:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": choice.message.content,
-            "refusal": None,
-        }
-        if choice.message.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in choice.message.tool_calls
-            ]
-        choices.append(
-            {
-                "index": choice.index,
-                "message": message,
-                "finish_reason": str(choice.finish_reason) if choice.finish_reason else None,
-                "logprobs": None,
-            }
-        )
-    return choices
-
-
-def _chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
-    delta: dict[str, Any] = {}
-    if chunk.role:
-        delta["role"] = chunk.role
-    if chunk.content is not None:
-        delta["content"] = chunk.content
-    if chunk.tool_calls:
-        delta["tool_calls"] = [
-            {
-                "index": call.index,
-                **({"id": call.id, "type": "function"} if call.id else {}),
-                "function": {
-                    **({"name": call.name} if call.name else {}),
-                    "arguments": call.arguments,
-                },
-            }
-            for call in chunk.tool_calls
-        ]
-    return {
-        "index": chunk.index,
-        "delta": delta,
-        "finish_reason": str(chunk.finish_reason) if chunk.finish_reason else None,
-        "logprobs": None,
-    }
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def _is_usage_only(chunk: ChatChunk) -> bool:
-    return (
-        chunk.usage is not None
-        and chunk.content is None
-        and not chunk.tool_calls
-        and chunk.finish_reason is None
-        and chunk.role is None
-    )
-
-
-def _relay(
-    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, include_usage: bool
-) -> Iterator[bytes]:
-    """Yield the client's SSE bytes chunk by chunk as upstream sends them.
-
-    Closing this generator (the client went away: the WSGI server calls
-    ``close()`` on the response) closes the upstream response at once. The
-    client is billed for what it received: on a cut or a disconnect the
-    usage is what upstream reported, or an estimate of the text relayed.
-    """
-    base = {
-        "id": stream.id or f"chatcmpl-{ctx.request_id}",
-        "object": "chat.completion.chunk",
-        "created": stream.created,
-        "model": ctx.model,
-    }
-    reported: Usage | None = None
-    relayed_chars = 0
-    ctx.stream_complete = False
-    renew_every = settings.XROUTER_LEASE_TTL_SECONDS / 3
-    next_renewal = time.monotonic() + renew_every
-
-    def pending() -> Iterator[ChatChunk]:
-        if first is not None:
-            yield first
-        yield from stream
-
-    try:
-        for chunk in pending():
-            if chunk.usage is not None:
-                reported = chunk.usage
-                if _is_usage_only(chunk):
-                    continue
-            if chunk.content:
-                relayed_chars += len(chunk.content)
-            yield _sse({**base, "choices": [_chunk_dict(chunk)]})
-            if ctx.decision is not None and time.monotonic() >= next_renewal:
-                # A long stream keeps its concurrency slot.
-                limiter.settle(ctx.decision, renew=True)
-                next_renewal = time.monotonic() + renew_every
-        if include_usage:
-            yield _sse({**base, "choices": [], "usage": (reported or Usage()).as_openai()})
-        yield SSE_DONE
-        ctx.stream_complete = True
-    except ProviderError as exc:
-        # Bytes already reached the client: no switch to another provider,
-        # only a terminal error event in OpenAI's stream error shape.
-        ctx.status = exc.status
-        ctx.error_code = exc.code
-        logger.warning(
-            "upstream stream failed",
-            extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
-        )
-        yield _sse(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": "api_error",
-                    "param": None,
-                    "code": exc.code,
-                }
-            }
-        )
-    finally:
-        stream.close()
-        if reported is None:
-            # Upstream never sent its count (cut or client gone): bill the
-            # text delivered so far, estimated like the reservation.
-            reported = Usage(
-                prompt_tokens=ctx.prompt_estimate,
-                completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
-            )
-        ctx.usage = reported
-        ctx.finish()
-
-
-class RelayResponse(StreamingHttpResponse):
-    """A streamed response that cleans up even if it never started.
-
-    The WSGI server calls ``close()`` when the client is gone. A relay
-    generator that was already running closes the upstream and finishes the
-    call in its own ``finally``; one the server never started cannot, so
-    ``on_close`` does it (both steps are idempotent).
-    """
-
-    def __init__(self, *args: Any, on_close: tuple[Any, ...] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_close = on_close
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            for callback in self._on_close:
-                callback()
-
-
-def _chat_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
         attempt = dataclasses.replace(
             request, model=candidate.deployment.upstream, request_id=ctx.request_id
@@ -670,7 +239,9 @@ def _chat_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyp
     return call
 
 
-def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+def _stream_call(
+    request: ChatRequest, ctx: CallContext
+) -> AttemptCall[tuple[ChatStream, ChatChunk | None]]:
     def call(
         adapter: Provider, candidate: router.Candidate, remaining: float
     ) -> tuple[ChatStream, ChatChunk | None]:
@@ -694,17 +265,16 @@ def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-unt
 
 def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "chat"
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     data = validation.chat_input(_read_json(request))
     table = get_table()
     ctx.requested_model = data.model
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes)
-    prompt_tokens = _estimate_prompt_tokens([m.text() for m in data.request.messages])
+    prompt_tokens = estimate_prompt_tokens([m.text() for m in data.request.messages])
     ctx.prompt_estimate = prompt_tokens
-    _admit(
-        ctx,
+    ctx.decision = admit(
         principal,
         routes[0],
         prompt_tokens,
@@ -730,7 +300,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
             "object": "chat.completion",
             "created": result.created,
             "model": ctx.model,
-            "choices": _message_dict(result),
+            "choices": message_dict(result),
             "usage": result.usage.as_openai(),
         }
         response = json_response(body)
@@ -750,7 +320,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
     streaming = RelayResponse(
-        _relay(stream, first, ctx, data.include_usage),
+        relay(stream, first, ctx, data.include_usage),
         content_type="text/event-stream",
         on_close=(stream.close, ctx.finish),
     )
@@ -764,13 +334,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
 # --- embeddings ---------------------------------------------------------------
 
 
-def _encode_vector(vector: list[float], encoding_format: str) -> list[float] | str:
-    if encoding_format == "base64":
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-    return vector
-
-
-def _embed_call(request: EmbeddingRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+def _embed_call(request: EmbeddingRequest, ctx: CallContext) -> AttemptCall[EmbeddingResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> EmbeddingResponse:
         attempt = dataclasses.replace(
             request, model=candidate.deployment.upstream, request_id=ctx.request_id
@@ -789,14 +353,14 @@ def _embed_call(request: EmbeddingRequest, ctx: CallContext):  # type: ignore[no
 
 def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     ctx.endpoint = "embeddings"
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     data = validation.embedding_input(_read_json(request))
     table = get_table()
     ctx.requested_model = data.model
     routes = _routes(table, data.model, [], principal, "embedding")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes)
-    _admit(ctx, principal, routes[0], _estimate_prompt_tokens(data.request.inputs), 0)
+    ctx.decision = admit(principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0)
     started = time.perf_counter()
     try:
         outcome = router.execute(
@@ -815,7 +379,7 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": _encode_vector(v, data.encoding_format),
+                "embedding": encode_vector(v, data.encoding_format),
             }
             for i, v in enumerate(result.vectors)
         ],
@@ -833,37 +397,11 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
 # --- models ------------------------------------------------------------------------
 
 
-def _model_dict(route: ModelRoute) -> dict[str, Any]:
-    owned_by = route.model_id.split("/", 1)[0] if "/" in route.model_id else "xrouter"
-    out: dict[str, Any] = {
-        "id": route.model_id,
-        "object": "model",
-        "created": route.created,
-        "owned_by": owned_by,
-        "type": route.type,
-    }
-    if route.display_name:
-        out["name"] = route.display_name
-    out.update(version_fields(route))
-    if route.context_length:
-        out["context_length"] = route.context_length
-    if route.prompt_price is not None or route.completion_price is not None:
-        out["pricing"] = {
-            "currency": "RUB",
-            "unit": "1K tokens",
-            "prompt": str(route.prompt_price) if route.prompt_price is not None else None,
-            "completion": str(route.completion_price)
-            if route.completion_price is not None
-            else None,
-        }
-    return out
-
-
 def list_models(request: HttpRequest, ctx: CallContext) -> HttpResponse:
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     table = get_table()
     data = [
-        _model_dict(route)
+        model_dict(route)
         for model_id, route in sorted(table.models.items())
         if principal.allows_model(model_id)
     ]
@@ -871,10 +409,10 @@ def list_models(request: HttpRequest, ctx: CallContext) -> HttpResponse:
 
 
 def retrieve_model(request: HttpRequest, ctx: CallContext, model_id: str) -> HttpResponse:
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     route = get_table().models.get(model_id)
     if route is None or not principal.allows_model(model_id):
         raise ModelNotFound(
             f"The model '{model_id}' does not exist.", param="model", code=ErrorCode.MODEL_NOT_FOUND
         )
-    return json_response(_model_dict(route))
+    return json_response(model_dict(route))

@@ -25,8 +25,10 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from keys.auth import KeyPrincipal
-from routing.limits.limiter import WINDOW_MS, Limit
+from routing.limits.types import WINDOW_MS, Limit
+from routing.models import UsageRecord
 from routing.table import ModelRoute
+from routing.usage.pricing import to_micro
 
 PERIODS = ("daily", "weekly", "monthly", "never")
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -60,9 +62,6 @@ def period_bounds(period: str, now: dt.datetime | None = None) -> tuple[dt.datet
 
 def spent_micro(*, team_id: int, key_id: int | None, since: dt.datetime) -> int:
     """Return micro-roubles recorded as spent since ``since`` (the record)."""
-    from routing.models import UsageRecord
-    from routing.usage.records import to_micro
-
     rows = UsageRecord.objects.filter(team_id=team_id, created_at__gte=since)
     if key_id is not None:
         rows = rows.filter(key_id=key_id)
@@ -80,8 +79,6 @@ def _budget(
     key_id: int | None,
     cost: int,
 ) -> Limit:
-    from routing.usage.records import to_micro
-
     start, end = period_bounds(period)
     span = max(1000, int((end - timezone.now()).total_seconds() * 1000)) + 60_000
     return Limit(

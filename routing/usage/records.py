@@ -28,38 +28,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, cast
 
 import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from providers.base import Usage
+from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
 
 STREAM_KEY = "xr:usage"
 GROUP = "usage-writers"
-_MICRO = Decimal("0.000001")
-_THOUSAND = Decimal(1000)
-
-
-def cost_rub(
-    prompt_price: Decimal | None, completion_price: Decimal | None, usage: Usage
-) -> Decimal:
-    """Return the cost of ``usage`` at prices per 1,000 tokens, to 1e-6 RUB."""
-    total = Decimal(0)
-    if prompt_price is not None:
-        total += prompt_price * usage.prompt_tokens
-    if completion_price is not None:
-        total += completion_price * usage.completion_tokens
-    return (total / _THOUSAND).quantize(_MICRO, rounding=ROUND_HALF_UP)
-
-
-def to_micro(amount: Decimal) -> int:
-    """Return ``amount`` RUB in micro-roubles (the limiter's budget unit)."""
-    return int((amount / _MICRO).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass(slots=True)
@@ -576,3 +557,6 @@ def reset() -> None:
     global _local, _stream
     _local = None
     _stream = None
+
+
+on_reset("routing.usage.records", reset)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing import metrics_views
 from routing.usage import api as usage_api
 from routing.usage import views as usage_views
 
@@ -25,5 +24,4 @@ urlpatterns = [
     ),
     path("usage/export.csv", usage_views.usage_export, name="export"),
     path("api/v1/generation", usage_api.GenerationApi.as_view(), name="generation"),
-    path("metrics", metrics_views.metrics_view, name="metrics"),
 ]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from keys import auth, tokens
 from keys.services import CreatedKey, api_key_revoke, api_key_update
-from routing.gateway.views import authenticate_bearer
+from routing.gateway.auth import authenticate_bearer
 from xrouter_site.errors import AuthenticationFailed
 
 pytestmark = pytest.mark.django_db

@@ -105,7 +105,7 @@ def test_redaction_masks_credentials_everywhere() -> None:
 
 
 def test_a_stream_response_closed_before_it_started_still_cleans_up() -> None:
-    from routing.gateway.views import RelayResponse
+    from routing.gateway.relay import RelayResponse
 
     calls: list[str] = []
 

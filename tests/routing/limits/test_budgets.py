@@ -15,6 +15,7 @@ from django.utils import timezone
 from providers.base import Usage
 from routing.limits.plan import period_bounds, spent_micro
 from routing.models import UsageRecord
+from routing.usage import pricing
 from routing.usage import records as usage
 from tests.conftest import LiveGateway
 
@@ -34,12 +35,12 @@ def _drain() -> list[UsageRecord]:
 
 def test_cost_matches_catalog_prices_to_the_kopeck() -> None:
     # 0.5 and 1.5 RUB per 1K tokens (tests/conftest.py::openai_catalog).
-    cost = usage.cost_rub(
+    cost = pricing.cost_rub(
         Decimal("0.5"), Decimal("1.5"), Usage(prompt_tokens=1234, completion_tokens=567)
     )
     assert cost == Decimal("1.467500")
-    assert usage.cost_rub(None, Decimal("2"), Usage(completion_tokens=1)) == Decimal("0.002000")
-    assert usage.to_micro(Decimal("1.4675")) == 1_467_500
+    assert pricing.cost_rub(None, Decimal("2"), Usage(completion_tokens=1)) == Decimal("0.002000")
+    assert pricing.to_micro(Decimal("1.4675")) == 1_467_500
 
 
 def test_charged_cost_equals_the_catalog_price(gateway: LiveGateway) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from routing.limits.limiter import Decision, Limit, Limiter, LocalLimiter, format_duration
+from routing.limits.limiter import Limiter
+from routing.limits.local import LocalLimiter
+from routing.limits.types import Decision, Limit, format_duration
 
 
 @pytest.fixture
