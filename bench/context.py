@@ -134,6 +134,7 @@ class Bench:
     # --- driver -------------------------------------------------------------
 
     def run(self, scenarios: Sequence[Scenario]) -> dict[str, Any]:
+        self.results["quick"] = self.args.quick
         self.results["started"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.results["load_before"] = os.getloadavg()
         self.results["yardstick_ms"] = python_yardstick_ms()

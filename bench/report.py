@@ -420,6 +420,12 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
     headline: list[str] = []
     load_before = ", ".join(f"{x:.2f}" for x in results.get("load_before", []))
     load_after = ", ".join(f"{x:.2f}" for x in results.get("load_after", []))
+    if results.get("quick"):
+        md += [
+            "**A `--quick` smoke run**: every duration and count cut to seconds. It shows "
+            "that the scenarios run; its figures measure nothing.",
+            "",
+        ]
     md += [
         f"- **Date**: {results.get('started', '?')} (UTC), run took {results.get('elapsed_s')} s",
         f"- **Command**: `{results.get('command', 'python bench/run.py')}` "
