@@ -35,7 +35,7 @@ from oauth2_provider.models import (
 
 from accounts import roles
 from accounts.models import Invitation, Membership
-from accounts.oauth_services import oauth_principal_digest, oauth_principal_retire
+from accounts.oauth.services import oauth_principal_digest, oauth_principal_retire
 from keys.models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 Grant = get_grant_model()
 
-# accounts.oauth_services marks redeemed codes with this prefix; they are
+# accounts.oauth.services marks redeemed codes with this prefix; they are
 # kept to detect replays and hold no credential.
 _REDEEMED_PREFIX = "redeemed:"
 

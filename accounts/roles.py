@@ -7,7 +7,7 @@ that creates a credential asks :func:`require` (through
 - API keys, standard and management: ``keys.services.api_key_create`` (the
   dashboard, ``POST /api/v1/keys``, rotation and the ``/auth`` key exchange
   all go through it);
-- OAuth consent: ``accounts.oauth_services.oauth_principal_key_ensure`` and
+- OAuth consent: ``accounts.oauth.services.oauth_principal_key_ensure`` and
   the authorization view, per requested scope (:func:`consent_action`).
 
 Views ask :func:`allows` only to hide buttons; the services decide. The

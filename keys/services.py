@@ -109,7 +109,7 @@ def api_key_create(
     management command, or a management key acting for the team).
     """
     if kind not in (ApiKey.Kind.STANDARD, ApiKey.Kind.MANAGEMENT):
-        # Hidden ``oauth`` keys are made by consent (accounts.oauth_services).
+        # Hidden ``oauth`` keys are made by consent (accounts.oauth.services).
         raise ValidationError({"kind": f"unknown key kind {kind!r}"})
     if created_by is not None:
         # The one role check for every key a person creates: dashboard,

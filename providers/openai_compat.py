@@ -26,14 +26,13 @@ from providers.base import (
     Message,
     ModelInfo,
     Provider,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
-    error_from_status,
-    retry_after_seconds,
 )
+from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
 from providers.http import iter_sse_json, parse_json
+from xrouter_site.errors import ErrorCode
 
 _FINISH_REASONS = {reason.value: reason for reason in FinishReason}
 # Legacy "function_call" finish reason maps onto tool calls.
@@ -184,12 +183,9 @@ class OpenAICompatibleProvider(Provider):
                 model_version=data.get("system_fingerprint"),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent a chat completion in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
 
     def stream(self, request: ChatRequest) -> ChatStream:
@@ -224,7 +220,7 @@ class OpenAICompatibleProvider(Provider):
                     provider=self.name,
                     retryable=False,
                     status=502,
-                    code="upstream_error",
+                    code=ErrorCode.UPSTREAM_ERROR,
                 )
             if not stream.id and data.get("id"):
                 stream.id = str(data["id"])
@@ -266,12 +262,9 @@ class OpenAICompatibleProvider(Provider):
             items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent embeddings in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
         return EmbeddingResponse(
             model=str(data.get("model") or request.model),
@@ -293,10 +286,7 @@ class OpenAICompatibleProvider(Provider):
                 for item in data["data"]
             ]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent a model list in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc

@@ -22,18 +22,23 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from django.conf import settings
 
-from providers.base import Provider, ProviderError
+from providers.base import Provider
+from providers.errors import ProviderError
 from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# One try at one deployment: (adapter, candidate, seconds left) -> result.
+AttemptCall: TypeAlias = Callable[[Provider, "Candidate", float], T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ def backoff_seconds(attempt: int) -> float:
 
 def execute(
     options: list[Candidate],
-    call: Callable[[Provider, Candidate, float], T],
+    call: AttemptCall[T],
     adapter_for: Callable[[str], Provider],
     *,
     deadline: float,
@@ -160,7 +165,7 @@ def execute(
                     deployment.provider,
                     deployment.deployment_id,
                     503,
-                    "breaker_open",
+                    ErrorCode.BREAKER_OPEN,
                 )
             )
             continue
@@ -199,7 +204,7 @@ def execute(
             provider=options[0].deployment.provider if options else "",
             retryable=True,
             status=503,
-            code="no_available_deployment",
+            code=ErrorCode.NO_AVAILABLE_DEPLOYMENT,
         )
     raise AllAttemptsFailed(last, attempts)
 

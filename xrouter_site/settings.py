@@ -104,7 +104,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "routing",
-    # OAuth 2.0 authorization server for third-party apps (accounts/oauth_*.py).
+    # OAuth 2.0 authorization server for third-party apps (accounts/oauth/).
     "oauth2_provider",
     # Login lockout for the admin and the dashboard (accounts/lockout.py).
     "axes",
@@ -113,7 +113,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: serves /v1/ entirely (no sessions, CSRF or auth middleware on
     # the hot path) and returns before the rest of the stack runs.
-    "routing.middleware.GatewayMiddleware",
+    "routing.gateway.middleware.GatewayMiddleware",
     "xrouter_site.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every page (CONTENT_SECURITY_POLICY below).
@@ -321,7 +321,7 @@ X_FRAME_OPTIONS = "DENY"
 # (frame-ancestors is what browsers honour; X-Frame-Options is the fallback).
 # Inline style *attributes* stay allowed (chart legend swatches); <style>
 # elements and inline scripts do not. /v1/ answers are served before this
-# middleware and carry routing.middleware.API_CSP. form-action is left
+# middleware and carry routing.gateway.middleware.API_CSP. form-action is left
 # out on purpose: Chrome applies it to the redirect after the OAuth
 # consent form, which goes to the app's own origin.
 CONTENT_SECURITY_POLICY = {
@@ -342,7 +342,7 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- OAuth 2.0 authorization server (django-oauth-toolkit) -------------------
 # Every non-default value says why; RFC 9700 is the OAuth Security BCP. The
-# views, validator and scopes backend live in accounts/oauth_*.py.
+# views, validator and scopes backend live in accounts/oauth/.
 OAUTH2_PROVIDER = {
     "SCOPES": {
         "chat": "Call the models (/v1/) on your behalf",
@@ -354,11 +354,11 @@ OAUTH2_PROVIDER = {
     # The default "__all__" would hand out every scope, introspection too.
     "DEFAULT_SCOPES": ["chat"],
     # Which application may ask for which scope (introspection: resource servers).
-    "SCOPES_BACKEND_CLASS": "accounts.oauth_scopes.XRouterScopes",
+    "SCOPES_BACKEND_CLASS": "accounts.oauth.scopes.XRouterScopes",
     # Routes only the enabled grants: implicit/password/device are unsupported.
-    "OAUTH2_SERVER_CLASS": "accounts.oauth_server.XRouterServer",
+    "OAUTH2_SERVER_CLASS": "accounts.oauth.server.XRouterServer",
     # Code-reuse revocation, PKCE verifier syntax and downgrade checks.
-    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth_validators.XRouterOAuth2Validator",
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth.validators.XRouterOAuth2Validator",
     # RFC 6749 10.5: short codes; 60 s is DOT's default, kept explicit (<= 600).
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     # RFC 9700 2.3: short-lived access tokens (DOT's default is 10 h).
@@ -516,7 +516,7 @@ XROUTER_USAGE_BATCH_SIZE = env_int("XROUTER_USAGE_BATCH_SIZE", 2000)
 XROUTER_USAGE_CONSUME_PAUSE_SECONDS = env_float("XROUTER_USAGE_CONSUME_PAUSE_SECONDS", 0.25)
 XROUTER_USAGE_BUFFER_SIZE = env_int("XROUTER_USAGE_BUFFER_SIZE", 100_000)
 XROUTER_USAGE_FLUSH_SECONDS = env_float("XROUTER_USAGE_FLUSH_SECONDS", 1.0)
-# Raw records are rolled up per UTC day (routing.rollups) every
+# Raw records are rolled up per UTC day (routing.usage.rollups) every
 # XROUTER_USAGE_ROLLUP_SECONDS; the dashboard reads the roll-ups. Raw records
 # older than XROUTER_USAGE_RETENTION_DAYS are deleted once rolled up (0 keeps
 # them forever).
@@ -564,7 +564,7 @@ CELERY_BEAT_SCHEDULE["deployment-health"] = {
     # A tick still queued when the next is due is dropped, not run late.
     "options": {"expires": XROUTER_HEALTH_INTERVAL_SECONDS},
 }
-# Run CELERY_BEAT_SCHEDULE in each gunicorn worker (routing.scheduler) when
+# Run CELERY_BEAT_SCHEDULE in each gunicorn worker (xrouter_site.scheduler) when
 # there is no broker, hence no beat; `manage.py serve` turns it on then.
 XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 

@@ -1,5 +1,5 @@
 """URLs of the dashboard, admin and probes. ``/v1/`` is served by
-:class:`routing.middleware.GatewayMiddleware` before URL resolution."""
+:class:`routing.gateway.middleware.GatewayMiddleware` before URL resolution."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from drf_spectacular.views import (
 )
 from rest_framework.permissions import AllowAny
 
-from accounts import oauth_urls
 from accounts.lockout import throttle_login_posts
+from accounts.oauth import urls as oauth_urls
+from routing import api as catalog_api
+from routing import metrics_views
 from xrouter_site import views
 
 # The admin login gets the dashboard's per-address cap; django-axes (an
@@ -57,15 +59,19 @@ urlpatterns = [
         ),
         name="api-redoc",
     ),
-    # Usage pages, /api/v1/generation (before the API's catch-all) and /metrics.
-    path("", include("routing.usage_urls")),
+    # Usage pages and /api/v1/generation (before the API's catch-all).
+    path("", include("routing.usage.urls")),
+    # The Prometheus scrape target.
+    path("metrics", metrics_views.metrics_view, name="metrics"),
     # OAuth 2.0 server, its dashboard pages and the OpenRouter-style key
-    # exchange (accounts/oauth_urls.py). The exchange API goes before
+    # exchange (accounts/oauth/urls.py). The exchange API goes before
     # keys.api_urls, whose last pattern answers every other /api/v1/ path.
     path("", include(oauth_urls.metadata_urlpatterns)),
     path("oauth/", include((oauth_urls.protocol_urlpatterns, "oauth2_provider"))),
     path("oauth/", include((oauth_urls.dashboard_urlpatterns, "oauth"))),
     path("", include((oauth_urls.exchange_authorize_urlpatterns, "oauth_exchange"))),
     path("api/v1/", include((oauth_urls.exchange_api_urlpatterns, "oauth_exchange_api"))),
+    # The catalog REST API (routing.api) goes before it too.
+    path("api/v1/models", catalog_api.ModelListApi.as_view(), name="api-models"),
     path("api/v1/", include("keys.api_urls")),
 ]

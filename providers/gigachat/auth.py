@@ -47,13 +47,15 @@ from typing import Any
 import orjson
 from django.core.cache import cache
 
-from providers.base import (
+from providers.errors import (
     ProviderError,
+    bad_response,
     error_from_status,
     retry_after_seconds,
     sanitize_upstream_message,
 )
 from providers.http import HttpClient
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class TokenManager:
                     provider=self.provider,
                     retryable=True,
                     status=503,
-                    code="upstream_auth_pending",
+                    code=ErrorCode.UPSTREAM_AUTH_PENDING,
                 )
             time.sleep(self.poll_interval_s)
 
@@ -254,7 +256,7 @@ class TokenManager:
             retryable=False,
             status=502,
             upstream_status=upstream_status if isinstance(upstream_status, int) else None,
-            code="upstream_auth_failed",
+            code=ErrorCode.UPSTREAM_AUTH_FAILED,
         )
 
     def _fetch(self) -> AccessToken:
@@ -318,12 +320,9 @@ class TokenManager:
             if not isinstance(value, str) or not value:
                 raise ValueError("empty access token")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.provider,
                 f"{self.provider} sent an OAuth response in an unexpected shape",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
         lifetime = expires_at - started
         if lifetime <= 0:

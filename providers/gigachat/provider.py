@@ -72,13 +72,11 @@ from providers.base import (
     ModelInfo,
     Provider,
     ProviderConfig,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
-    error_from_status,
-    retry_after_seconds,
 )
+from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
 from providers.gigachat.auth import TokenManager
 from providers.gigachat.mapping import (
     ChatPlan,
@@ -93,6 +91,7 @@ from providers.gigachat.mapping import (
     usage_from_gigachat,
 )
 from providers.http import HttpClient, iter_sse_json, parse_json
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ class GigaChatProvider(Provider):
                 provider=self.name,
                 retryable=True,
                 status=502,
-                code="upstream_misconfigured",
+                code=ErrorCode.UPSTREAM_MISCONFIGURED,
             )
         if stream:
             headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
@@ -247,12 +246,9 @@ class GigaChatProvider(Provider):
         )
 
     def _bad_shape(self, what: str) -> ProviderError:
-        return ProviderError(
+        return bad_response(
+            self.name,
             f"{self.name} sent {what} in an unexpected shape",
-            provider=self.name,
-            retryable=True,
-            status=502,
-            code="upstream_bad_response",
         )
 
     # ---- chat ----------------------------------------------------------------

@@ -72,10 +72,13 @@ from providers.base import (
     ModelInfo,
     Provider,
     ProviderConfig,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
+)
+from providers.errors import (
+    ProviderError,
+    bad_response,
     error_from_status,
     retry_after_seconds,
     sanitize_upstream_message,
@@ -83,6 +86,7 @@ from providers.base import (
 from providers.http import HttpClient, iter_lines, loads_event, parse_json
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.yandexgpt.auth import IamTokenSource
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +251,7 @@ class YandexGPTProvider(Provider):
                 retryable=False,
                 status=502,
                 upstream_status=status,
-                code="upstream_misconfigured",
+                code=ErrorCode.UPSTREAM_MISCONFIGURED,
             )
         if status == 403:
             return ProviderError(
@@ -256,7 +260,7 @@ class YandexGPTProvider(Provider):
                 retryable=False,
                 status=502,
                 upstream_status=status,
-                code="upstream_auth_failed",
+                code=ErrorCode.UPSTREAM_AUTH_FAILED,
             )
         return error_from_status(
             self.name, status, message, retry_after=retry_after_seconds(retry_after)
@@ -283,12 +287,9 @@ class YandexGPTProvider(Provider):
         return mapped
 
     def _bad_shape(self, what: str) -> ProviderError:
-        return ProviderError(
+        return bad_response(
+            self.name,
             f"{self.name} sent {what} in an unexpected shape",
-            provider=self.name,
-            retryable=True,
-            status=502,
-            code="upstream_bad_response",
         )
 
     # --- chat ----------------------------------------------------------------
@@ -301,7 +302,7 @@ class YandexGPTProvider(Provider):
                 provider=self.name,
                 retryable=False,
                 status=400,
-                code="invalid_request",
+                code=ErrorCode.INVALID_REQUEST,
                 param="n",
             )
         options: dict[str, Any] = {"stream": stream}
@@ -430,12 +431,10 @@ class YandexGPTProvider(Provider):
             elif sent.startswith(text):
                 delta = ""  # a shorter repeat: nothing new yet
             else:
-                raise ProviderError(
+                raise bad_response(
+                    self.name,
                     f"{self.name} revised text it had already streamed",
-                    provider=self.name,
                     retryable=False,
-                    status=502,
-                    code="upstream_bad_response",
                 )
             sent += delta
             finish = _STATUS.get(status) if status in _FINAL_STATUSES else None
@@ -464,7 +463,7 @@ class YandexGPTProvider(Provider):
                 provider=self.name,
                 retryable=True,
                 status=502,
-                code="upstream_stream_cut",
+                code=ErrorCode.UPSTREAM_STREAM_CUT,
             )
         if usage is not None:
             yield ChatChunk(usage=usage)

@@ -22,14 +22,14 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 
 from accounts import roles
 from accounts.models import Membership, Team
-from accounts.oauth_services import RegisteredApp, oauth_application_register
-from accounts.oauth_tokens import clear_local_cache, resolve_oauth_token
+from accounts.oauth.services import RegisteredApp, oauth_application_register
+from accounts.oauth.tokens import clear_local_cache, resolve_oauth_token
 from accounts.services import team_leave, team_member_remove, team_member_set_role
 from keys import auth
 from keys.models import ApiKey
 from keys.services import api_key_create
 from tests.accounts.cast import Cast, build_cast
-from tests.oauth.conftest import CHALLENGE, REDIRECT, VERIFIER, OAuthClient
+from tests.accounts.oauth.conftest import CHALLENGE, REDIRECT, VERIFIER, OAuthClient
 from xrouter_site.errors import AuthenticationFailed
 
 pytestmark = pytest.mark.django_db

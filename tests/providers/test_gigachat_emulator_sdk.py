@@ -237,7 +237,7 @@ def test_api_rejects_unknown_and_expired_tokens(emulator: RunningEmulator) -> No
     emulator.control.set_config(token_ttl_s=0.2)
     token = oauth(emulator).json()["access_token"]
     assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
-    time.sleep(0.3)
+    time.sleep(0.3)  # the token's 0.2 s TTL running out is what is under test
     expired = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert expired.json() == {"status": 401, "message": "Token has expired"}
 

@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from accounts.models import User
-from providers.base import ProviderError
+from providers.errors import ProviderError
 from providers.http import HttpClient
 from providers.outbound import OutboundPolicy, OutboundRefused
 from routing.models import Provider

@@ -1,0 +1,418 @@
+"""The OpenAI-compatible API under ``/v1/``: the gateway's hot path.
+
+Plain Django views, dispatched by :class:`routing.gateway.middleware.GatewayMiddleware`
+before sessions, CSRF and auth middleware run. A warm request touches no
+database: the key comes from :mod:`keys.auth`, the route from
+:mod:`routing.table`, limits are one Redis script (:mod:`routing.limits.limiter`),
+and usage is handed to :mod:`routing.usage.records`, which writes it in batches.
+
+A request goes: authenticate, validate, resolve the model(s), check limits,
+try deployments until one serves (:mod:`routing.router`), answer, then
+(:meth:`CallContext.finish`) settle limits with the real usage, record usage
+and metrics, and write the access log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from keys.principal import KeyPrincipal
+from providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChatStream,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Provider,
+)
+from providers.errors import bad_response
+from routing import router
+from routing.gateway import validation
+from routing.gateway.auth import authenticate
+from routing.gateway.context import CallContext
+from routing.gateway.openai_format import encode_vector, message_dict, model_dict
+from routing.gateway.relay import RelayResponse, relay
+from routing.limits.admission import admit, estimate_prompt_tokens
+from routing.router import AttemptCall
+from routing.table import ModelRoute, RoutingTable, get_table
+from routing.versions import deprecation_headers, resolve_model_id
+from xrouter_site.errors import (
+    AllUpstreamsFailed,
+    ErrorCode,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RequestTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    XRouterError,
+    json_response,
+)
+
+logger = logging.getLogger(__name__)
+
+# --- request plumbing -------------------------------------------------------
+
+
+def _read_json(request: HttpRequest) -> Any:
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type and content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type {content_type!r}; send application/json."
+        )
+    limit = settings.XROUTER_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidRequest("The Content-Length header is not a number.") from None
+    if length > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    if not raw.strip():
+        raise InvalidRequest(
+            "The request body is empty; send a JSON object.", code=ErrorCode.INVALID_JSON
+        )
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} (at character {exc.pos}).",
+            code=ErrorCode.INVALID_JSON,
+        ) from None
+
+
+def _lookup(
+    table: RoutingTable, model_id: str, principal: KeyPrincipal, kind: str, param: str = "model"
+) -> ModelRoute:
+    # A bare id of a versioned model means its ":latest" branch; the
+    # resolved id is what keys are checked against and responses report.
+    model_id = resolve_model_id(model_id, table.models)
+    route = table.models.get(model_id)
+    if route is None:
+        raise ModelNotFound(
+            f"The model '{model_id}' does not exist. GET /v1/models lists the available ones.",
+            param=param,
+            code=ErrorCode.MODEL_NOT_FOUND,
+        )
+    if not principal.allows_model(model_id):
+        raise PermissionDenied(
+            f"This API key is not allowed to use the model '{model_id}'.",
+            param=param,
+            code=ErrorCode.MODEL_NOT_ALLOWED,
+        )
+    if route.type != kind:
+        raise InvalidRequest(
+            f"The model '{model_id}' is a {route.type} model and cannot serve this endpoint.",
+            param=param,
+            code=ErrorCode.UNSUPPORTED_OPERATION,
+        )
+    return route
+
+
+def _routes(
+    table: RoutingTable, model_id: str, extra: list[str], principal: KeyPrincipal, kind: str
+) -> list[ModelRoute]:
+    """Return the requested model, then the request's and the catalog's fallbacks."""
+    primary = _lookup(table, model_id, principal, kind)
+    routes = [primary]
+    for i, other in enumerate(extra):
+        route = _lookup(table, other, principal, kind, param=f"models[{i}]")
+        if route not in routes:
+            routes.append(route)
+    for other in primary.fallbacks:
+        fallback = table.models.get(other)
+        # Catalog fallbacks the key may not use are skipped, not errors.
+        if (
+            fallback is not None
+            and fallback.type == kind
+            and fallback not in routes
+            and principal.allows_model(fallback.model_id)
+        ):
+            routes.append(fallback)
+    return routes
+
+
+def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candidate]:
+    options = router.candidates(table, routes)
+    if not options:
+        reasons = (
+            "; ".join(
+                f"{d.provider}: {table.providers[d.provider].unavailable}"
+                for route in routes
+                for d in route.deployments
+            )
+            or "no deployment is configured"
+        )
+        logger.error(
+            "model has no usable deployment",
+            extra={"model": routes[0].model_id, "reasons": reasons},
+        )
+        raise ServiceUnavailable(f"The model '{routes[0].model_id}' is not available right now.")
+    return options
+
+
+def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
+    ctx.attempts = exc.attempts
+    last = exc.last
+    logger.warning(
+        "upstream call failed",
+        extra={
+            "request_id": ctx.request_id,
+            "provider": last.provider,
+            "upstream_status": last.upstream_status,
+            "retryable": last.retryable,
+            "code": last.code,
+            "error": last.message,
+            "attempts": len(exc.attempts),
+        },
+    )
+    headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
+    if last.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(last.retry_after)))
+    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN]
+    if len(tried) > 1:
+        summary = "; ".join(
+            f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
+        )
+        error: XRouterError = AllUpstreamsFailed(
+            f"Every upstream failed ({summary}).", headers=headers
+        )
+    else:
+        error = XRouterError(
+            last.message, param=last.param, code=last.code, http_status=last.status, headers=headers
+        )
+        if last.status < 500 and last.status != 429:
+            error.type = "invalid_request_error"
+    return ctx.fail(error)
+
+
+def _chain(attempts: list[router.Attempt]) -> str:
+    return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
+
+
+def _served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
+    ctx.attempts = outcome.attempts
+    ctx.route = outcome.candidate.route
+    ctx.model = outcome.candidate.route.model_id
+    ctx.provider = outcome.candidate.deployment.provider
+    ctx.deployment_id = outcome.candidate.deployment.deployment_id
+
+
+def _served_headers(response: HttpResponseBase, ctx: CallContext) -> None:
+    response["x-xrouter-provider"] = ctx.provider or ""
+    response["x-xrouter-model"] = ctx.model or ""
+    response["x-xrouter-attempts"] = _chain(ctx.attempts)
+    if ctx.model_version:
+        response["x-xrouter-model-version"] = ctx.model_version
+    for name, value in deprecation_headers(ctx.route).items() if ctx.route else ():
+        response[name] = value
+    if ctx.decision is not None:
+        for name, value in ctx.decision.headers().items():
+            response[name] = value
+
+
+def _deadline() -> float:
+    return time.monotonic() + settings.XROUTER_REQUEST_DEADLINE_SECONDS
+
+
+# --- chat completions ---------------------------------------------------------
+
+
+def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        return adapter.chat(attempt)
+
+    return call
+
+
+def _stream_call(
+    request: ChatRequest, ctx: CallContext
+) -> AttemptCall[tuple[ChatStream, ChatChunk | None]]:
+    def call(
+        adapter: Provider, candidate: router.Candidate, remaining: float
+    ) -> tuple[ChatStream, ChatChunk | None]:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        stream = adapter.stream(attempt)
+        # Wait for the first chunk before answering, so a failure before any
+        # byte reaches the client is still a proper HTTP error and a chance
+        # to fall back.
+        try:
+            return stream, next(stream)
+        except StopIteration:
+            return stream, None
+        except BaseException:
+            stream.close()
+            raise
+
+    return call
+
+
+def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
+    ctx.endpoint = "chat"
+    principal = authenticate(request, ctx)
+    data = validation.chat_input(_read_json(request))
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = _routes(table, data.model, data.fallback_models, principal, "chat")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    options = _options(table, routes)
+    prompt_tokens = estimate_prompt_tokens([m.text() for m in data.request.messages])
+    ctx.prompt_estimate = prompt_tokens
+    ctx.decision = admit(
+        principal,
+        routes[0],
+        prompt_tokens,
+        data.request.max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE,
+    )
+    started = time.perf_counter()
+
+    if not data.request.stream:
+        try:
+            outcome = router.execute(
+                options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+            )
+        except router.AllAttemptsFailed as exc:
+            return _failure(ctx, exc)
+        finally:
+            ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+        result = outcome.result
+        _served(ctx, outcome)
+        ctx.usage = result.usage
+        ctx.model_version = result.model_version
+        body = {
+            "id": result.id or f"chatcmpl-{ctx.request_id}",
+            "object": "chat.completion",
+            "created": result.created,
+            "model": ctx.model,
+            "choices": message_dict(result),
+            "usage": result.usage.as_openai(),
+        }
+        response = json_response(body)
+        _served_headers(response, ctx)
+        return response
+
+    ctx.stream = True
+    try:
+        streamed = router.execute(
+            options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
+        )
+    except router.AllAttemptsFailed as exc:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+        return _failure(ctx, exc)
+    stream, first = streamed.result
+    _served(ctx, streamed)
+    ctx.model_version = stream.model_version
+    ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    streaming = RelayResponse(
+        relay(stream, first, ctx, data.include_usage),
+        content_type="text/event-stream",
+        on_close=(stream.close, ctx.finish),
+    )
+    streaming["Cache-Control"] = "no-cache"
+    # Tell nginx-style proxies not to buffer the stream.
+    streaming["X-Accel-Buffering"] = "no"
+    _served_headers(streaming, ctx)
+    return streaming
+
+
+# --- embeddings ---------------------------------------------------------------
+
+
+def _embed_call(request: EmbeddingRequest, ctx: CallContext) -> AttemptCall[EmbeddingResponse]:
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> EmbeddingResponse:
+        attempt = dataclasses.replace(
+            request, model=candidate.deployment.upstream, request_id=ctx.request_id
+        )
+        result = adapter.embed(attempt)
+        if len(result.vectors) != len(attempt.inputs):
+            raise bad_response(
+                candidate.deployment.provider,
+                f"{candidate.deployment.provider} returned {len(result.vectors)} vectors "
+                f"for {len(attempt.inputs)} inputs",
+            )
+        return result
+
+    return call
+
+
+def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
+    ctx.endpoint = "embeddings"
+    principal = authenticate(request, ctx)
+    data = validation.embedding_input(_read_json(request))
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = _routes(table, data.model, [], principal, "embedding")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    options = _options(table, routes)
+    ctx.decision = admit(principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0)
+    started = time.perf_counter()
+    try:
+        outcome = router.execute(
+            options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
+        )
+    except router.AllAttemptsFailed as exc:
+        return _failure(ctx, exc)
+    finally:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = outcome.result
+    _served(ctx, outcome)
+    ctx.usage = result.usage
+    body = {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_vector(v, data.encoding_format),
+            }
+            for i, v in enumerate(result.vectors)
+        ],
+        "model": ctx.model,
+        "usage": {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "total_tokens": result.usage.total_tokens,
+        },
+    }
+    response = json_response(body)
+    _served_headers(response, ctx)
+    return response
+
+
+# --- models ------------------------------------------------------------------------
+
+
+def list_models(request: HttpRequest, ctx: CallContext) -> HttpResponse:
+    principal = authenticate(request, ctx)
+    table = get_table()
+    data = [
+        model_dict(route)
+        for model_id, route in sorted(table.models.items())
+        if principal.allows_model(model_id)
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+def retrieve_model(request: HttpRequest, ctx: CallContext, model_id: str) -> HttpResponse:
+    principal = authenticate(request, ctx)
+    route = get_table().models.get(model_id)
+    if route is None or not principal.allows_model(model_id):
+        raise ModelNotFound(
+            f"The model '{model_id}' does not exist.", param="model", code=ErrorCode.MODEL_NOT_FOUND
+        )
+    return json_response(model_dict(route))
