@@ -82,12 +82,13 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from werkzeug.wsgi import ClosingIterator
 
 from providers.emulators.base import (
     ConfigError,
@@ -96,7 +97,6 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
     sse_response,
@@ -276,27 +276,6 @@ class _Reply:
     completion_tokens: int
 
 
-class _Tracked:
-    """WSGI iterable that runs ``on_close`` once when the server closes it."""
-
-    def __init__(self, inner: Iterable[bytes], on_close: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_close: Callable[[], None] | None = on_close
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._inner)
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        try:
-            if close is not None:
-                close()
-        finally:
-            if self._on_close is not None:
-                self._on_close()
-                self._on_close = None
-
-
 class GigaChatEmulator(Emulator):
     """Emulates ``ngw.devices.sberbank.ru`` OAuth and the GigaChat v1 API."""
 
@@ -322,16 +301,16 @@ class GigaChatEmulator(Emulator):
 
     # ---- framework hooks -------------------------------------------------
 
-    def register_routes(self, router: Router) -> None:
+    def register_routes(self) -> None:
         """Mount the OAuth route, the v1 API and the extra control endpoint."""
-        router.add("POST", OAUTH_PATH, self.oauth)
-        router.add("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
-        router.add("GET", f"{API_PREFIX}/models", self.list_models)
-        router.add("GET", f"{API_PREFIX}/models/{{model_id:path}}", self.retrieve_model)
-        router.add("POST", f"{API_PREFIX}/embeddings", self.embeddings)
-        router.add("POST", f"{API_PREFIX}/tokens/count", self.tokens_count)
-        router.add("GET", f"{API_PREFIX}/balance", self.balance)
-        router.add("POST", "/_emulator/gigachat/expire_tokens", self._expire_tokens, control=True)
+        self.route("POST", OAUTH_PATH, self.oauth)
+        self.route("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
+        self.route("GET", f"{API_PREFIX}/models", self.list_models)
+        self.route("GET", f"{API_PREFIX}/models/<path:model_id>", self.retrieve_model)
+        self.route("POST", f"{API_PREFIX}/embeddings", self.embeddings)
+        self.route("POST", f"{API_PREFIX}/tokens/count", self.tokens_count)
+        self.route("GET", f"{API_PREFIX}/balance", self.balance)
+        self.route("POST", "/_emulator/gigachat/expire_tokens", self._expire_tokens, control=True)
 
     def error_payload(
         self,
@@ -364,23 +343,22 @@ class GigaChatEmulator(Emulator):
         if not cap or environ.get("PATH_INFO") != f"{API_PREFIX}/chat/completions":
             return super().__call__(environ, start_response)
         if self.in_flight >= cap:
-            self.stats.record_request(Request.from_environ(environ, b""), "concurrency")
-            response = self.error(429, "Too many requests")
-            start_response(
-                "429 Too Many Requests", [("Content-Type", "application/json"), *response.headers]
-            )
-            return [response.body]
-        self.in_flight += 1
+            self.stats.record_request(Request(environ), "concurrency")
+            refusal: Iterable[bytes] = self.error(429, "Too many requests")(environ, start_response)
+            return refusal
 
         def done() -> None:
             self.in_flight -= 1
 
+        self.in_flight += 1
         try:
             result = super().__call__(environ, start_response)
         except BaseException:
             done()
             raise
-        return _Tracked(result, done)
+        # The server closes the iterable when the last byte went out (or the
+        # client left), which is when the request stops being in flight.
+        return ClosingIterator(result, done)
 
     def _get_stats(self, request: Request) -> Response:
         now_ms = int(time.time() * 1000)
@@ -420,10 +398,10 @@ class GigaChatEmulator(Emulator):
                 self.oauth_rate_limited += 1
                 raise _oauth_error(429, 429, "Too Many Requests")
             self.oauth_window.append(now)
-        rquid = request.header("rquid") or ""
+        rquid = request.headers.get("rquid") or ""
         if not _RQUID_RE.match(rquid):
             raise _oauth_error(400, 400, "Bad Request")
-        scheme, _, key = (request.header("authorization") or "").partition(" ")
+        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
         key = key.strip()
         if scheme.lower() != "basic" or not key:
             raise _oauth_error(401, 4, "Can't decode 'Authorization' header")
@@ -433,7 +411,7 @@ class GigaChatEmulator(Emulator):
             raise _oauth_error(400, 4, "Can't decode 'Authorization' header") from None
         if self.config.credentials and key != self.config.credentials:
             raise _oauth_error(401, 6, "credentials doesn't match db data")
-        form = parse_qs(request.body.decode("utf-8", "replace"))
+        form = parse_qs(request.get_data(as_text=True))
         scope = (form.get("scope") or [""])[0].strip()
         if not scope:
             raise _oauth_error(400, 5, "scope is empty")
@@ -456,7 +434,7 @@ class GigaChatEmulator(Emulator):
     # ---- shared API checks ---------------------------------------------------
 
     def _authenticate(self, request: Request) -> None:
-        scheme, _, token = (request.header("authorization") or "").partition(" ")
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
         expires_at = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if expires_at is None:
             self.auth_failures += 1
@@ -469,11 +447,11 @@ class GigaChatEmulator(Emulator):
     def _x_headers(request: Request) -> list[tuple[str, str]]:
         """Echo the tracing headers; the real API makes up the ids it was not sent."""
         headers = [
-            ("X-Request-ID", request.header("x-request-id") or str(uuid.uuid4())),
-            ("X-Session-ID", request.header("x-session-id") or str(uuid.uuid4())),
+            ("X-Request-ID", request.headers.get("x-request-id") or str(uuid.uuid4())),
+            ("X-Session-ID", request.headers.get("x-session-id") or str(uuid.uuid4())),
         ]
-        if request.header("x-client-id"):
-            headers.append(("X-Client-ID", request.header("x-client-id") or ""))
+        if request.headers.get("x-client-id"):
+            headers.append(("X-Client-ID", request.headers.get("x-client-id") or ""))
         return headers
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -509,7 +487,7 @@ class GigaChatEmulator(Emulator):
 
         reply = self._reply(body, messages, functions, function_call)
         prompt_tokens = self._prompt_tokens(messages, functions)
-        session = request.header("x-session-id")
+        session = request.headers.get("x-session-id")
         cached = self.config.precached_tokens
         if session:
             cached = max(cached, self.sessions.get(session, 0))
@@ -764,10 +742,9 @@ class GigaChatEmulator(Emulator):
             headers=self._x_headers(request),
         )
 
-    def retrieve_model(self, request: Request) -> Response:
+    def retrieve_model(self, request: Request, model_id: str) -> Response:
         """Handle ``GET /api/v1/models/{id}``."""
         self._authenticate(request)
-        model_id = request.params["model_id"]
         if model_id not in MODELS:
             raise HTTPError(404, "No such model")
         return json_response(self._model_object(model_id), headers=self._x_headers(request))

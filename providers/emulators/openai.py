@@ -62,7 +62,6 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
     sse_response,
@@ -163,12 +162,12 @@ class OpenAIEmulator(Emulator):
     config_class = OpenAIConfig
     config: OpenAIConfig
 
-    def register_routes(self, router: Router) -> None:
+    def register_routes(self) -> None:
         """Mount the OpenAI routes."""
-        router.add("POST", "/v1/chat/completions", self.chat_completions)
-        router.add("POST", "/v1/embeddings", self.embeddings)
-        router.add("GET", "/v1/models", self.list_models)
-        router.add("GET", "/v1/models/{model_id:path}", self.retrieve_model)
+        self.route("POST", "/v1/chat/completions", self.chat_completions)
+        self.route("POST", "/v1/embeddings", self.embeddings)
+        self.route("GET", "/v1/models", self.list_models)
+        self.route("GET", "/v1/models/<path:model_id>", self.retrieve_model)
 
     def error_payload(
         self,
@@ -192,7 +191,7 @@ class OpenAIEmulator(Emulator):
     # ---- shared checks ---------------------------------------------------
 
     def _authenticate(self, request: Request) -> None:
-        header = request.header("authorization") or ""
+        header = request.headers.get("authorization") or ""
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
@@ -660,10 +659,9 @@ class OpenAIEmulator(Emulator):
         self._authenticate(request)
         return json_response({"object": "list", "data": [self._model_object(m) for m in MODELS]})
 
-    def retrieve_model(self, request: Request) -> Response:
+    def retrieve_model(self, request: Request, model_id: str) -> Response:
         """Handle ``GET /v1/models/{id}``; unknown ids get OpenAI's 404."""
         self._authenticate(request)
-        model_id = request.params["model_id"]
         if model_id not in MODELS:
             raise HTTPError(
                 404,

@@ -64,7 +64,6 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
 )
@@ -172,16 +171,16 @@ class YandexGPTEmulator(OpenAIEmulator):
         self.operations: dict[str, dict[str, Any]] = {}
         super().__init__(config)
 
-    def register_routes(self, router: Router) -> None:
+    def register_routes(self) -> None:
         """Mount the native, operation, IAM and OpenAI-compatible routes."""
-        super().register_routes(router)
-        router.add("POST", "/foundationModels/v1/completion", self.completion)
-        router.add("POST", "/foundationModels/v1/completionAsync", self.completion_async)
-        router.add("GET", "/operations/{operation_id}", self.operation)
-        router.add("POST", "/foundationModels/v1/tokenize", self.tokenize)
-        router.add("POST", "/foundationModels/v1/tokenizeCompletion", self.tokenize_completion)
-        router.add("POST", "/foundationModels/v1/textEmbedding", self.text_embedding)
-        router.add("POST", "/iam/v1/tokens", self.iam_tokens)
+        super().register_routes()
+        self.route("POST", "/foundationModels/v1/completion", self.completion)
+        self.route("POST", "/foundationModels/v1/completionAsync", self.completion_async)
+        self.route("GET", "/operations/<operation_id>", self.operation)
+        self.route("POST", "/foundationModels/v1/tokenize", self.tokenize)
+        self.route("POST", "/foundationModels/v1/tokenizeCompletion", self.tokenize_completion)
+        self.route("POST", "/foundationModels/v1/textEmbedding", self.text_embedding)
+        self.route("POST", "/iam/v1/tokens", self.iam_tokens)
 
     def error_payload(
         self,
@@ -227,7 +226,7 @@ class YandexGPTEmulator(OpenAIEmulator):
     # ---- auth ------------------------------------------------------------
 
     def _native_auth(self, request: Request, *, unary: bool = False) -> None:
-        header = (request.header("authorization") or "").strip()
+        header = (request.headers.get("authorization") or "").strip()
         scheme, _, value = header.partition(" ")
         value = value.strip()
         make = _status_error if unary else (lambda s, m: HTTPError(s, m))
@@ -250,7 +249,7 @@ class YandexGPTEmulator(OpenAIEmulator):
 
     def _authenticate(self, request: Request) -> None:
         """Authenticate the /v1 surface: ``Bearer`` or ``Api-Key`` both work."""
-        header = (request.header("authorization") or "").strip()
+        header = (request.headers.get("authorization") or "").strip()
         scheme, _, value = header.partition(" ")
         if scheme == "Api-Key" or (scheme == "Bearer" and value.strip()):
             if scheme == "Bearer" and value.strip() in self.issued_tokens:
@@ -423,7 +422,7 @@ class YandexGPTEmulator(OpenAIEmulator):
             ("x-server-trace-id", secrets.token_hex(8)),
             ("server", "ycalb"),
         ]
-        client_id = request.header("x-client-request-id")
+        client_id = request.headers.get("x-client-request-id")
         if client_id:
             headers.append(("x-client-request-id", client_id))
         return headers
@@ -501,10 +500,10 @@ class YandexGPTEmulator(OpenAIEmulator):
         self.operations[op_id] = {"op": operation, "polls": 0, "result": result}
         return json_response(operation, headers=self._headers(request))
 
-    def operation(self, request: Request) -> Response:
+    def operation(self, request: Request, operation_id: str) -> Response:
         """Handle ``GET /operations/{id}``."""
         self._native_auth(request, unary=True)
-        entry = self.operations.get(request.params["operation_id"])
+        entry = self.operations.get(operation_id)
         if entry is None:
             raise _status_error(404, "Operation not found")
         entry["polls"] += 1
