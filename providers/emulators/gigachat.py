@@ -39,7 +39,15 @@ Deterministic behaviour (tests rely on it):
   5 per function spec. ``precached_prompt_tokens`` is the larger of the
   ``precached_tokens`` knob and, when the request repeats an
   ``X-Session-ID``, the previous prompt size of that session (the real
-  service caches per session), capped at ``prompt_tokens``.
+  service caches per session), capped at the prompt size. As on the real
+  service the cached part is reported on top: ``prompt_tokens`` is the
+  prompt size minus ``precached_prompt_tokens`` and ``total_tokens`` is
+  ``prompt_tokens + completion_tokens``.
+* Function schemas using ``$ref``, ``anyOf``/``oneOf`` or a list of types
+  are refused with 422 (``strict_schemas``, default on); with
+  ``reject_state_ids`` a ``functions_state_id`` in history is a 422 too.
+* A system message asking for a "JSON object" gets
+  ``{"answer": "Echo: ..."}`` back inside a Markdown ``json`` fence.
 * Function calling: with ``functions`` and ``function_call`` not ``"none"``,
   the reply is a function call when ``function_call`` names a function or
   the last message is a user message containing "weather". The function is
@@ -57,6 +65,7 @@ Deterministic behaviour (tests rely on it):
 Extra knobs: ``token_ttl_s`` (token lifetime; tests shorten it to make
 tokens expire), ``credentials``/``scope`` (accept only that key/scope),
 ``oauth_rps``, ``finish_reason``, ``model_version``, ``precached_tokens``,
+``strict_schemas``, ``reject_state_ids``,
 ``embedding_dim``, ``balance_forbidden`` (``/balance`` answers 403 as for
 non-prepaid accounts), ``max_concurrent`` (more in-flight chat requests
 than this -> 429, like the personal tier's single stream).
@@ -152,6 +161,33 @@ _RQUID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _WEATHER_RE = re.compile(r"\bweather\b", re.IGNORECASE)
 _PLACE_RE = re.compile(r"\bin\s+([A-ZА-ЯЁ][\w-]*)")
+_JSON_ASKED_RE = re.compile(r"\bJSON object\b")
+
+
+def _unsupported_schema_part(node: object, path: str = "") -> str:
+    """Return where a schema uses what GigaChat refuses, or "" if nothing."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            found = _unsupported_schema_part(item, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    if not isinstance(node, dict):
+        return ""
+    for key in ("$ref", "anyOf", "oneOf"):
+        if key in node:
+            return f"{path or '.'} uses {key}, which is not supported"
+    if isinstance(node.get("type"), list):
+        return f"{path or '.'} has a list of types, which is not supported"
+    for key, value in node.items():
+        if key in ("enum", "default", "examples", "const"):
+            continue
+        found = _unsupported_schema_part(value, f"{path}.{key}")
+        if found:
+            return found
+    return ""
+
+
 #: Sessions remembered for prompt-cache accounting; old ones drop out first.
 MAX_SESSIONS = 10_000
 
@@ -185,6 +221,14 @@ class GigaChatConfig(EmulatorConfig):
     embedding_dim: int = field(default=1024, metadata={"help": "embedding vector size"})
     balance_forbidden: bool = field(
         default=False, metadata={"help": "answer /balance with 403 (not a prepaid account)"}
+    )
+    strict_schemas: bool = field(
+        default=True,
+        metadata={"help": "422 for $ref, anyOf/oneOf and type arrays in function schemas"},
+    )
+    reject_state_ids: bool = field(
+        default=False,
+        metadata={"help": "422 for functions_state_id in history (some deployments do)"},
     )
     max_concurrent: int = field(
         default=0, metadata={"help": "in-flight chat requests before 429 (0: unlimited)"}
@@ -477,7 +521,9 @@ class GigaChatEmulator(Emulator):
         body = self._body(request)
         model = self._known_model(body, ("chat",))
         messages = self._messages(body.get("messages"))
-        functions = self._functions(body.get("functions"))
+        if self.config.reject_state_ids and any("functions_state_id" in m for m in messages):
+            raise _invalid("messages.functions_state_id: extra fields not permitted")
+        functions = self._functions(body.get("functions"), strict=self.config.strict_schemas)
         function_call = body.get("function_call")
         self._check_function_call(function_call, functions)
         self._check_sampling(body)
@@ -495,11 +541,14 @@ class GigaChatEmulator(Emulator):
             self.sessions[session] = prompt_tokens
             if len(self.sessions) > MAX_SESSIONS:
                 self.sessions.pop(next(iter(self.sessions)))
+        # GigaChat reports the cached part of the prompt on top of the part it
+        # processed: prompt_tokens excludes it, total_tokens too.
+        cached = min(cached, prompt_tokens)
         usage = {
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": prompt_tokens - cached,
             "completion_tokens": reply.completion_tokens,
-            "total_tokens": prompt_tokens + reply.completion_tokens,
-            "precached_prompt_tokens": min(cached, prompt_tokens),
+            "total_tokens": prompt_tokens - cached + reply.completion_tokens,
+            "precached_prompt_tokens": cached,
         }
         served = f"{model}:{self.config.model_version}"
         created = int(time.time())
@@ -564,7 +613,7 @@ class GigaChatEmulator(Emulator):
         return raw
 
     @staticmethod
-    def _functions(raw: object) -> list[dict[str, Any]]:
+    def _functions(raw: object, *, strict: bool) -> list[dict[str, Any]]:
         if raw is None:
             return []
         if not isinstance(raw, list):
@@ -578,6 +627,10 @@ class GigaChatEmulator(Emulator):
             params = spec.get("parameters")
             if params is not None and not isinstance(params, dict):
                 raise _invalid(f"parameters of {spec['name']} must be an object")
+            if strict and params:
+                problem = _unsupported_schema_part(params)
+                if problem:
+                    raise _invalid(f"functions[{spec['name']}].parameters: {problem}")
         if bad:
             raise HTTPError(422, f"Invalid function names: {', '.join(bad)}")
         return raw
@@ -660,9 +713,15 @@ class GigaChatEmulator(Emulator):
             )
 
         response_format = body.get("response_format")
+        system = messages[0].get("content", "") if messages[0]["role"] == "system" else ""
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             document = fake_value("", response_format.get("schema") or {}, place)
             text = orjson.dumps(document).decode()
+        elif _JSON_ASKED_RE.search(system):
+            # Asked for bare JSON in words: answers in JSON, but fenced, as
+            # chat models like to.
+            document = {"answer": "Echo: " + _words(last_user)}
+            text = "```json\n" + orjson.dumps(document).decode() + "\n```"
         elif last["role"] == "function":
             text = REPLY_PREFIX + "Function result: " + _words(last.get("content", ""))
         else:

@@ -51,7 +51,7 @@ import secrets
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -161,6 +161,9 @@ class OpenAIEmulator(Emulator):
     kind = "openai"
     config_class = OpenAIConfig
     config: OpenAIConfig
+    #: OpenAI sends ``"finish_reason": null`` on every unfinished stream chunk;
+    #: Yandex's OpenAI surface leaves the key out (and its SDK relies on that).
+    omit_null_finish_reason: ClassVar[bool] = False
 
     def register_routes(self) -> None:
         """Mount the OpenAI routes."""
@@ -516,15 +519,10 @@ class OpenAIEmulator(Emulator):
                 "model": model,
                 "service_tier": "default",
                 "system_fingerprint": SYSTEM_FINGERPRINT,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": delta,
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
+                "choices": [{"index": 0, "delta": delta, "logprobs": None}],
             }
+            if finish_reason is not None or not self.omit_null_finish_reason:
+                payload["choices"][0]["finish_reason"] = finish_reason
             if include_usage:
                 payload["usage"] = None
             return payload

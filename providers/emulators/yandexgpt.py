@@ -29,7 +29,13 @@ Deterministic replies (tests rely on them):
   call, status ``TOOL_CALLS``, arguments filled from the schema (cities from
   "in <City>").
 * Last user text contains "forbidden": status ``CONTENT_FILTER`` with a
-  short refusal text.
+  short refusal text. "censor": the filter fires late, as Yandex's output
+  filter does: a stream sends the usual echo as PARTIAL lines, then a
+  ``CONTENT_FILTER`` line whose text is the refusal (it replaces what was
+  streamed rather than extending it); plain answers carry the refusal.
+* The OpenAI surface's stream chunks leave ``finish_reason`` out until the
+  finishing chunk, as Yandex does (``"finish_reason": null`` crashed
+  ``yandex-ai-studio-sdk``).
 * ``jsonSchema``: a JSON object filled from the schema; ``jsonObject``:
   ``{"answer": <echo text>}``.
 * ``maxTokens`` keeps the first N words, status ``TRUNCATED_FINAL``.
@@ -82,6 +88,8 @@ REPLY_PREFIX = "Ответ 🤖: "
 IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 EMBEDDING_DIM = 256
 CONTENT_FILTER_TEXT = "Я не могу обсуждать эту тему."
+#: Internal key of a generated result: the text streamed before a late filter.
+_DRAFT_KEY = "_draft"
 _URI_RE = re.compile(
     r"^(?P<scheme>gpt|ds|emb)://(?P<folder>[^/]+)/(?P<model>[^/@]+)"
     r"(?:/(?P<branch>latest|rc|deprecated))?(?P<suffix>@[^/]+)?$"
@@ -164,6 +172,7 @@ class YandexGPTEmulator(OpenAIEmulator):
     kind = "yandexgpt"
     config_class = YandexGPTConfig
     config: YandexGPTConfig
+    omit_null_finish_reason = True
 
     def __init__(self, config: YandexGPTConfig | None = None) -> None:
         """Start with no issued tokens and no pending operations."""
@@ -328,6 +337,12 @@ class YandexGPTEmulator(OpenAIEmulator):
         result["modelVersion"] = self._version(match)
         return result, bool(options.get("stream"))
 
+    @staticmethod
+    def _draft(result: dict[str, Any]) -> str | None:
+        """Take off the text a stream shows before a late content filter, if any."""
+        draft: str | None = result.pop(_DRAFT_KEY, None)
+        return draft
+
     def _generate(
         self, body: dict[str, Any], messages: list[dict[str, Any]], max_tokens: int | None
     ) -> dict[str, Any]:
@@ -367,6 +382,18 @@ class YandexGPTEmulator(OpenAIEmulator):
         elif "forbidden" in last_user.lower():
             text = CONTENT_FILTER_TEXT
             status = "ALTERNATIVE_STATUS_CONTENT_FILTER"
+        elif "censor" in last_user.lower():
+            # The output filter fires after part of the answer was streamed:
+            # the final status's text (the refusal) replaces the answer.
+            message["text"] = CONTENT_FILTER_TEXT
+            result = self._result(
+                message,
+                "ALTERNATIVE_STATUS_CONTENT_FILTER",
+                input_tokens,
+                count_tokens(CONTENT_FILTER_TEXT),
+            )
+            result[_DRAFT_KEY] = REPLY_PREFIX + "Echo: " + _words(last_user)
+            return result
         elif isinstance(body.get("jsonSchema"), dict):
             schema = body["jsonSchema"].get("schema") or {}
             props = schema.get("properties") if isinstance(schema, dict) else None
@@ -430,16 +457,19 @@ class YandexGPTEmulator(OpenAIEmulator):
     def completion(self, request: Request) -> Response | StreamResponse:
         """Handle ``POST /foundationModels/v1/completion`` (plain and stream)."""
         result, stream = self._completion(request, unary=False)
+        draft = self._draft(result)
         headers = self._headers(request)
         if not stream:
             return json_response({"result": result}, headers=headers)
-        return self._native_stream(result, headers)
+        return self._native_stream(result, headers, draft)
 
     def _native_stream(
-        self, final: dict[str, Any], headers: list[tuple[str, str]]
+        self, final: dict[str, Any], headers: list[tuple[str, str]], draft: str | None = None
     ) -> StreamResponse:
         alternative = final["alternatives"][0]
-        text = alternative["message"].get("text")
+        # PARTIAL lines grow ``draft`` (when the filter fires late) or the
+        # final text; the final line then says what the answer is.
+        text = draft or alternative["message"].get("text")
         usage = final["usage"]
         lines: list[dict[str, Any]] = []
         if text:
@@ -486,6 +516,7 @@ class YandexGPTEmulator(OpenAIEmulator):
     def completion_async(self, request: Request) -> Response:
         """Handle ``completionAsync``: return an Operation, finish it on polls."""
         result, _stream = self._completion(request, unary=True)
+        self._draft(result)
         op_id = "d7q" + secrets.token_hex(8)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         operation = {

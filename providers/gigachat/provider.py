@@ -86,9 +86,12 @@ from providers.gigachat.mapping import (
     cut_at_stop,
     dumps,
     finish_reason,
+    model_version,
     schema_content,
     tool_call_id,
+    unfence_json,
     usage_from_gigachat,
+    without_state_ids,
 )
 from providers.http import HttpClient, iter_sse_json, parse_json
 from xrouter_site.errors import ErrorCode
@@ -205,7 +208,12 @@ class GigaChatProvider(Provider):
         if stream:
             headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
         token = self.tokens.get()
-        for attempt in (1, 2):
+        refreshed = False
+        # Sber's docs say to echo functions_state_id in history, yet some
+        # deployments answer 422 to it: then the request goes once more
+        # without the ids (gpt2giga strips them always).
+        fallback = without_state_ids(body) if isinstance(body, dict) else None
+        while True:
             response = self.http.request(
                 method,
                 self.url(path),
@@ -216,19 +224,27 @@ class GigaChatProvider(Provider):
             if response.status_code == 401:
                 response.close()
                 self.tokens.invalidate(token)
-                if attempt == 1:
+                if not refreshed:
+                    refreshed = True
                     logger.info(
                         "GigaChat token rejected, refreshing", extra={"provider": self.name}
                     )
                     token = self.tokens.get(rejected=token)
                     continue
+            if response.status_code == 422 and fallback is not None:
+                response.close()
+                logger.info(
+                    "GigaChat refused functions_state_id in history, retrying without it",
+                    extra={"provider": self.name},
+                )
+                body, fallback = fallback, None
+                continue
             if response.status_code == 200:
                 return response
             try:
                 self._raise_for_status(response)
             finally:
                 response.close()
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _raise_for_status(self, response: requests.Response) -> None:
         message = ""
@@ -273,7 +289,7 @@ class GigaChatProvider(Provider):
                 choices=choices,
                 usage=usage_from_gigachat(data.get("usage")),
                 created=int(data.get("created") or time.time()),
-                model_version=served if ":" in served else None,
+                model_version=model_version(served),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._bad_shape("a chat completion") from exc
@@ -303,6 +319,8 @@ class GigaChatProvider(Provider):
             content, stopped = cut_at_stop(content, plan.stops)
             if stopped:
                 reason = FinishReason.STOP
+        if content and plan.json_mode and not tool_calls:
+            content = unfence_json(content)
         return Choice(
             index=int(raw.get("index", 0)),
             message=Message(role="assistant", content=content, tool_calls=tool_calls),
@@ -346,7 +364,7 @@ class GigaChatProvider(Provider):
             served = data.get("model")
             if stream.model_version is None and isinstance(served, str) and served:
                 stream.model = served
-                stream.model_version = served if ":" in served else None
+                stream.model_version = model_version(served)
                 stream.created = int(data.get("created") or stream.created)
             usage = usage_from_gigachat(data["usage"]) if data.get("usage") else None
             for choice in data.get("choices") or []:

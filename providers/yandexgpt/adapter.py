@@ -32,8 +32,12 @@ Choices where the spec is uncertain:
   earlier text may "in principle" be revised) cannot be un-sent to an
   OpenAI client: a shorter prefix is ignored, a divergent text ends the
   stream with ``upstream_bad_response`` rather than sending wrong deltas.
-* ``CONTENT_FILTER``: whatever text came with it is passed on (it may be
-  partial or a refusal); ``finish_reason`` says ``content_filter``.
+* ``CONTENT_FILTER``: its text *replaces* the answer (that is how
+  Yandex's own SDK reads it). A plain answer is that text with
+  ``finish_reason: content_filter``. In a stream, a replacement that does
+  not extend what was already streamed cannot be un-sent: the stream ends
+  normally with ``content_filter`` and the replacement as the chunk's
+  ``refusal`` (OpenAI's field for a refusal an SDK can show).
 * Unary endpoints' errors are read in both shapes.
 * ``temperature`` above 1 (OpenAI allows 2) is clamped to Yandex's 1.0
   rather than refused; ``stop``, ``top_p``, ``seed`` and the penalties have
@@ -115,6 +119,7 @@ _STATUS = {
     5: FinishReason.TOOL_CALLS,
 }
 _FINAL_STATUSES = {k for k, v in _STATUS.items() if v is not None}
+_CONTENT_FILTER_STATUSES = {k for k, v in _STATUS.items() if v is FinishReason.CONTENT_FILTER}
 _FOLDER_ERROR = re.compile(r"folder", re.IGNORECASE)
 
 
@@ -426,10 +431,17 @@ class YandexGPTProvider(Provider):
                 stream.model_version = str(result["modelVersion"])
             if result.get("usage"):
                 usage = usage_from_yandex(result["usage"])
+            refusal: str | None = None
             if text.startswith(sent):
                 delta = text[len(sent) :]
             elif sent.startswith(text):
                 delta = ""  # a shorter repeat: nothing new yet
+            elif status in _CONTENT_FILTER_STATUSES:
+                # The output filter fired after part of the answer went out:
+                # its text replaces the answer (Yandex's SDK reads it so).
+                # What was sent cannot be taken back; the stream ends as
+                # content-filtered with the replacement as OpenAI's refusal.
+                delta, refusal = "", text
             else:
                 raise bad_response(
                     self.name,
@@ -452,6 +464,7 @@ class YandexGPTProvider(Provider):
                     content=delta if (delta or not tool_deltas) else None,
                     tool_calls=tool_deltas,
                     finish_reason=finish,
+                    refusal=refusal,
                 )
                 role_sent = True
             if finish is not None:

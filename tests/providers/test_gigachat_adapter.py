@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+import requests
 import time_machine
 
 from providers.base import (
@@ -33,7 +34,13 @@ from providers.emulators.testing import RunningEmulator, start_emulator
 from providers.errors import ProviderError
 from providers.gigachat import GigaChatProvider
 from providers.gigachat.auth import expires_at_seconds
-from providers.gigachat.mapping import StopScanner, function_result, tool_call_id
+from providers.gigachat.mapping import (
+    JSON_MODE_INSTRUCTION,
+    StopScanner,
+    function_result,
+    tool_call_id,
+    usage_from_gigachat,
+)
 
 CREDENTIALS = base64.b64encode(b"adapter:secret").decode()
 FIXTURES = Path(__file__).parent / "fixtures" / "gigachat"
@@ -154,7 +161,7 @@ def test_chat_maps_roles_sampling_and_headers(
     assert headers["x-client-id"] == hashlib.sha256(b"alice@example.com").hexdigest()
     assert headers["authorization"].startswith("Bearer eyJ")
     assert result.model == "GigaChat-2-Max:2.0.28.2"
-    assert result.model_version == "GigaChat-2-Max:2.0.28.2"
+    assert result.model_version == "2.0.28.2"
     assert result.choices[0].message.content == "Ответ: Echo: How are you?"
     assert result.choices[0].finish_reason == FinishReason.STOP
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (16, 5)
@@ -165,8 +172,32 @@ def test_same_session_reports_cached_prompt_tokens(adapter: GigaChatProvider) ->
     request = ChatRequest(
         model="GigaChat-2", messages=[user("one two three")], extra={"session_id": "s-1"}
     )
-    assert adapter.chat(request).usage.cached_tokens == 0
-    assert adapter.chat(request).usage.cached_tokens == 4
+    first = adapter.chat(request).usage
+    assert (first.prompt_tokens, first.cached_tokens, first.billed_prompt_tokens) == (4, 0, 4)
+    second = adapter.chat(request).usage
+    # GigaChat said prompt_tokens 0 + precached 4: OpenAI's prompt_tokens
+    # include the cached part, and only the processed part is billed.
+    assert (second.prompt_tokens, second.cached_tokens, second.billed_prompt_tokens) == (4, 4, 0)
+    assert second.total_tokens == second.prompt_tokens + second.completion_tokens
+    assert second.as_openai()["prompt_tokens_details"]["cached_tokens"] <= second.prompt_tokens
+
+
+def test_cached_tokens_from_the_documented_usage_shape() -> None:
+    """A usage object as GigaChat sends it: the cached part on top of prompt_tokens."""
+    usage = usage_from_gigachat(
+        {
+            "prompt_tokens": 120,
+            "completion_tokens": 30,
+            "total_tokens": 150,
+            "precached_prompt_tokens": 900,
+        }
+    )
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.billed_prompt_tokens) == (
+        1020,
+        900,
+        120,
+    )
+    assert usage.total_tokens == 1050
 
 
 def test_tool_call_round_trip_mapping(emulator: RunningEmulator, adapter: GigaChatProvider) -> None:
@@ -288,17 +319,139 @@ def test_response_format_json_schema_is_emulated(
     assert chunks[-1].finish_reason == FinishReason.STOP
 
 
-def test_response_format_json_object_is_refused(adapter: GigaChatProvider) -> None:
-    """GigaChat has no JSON mode; the adapter says so instead of ignoring it."""
-    with pytest.raises(ProviderError, match="no JSON mode") as caught:
-        adapter.chat(
-            ChatRequest(
-                model="GigaChat-2",
-                messages=[user("hi")],
-                response_format={"type": "json_object"},
-            )
+def test_response_format_json_object_is_emulated(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """LangChain's json_mode: bare JSON asked for in the system message, fence removed."""
+    result = adapter.chat(
+        ChatRequest(
+            model="GigaChat-2",
+            messages=[Message(role="system", content="Be brief."), user("hi there")],
+            response_format={"type": "json_object"},
         )
-    assert (caught.value.status, caught.value.param) == (400, "response_format")
+    )
+    body = sent(emulator)["json"]
+    assert "response_format" not in body
+    assert body["messages"][0] == {
+        "role": "system",
+        "content": "Be brief.\n\n" + JSON_MODE_INSTRUCTION,
+    }
+    content = result.choices[0].message.content
+    assert content is not None
+    assert orjson.loads(content) == {"answer": "Echo: hi there"}
+    # No system message of the client's own: one is added.
+    adapter.chat(
+        ChatRequest(
+            model="GigaChat-2", messages=[user("x")], response_format={"type": "json_object"}
+        )
+    )
+    assert sent(emulator)["json"]["messages"][0] == {
+        "role": "system",
+        "content": JSON_MODE_INSTRUCTION,
+    }
+
+
+def test_tool_schemas_are_normalised_for_gigachat(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """What pydantic and LangChain send ($ref, Optional, type lists) reaches GigaChat flat."""
+    pydantic_schema = {
+        "$defs": {
+            "Unit": {"enum": ["celsius", "fahrenheit"], "title": "Unit", "type": "string"},
+            "Place": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "country": {"type": ["string", "null"]}},
+                "required": ["city"],
+            },
+        },
+        "type": "object",
+        "properties": {
+            "place": {"$ref": "#/$defs/Place"},
+            "unit": {"anyOf": [{"$ref": "#/$defs/Unit"}, {"type": "null"}], "default": None},
+            "days": {"anyOf": [{"type": "integer"}, {"type": "null"}], "description": "1..7"},
+            "level": {"enum": [1, 2, 3]},
+            "tags": {"type": "array"},
+            "contact": {"type": "string", "format": "email"},
+            "when": {"type": "string", "format": "date"},
+            "extra": {"type": "object"},
+        },
+        "required": ["place"],
+    }
+    # The emulator is as strict as GigaChat: the raw schema is a 422.
+    raw = {
+        "model": "GigaChat-2",
+        "messages": [{"role": "user", "content": "weather"}],
+        "functions": [{"name": "weather_forecast", "parameters": pydantic_schema}],
+    }
+    token = adapter.tokens.get()
+    refused = requests.post(
+        emulator.url("/api/v1/chat/completions"),
+        json=raw,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert refused.status_code == 422
+
+    tool = Tool(name="weather_forecast", parameters=pydantic_schema)
+    result = adapter.chat(
+        ChatRequest(model="GigaChat-2", messages=[user("weather in Sochi")], tools=[tool])
+    )
+    assert result.choices[0].finish_reason == FinishReason.TOOL_CALLS
+    assert sent(emulator)["json"]["functions"][0]["parameters"] == {
+        "type": "object",
+        "properties": {
+            "place": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                "required": ["city"],
+            },
+            "unit": {
+                "enum": ["celsius", "fahrenheit"],
+                "title": "Unit",
+                "type": "string",
+                "default": None,
+            },
+            "days": {"type": "integer", "description": "1..7"},
+            "level": {"enum": [1, 2, 3], "type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "contact": {"type": "string"},
+            "when": {"type": "string", "format": "date"},
+            "extra": {"type": "object", "properties": {}},
+        },
+        "required": ["place"],
+    }
+
+
+def test_state_id_is_echoed_then_dropped_on_422(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """Echo functions_state_id as documented; a deployment that refuses it gets one retry."""
+    first = adapter.chat(
+        ChatRequest(model="GigaChat-2", messages=[user("weather in Omsk")], tools=[WEATHER_TOOL])
+    )
+    (call,) = first.choices[0].message.tool_calls
+    history = [
+        user("weather in Omsk"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id=call.id, content='{"t": 3}'),
+    ]
+    request = ChatRequest(model="GigaChat-2", messages=history, tools=[WEATHER_TOOL])
+    adapter.chat(request)
+    assert sent(emulator)["json"]["messages"][1]["functions_state_id"] == call.id[5:]
+
+    emulator.control.set_config(reject_state_ids=True)
+    before = emulator.control.stats()["requests_total"]
+    answer = adapter.chat(request)
+    assert answer.choices[0].message.content == 'Ответ: Function result: {"t":3}'
+    recent = emulator.control.stats()["recent_requests"]
+    assert emulator.control.stats()["requests_total"] - before == 2
+    assert "functions_state_id" in recent[-2]["json"]["messages"][1]
+    assert "functions_state_id" not in recent[-1]["json"]["messages"][1]
+    # Only once: a 422 for another reason is not retried forever.
+    emulator.control.set_config(fault="http_422")
+    with pytest.raises(ProviderError) as caught:
+        adapter.chat(request)
+    assert caught.value.status == 400
 
 
 def test_stop_sequences_are_applied_locally(adapter: GigaChatProvider) -> None:
@@ -332,7 +485,7 @@ def test_stream_plain_and_tool_call(emulator: RunningEmulator, adapter: GigaChat
     stream = adapter.stream(ChatRequest(model="GigaChat-2-Max", messages=[user("one two")]))
     chunks = list(stream)
     stream.close()
-    assert stream.model_version == "GigaChat-2-Max:2.0.28.2"
+    assert stream.model_version == "2.0.28.2"
     assert chunks[0].role == "assistant"
     assert "".join(c.content or "" for c in chunks) == "Ответ: Echo: one two"
     assert [c.usage is not None for c in chunks] == [False] * (len(chunks) - 1) + [True]

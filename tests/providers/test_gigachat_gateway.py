@@ -135,7 +135,7 @@ def test_plain_chat(giga: LiveGateway, emulator: RunningEmulator) -> None:
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (3, 4)
-    assert raw.headers["x-xrouter-model-version"] == "GigaChat-2-Max:2.0.28.2"
+    assert raw.headers["x-xrouter-model-version"] == "2.0.28.2"
     sent = last_chat_request(emulator)
     assert sent["json"]["model"] == "GigaChat-2-Max"
     assert sent["headers"]["x-request-id"] == raw.headers["x-request-id"]
@@ -149,7 +149,7 @@ def test_streaming(giga: LiveGateway) -> None:
         stream=True,
         stream_options={"include_usage": True},
     ) as response:
-        assert response.headers["x-xrouter-model-version"] == "GigaChat-2-Max:2.0.28.2"
+        assert response.headers["x-xrouter-model-version"] == "2.0.28.2"
         chunks = list(response.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Ответ: Echo: Сколько будет 2+2?"

@@ -16,6 +16,7 @@ import requests
 
 from keys.services import CreatedKey
 from providers.emulators.testing import RunningEmulator, start_emulator
+from providers.emulators.yandexgpt import CONTENT_FILTER_TEXT
 
 FOLDER = "b1gemulatorfolder"
 VERSIONS = {"latest": "09.02.2025", "rc": "21.07.2025", "deprecated": "18.01.2024"}
@@ -397,3 +398,32 @@ def test_stream_cut_mid_way_ends_with_an_error_event(
         for chunk in stream:
             received.extend(c.delta.content or "" for c in chunk.choices)
     assert received and "".join(received) != "Ответ 🤖: Echo: " + TEXT
+
+
+def test_native_stream_ending_in_a_late_content_filter_ends_normally(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    """Yandex's output filter replaces an answer already half streamed: no stream error."""
+    client = sdk(gateway, api_key)
+    stream = client.chat.completions.create(
+        model="yandex/yandexgpt",
+        messages=[{"role": "user", "content": "please censor this answer"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["content_filter"]
+    # The start of the echo went out before the filter fired.
+    assert text and ("Ответ 🤖: Echo: please censor this answer").startswith(text)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+    plain = client.chat.completions.create(
+        model="yandex/yandexgpt",
+        messages=[{"role": "user", "content": "please censor this answer"}],
+    )
+    assert plain.choices[0].finish_reason == "content_filter"
+    assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
