@@ -1,4 +1,4 @@
-"""GigaChat emulator: the OAuth host and the classic v1 API in one process.
+"""GigaChat emulator: the OAuth host, the classic v1 API and v2 chat in one process.
 
 Wire formats follow ``shared/specs/gigachat-api.md`` (real traffic recorded
 by the official SDK), so the official ``gigachat`` SDK and our adapter
@@ -25,6 +25,8 @@ cannot tell this process from Sber's hosts:
   ``<model>:<model_version>``. Function calls use ``functions`` /
   ``function_call`` with ``arguments`` as a JSON **object**, one call per
   turn, plus a ``functions_state_id`` uuid.
+* ``POST /api/v2/chat/completions``: the v2 contract, see
+  :mod:`providers.emulators.gigachat_v2`.
 * ``GET /api/v1/models``, ``GET /api/v1/models/{id}``, ``POST
   /api/v1/embeddings`` (per-item usage, no top-level usage), ``POST
   /api/v1/tokens/count`` (a bare JSON array), ``GET /api/v1/balance``.
@@ -110,6 +112,7 @@ from providers.emulators.base import (
     json_response,
     sse_response,
 )
+from providers.emulators.gigachat_v2 import V2_PATH, ChatV2
 from providers.emulators.openai import count_tokens, embedding_vector
 
 __all__ = ["CHAT_MODELS", "EMBEDDING_MODELS", "EMULATOR", "GigaChatConfig", "GigaChatEmulator"]
@@ -334,6 +337,7 @@ class GigaChatEmulator(Emulator):
         self.sessions: dict[str, int] = {}
         self.oauth_window: deque[float] = deque()
         self.in_flight = 0
+        self.v2 = ChatV2(self)
         self._zero_counters()
         super().__init__(config)
 
@@ -349,6 +353,7 @@ class GigaChatEmulator(Emulator):
         """Mount the OAuth route, the v1 API and the extra control endpoint."""
         self.route("POST", OAUTH_PATH, self.oauth)
         self.route("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
+        self.route("POST", V2_PATH, self.v2.handle)
         self.route("GET", f"{API_PREFIX}/models", self.list_models)
         self.route("GET", f"{API_PREFIX}/models/<path:model_id>", self.retrieve_model)
         self.route("POST", f"{API_PREFIX}/embeddings", self.embeddings)
@@ -384,7 +389,7 @@ class GigaChatEmulator(Emulator):
         byte), which only a wrapper of the WSGI iterable can see.
         """
         cap = self.config.max_concurrent
-        if not cap or environ.get("PATH_INFO") != f"{API_PREFIX}/chat/completions":
+        if not cap or environ.get("PATH_INFO") not in (f"{API_PREFIX}/chat/completions", V2_PATH):
             return super().__call__(environ, start_response)
         if self.in_flight >= cap:
             self.stats.record_request(Request(environ), "concurrency")
@@ -533,14 +538,7 @@ class GigaChatEmulator(Emulator):
 
         reply = self._reply(body, messages, functions, function_call)
         prompt_tokens = self._prompt_tokens(messages, functions)
-        session = request.headers.get("x-session-id")
-        cached = self.config.precached_tokens
-        if session:
-            cached = max(cached, self.sessions.get(session, 0))
-            self.sessions.pop(session, None)
-            self.sessions[session] = prompt_tokens
-            if len(self.sessions) > MAX_SESSIONS:
-                self.sessions.pop(next(iter(self.sessions)))
+        cached = self._session_cache(request, prompt_tokens)
         # GigaChat reports the cached part of the prompt on top of the part it
         # processed: prompt_tokens excludes it, total_tokens too.
         cached = min(cached, prompt_tokens)
@@ -569,6 +567,18 @@ class GigaChatEmulator(Emulator):
             },
             headers=headers,
         )
+
+    def _session_cache(self, request: Request, prompt_tokens: int) -> int:
+        """Return the prompt tokens cached for this request's X-Session-ID (and remember it)."""
+        session = request.headers.get("x-session-id")
+        cached = self.config.precached_tokens
+        if session:
+            cached = max(cached, self.sessions.get(session, 0))
+            self.sessions.pop(session, None)
+            self.sessions[session] = prompt_tokens
+            if len(self.sessions) > MAX_SESSIONS:
+                self.sessions.pop(next(iter(self.sessions)))
+        return cached
 
     @staticmethod
     def _messages(raw: object) -> list[dict[str, Any]]:

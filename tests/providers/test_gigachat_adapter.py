@@ -727,3 +727,192 @@ def test_cut_stream_is_retryable_error(
     stream.close()
     assert caught.value.retryable is True
     assert caught.value.code in ("upstream_stream_cut", "upstream_unreachable")
+
+
+# ---- v2 contract -------------------------------------------------------------
+
+V2_PATH = "/api/v2/chat/completions"
+
+
+@pytest.fixture
+def adapter_v2(make_adapter: Callable[..., GigaChatProvider]) -> GigaChatProvider:
+    return make_adapter(contract="v2")
+
+
+def test_v2_plain_chat_maps_parts_options_and_usage(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    result = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[Message(role="system", content="Be brief."), user("one two three")],
+            temperature=0,
+            max_tokens=40,
+            extra={"reasoning_effort": "high", "profanity_check": False, "session_id": "v2-s"},
+        )
+    )
+    body = sent(emulator, V2_PATH)["json"]
+    assert body["messages"] == [
+        {"role": "system", "content": [{"text": "Be brief."}]},
+        {"role": "user", "content": [{"text": "one two three"}]},
+    ]
+    assert body["model_options"] == {
+        "temperature": 0.001,
+        "max_tokens": 40,
+        "reasoning": {"effort": "high"},
+    }
+    assert body["disable_filter"] is True
+    assert "tools" not in body
+    assert result.choices[0].message.content == "Ответ: Echo: one two three"
+    assert result.model_version == "2.0.28.2"
+    # The same session again: the cached part is inside prompt_tokens, unbilled.
+    again = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[Message(role="system", content="Be brief."), user("one two three")],
+            extra={"session_id": "v2-s"},
+        )
+    ).usage
+    assert again.cached_tokens > 0
+    assert again.cached_tokens <= again.prompt_tokens
+    assert again.billed_prompt_tokens == again.prompt_tokens - again.cached_tokens
+
+
+def test_v2_parallel_tool_calls_carry_the_state_id_in_their_ids(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    question = user("What is the weather in Omsk and in Sochi?")
+    first = adapter_v2.chat(
+        ChatRequest(model="GigaChat-3-Ultra", messages=[question], tools=[WEATHER_TOOL])
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == FinishReason.TOOL_CALLS
+    assert [orjson.loads(c.arguments)["location"] for c in choice.message.tool_calls] == [
+        "Omsk",
+        "Sochi",
+    ]
+    ids = [c.id for c in choice.message.tool_calls]
+    state = sent(emulator, V2_PATH)  # the request; the answer's state id is in the ids
+    assert state["json"]["tool_config"] == {"mode": "auto"}
+    assert ids[0].endswith("_0") and ids[1].endswith("_1")
+    state_id = ids[0][len("call_") : -len("_0")]
+    assert ids[1] == f"call_{state_id}_1"
+
+    follow = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[
+                question,
+                Message(role="assistant", tool_calls=choice.message.tool_calls),
+                Message(role="tool", tool_call_id=ids[1], content='{"t": 25}'),
+                Message(role="tool", tool_call_id=ids[0], content="-3"),
+            ],
+            tools=[WEATHER_TOOL],
+        )
+    )
+    history = sent(emulator, V2_PATH)["json"]["messages"]
+    assert history[1]["tools_state_id"] == state_id
+    assert [part["function_call"]["arguments"] for part in history[1]["content"]] == [
+        {"location": "Omsk", "num_days": 1},
+        {"location": "Sochi", "num_days": 1},
+    ]
+    assert history[2] == {
+        "role": "tool",
+        "content": [{"function_result": {"name": "weather_forecast", "result": {"t": 25}}}],
+        "tools_state_id": state_id,
+    }
+    assert history[3]["content"][0]["function_result"]["result"] == {"result": -3}
+    assert follow.choices[0].message.content == ('Ответ: Function result: {"t":25} {"result":-3}')
+
+
+def test_v2_without_the_state_id_the_emulator_refuses_like_gigachat(
+    adapter_v2: GigaChatProvider,
+) -> None:
+    call = ToolCall(id="call_from_elsewhere", name="weather_forecast", arguments="{}")
+    with pytest.raises(ProviderError) as caught:
+        adapter_v2.chat(
+            ChatRequest(
+                model="GigaChat-3-Ultra",
+                messages=[
+                    user("weather in Omsk"),
+                    Message(role="assistant", tool_calls=[call]),
+                    Message(role="tool", tool_call_id=call.id, content="{}"),
+                ],
+                tools=[WEATHER_TOOL],
+            )
+        )
+    assert caught.value.status == 400
+
+
+def test_v2_tool_choice_required_and_named(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    request = ChatRequest(model="GigaChat-3-Ultra", messages=[user("hello")], tools=[WEATHER_TOOL])
+    request.tool_choice = "required"
+    assert adapter_v2.chat(request).choices[0].finish_reason == FinishReason.TOOL_CALLS
+    assert sent(emulator, V2_PATH)["json"]["tool_config"] == {"mode": "any"}
+    request.tool_choice = {"type": "function", "function": {"name": "weather_forecast"}}
+    assert adapter_v2.chat(request).choices[0].message.tool_calls
+    assert sent(emulator, V2_PATH)["json"]["tool_config"] == {
+        "mode": "forced",
+        "function_name": "weather_forecast",
+    }
+    request.tool_choice = "none"
+    assert adapter_v2.chat(request).choices[0].message.tool_calls == []
+    assert "tools" not in sent(emulator, V2_PATH)["json"]
+    request.tool_choice = "required"
+    request.parallel_tool_calls = False
+    request.messages = [user("weather in Omsk and in Sochi")]
+    assert len(adapter_v2.chat(request).choices[0].message.tool_calls) == 1
+
+
+def test_v2_streams_text_and_parallel_calls(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    stream = adapter_v2.stream(ChatRequest(model="GigaChat-3-Ultra", messages=[user("one two")]))
+    chunks = list(stream)
+    stream.close()
+    assert stream.model_version == "2.0.28.2"
+    assert chunks[0].role == "assistant"
+    assert "".join(c.content or "" for c in chunks) == "Ответ: Echo: one two"
+    assert chunks[-1].finish_reason == FinishReason.STOP and chunks[-1].usage is not None
+    assert sent(emulator, V2_PATH)["json"]["stream"] is True
+
+    calls = list(
+        adapter_v2.stream(
+            ChatRequest(
+                model="GigaChat-3-Ultra",
+                messages=[user("weather in Omsk and in Sochi")],
+                tools=[WEATHER_TOOL],
+            )
+        )
+    )
+    deltas = [d for c in calls for d in c.tool_calls]
+    assert [(d.index, d.name) for d in deltas] == [(0, "weather_forecast"), (1, "weather_forecast")]
+    assert calls[-1].finish_reason == FinishReason.TOOL_CALLS
+
+
+def test_v2_stream_without_the_done_event_is_cut(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    emulator.control.set_config(fault="cut")
+    with pytest.raises(ProviderError) as caught:
+        list(adapter_v2.stream(ChatRequest(model="GigaChat-3-Ultra", messages=[user("a b c")])))
+    assert caught.value.retryable is True
+
+
+def test_v2_native_json_schema(emulator: RunningEmulator, adapter_v2: GigaChatProvider) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    result = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[user("where in Kazan")],
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        )
+    )
+    assert sent(emulator, V2_PATH)["json"]["model_options"]["response_format"] == {
+        "type": "json_schema",
+        "schema": schema,
+        "strict": True,
+    }
+    assert orjson.loads(result.choices[0].message.content or "") == {"city": "Kazan"}

@@ -56,11 +56,23 @@ providers:
       scope: GIGACHAT_API_PERS
       auth_url: {base_url}/api/v2/oauth
       read_timeout: 2
+  - name: giga-v2
+    kind: gigachat
+    base_url: {base_url}/api/v1
+    api_key_env: TEST_GIGACHAT_CREDENTIALS
+    options:
+      scope: GIGACHAT_API_PERS
+      auth_url: {base_url}/api/v2/oauth
+      contract: v2
+      read_timeout: 2
 models:
   - id: gigachat/max
     provider: giga
     upstream: GigaChat-2-Max
     pricing: {{prompt: 1.95, completion: 1.95}}
+  - id: gigachat/ultra
+    provider: giga-v2
+    upstream: GigaChat-3-Ultra
   - id: gigachat/embeddings
     type: embedding
     provider: giga
@@ -119,7 +131,7 @@ def ask(gateway: LiveGateway, text: str = "Привет", **kwargs: Any) -> Any:
 
 def last_chat_request(emulator: RunningEmulator) -> dict[str, Any]:
     for entry in reversed(emulator.control.stats()["recent_requests"]):
-        if entry["path"] == "/api/v1/chat/completions":
+        if entry["path"] in ("/api/v1/chat/completions", "/api/v2/chat/completions"):
             return entry  # type: ignore[no-any-return]
     raise AssertionError("no chat request reached the emulator")
 
@@ -378,3 +390,41 @@ def test_two_workers_share_one_token(
     assert len(workers) == 2
     assert served == set(workers), "both workers called the emulator"
     assert stats["token_requests"] == 1
+
+
+def test_v2_model_makes_two_parallel_calls_and_answers_after_both(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    """OpenAI tool calling end to end on the v2 contract, the state id carried in the ids."""
+    client = giga.client()
+    question = {"role": "user", "content": "What is the weather in Omsk and in Sochi?"}
+    first = client.chat.completions.create(
+        model="gigachat/ultra", messages=[question], tools=WEATHER_TOOLS
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert len(calls) == 2 and len({c.id for c in calls}) == 2
+    results = [
+        {"role": "tool", "tool_call_id": call.id, "content": f'{{"t": {n}}}'}
+        for n, call in enumerate(calls)
+    ]
+    second = client.chat.completions.create(
+        model="gigachat/ultra",
+        messages=[question, choice.message.model_dump(exclude_none=True), *results],
+        tools=WEATHER_TOOLS,
+    )
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == 'Ответ: Function result: {"t":0} {"t":1}'
+    assert last_chat_request(emulator)["path"] == "/api/v2/chat/completions"
+
+
+def test_v2_tool_choice_required(giga: LiveGateway, emulator: RunningEmulator) -> None:
+    answer = giga.client().chat.completions.create(
+        model="gigachat/ultra",
+        messages=[{"role": "user", "content": "hello"}],
+        tools=WEATHER_TOOLS,
+        tool_choice="required",
+    )
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert last_chat_request(emulator)["json"]["tool_config"] == {"mode": "any"}
