@@ -35,7 +35,10 @@ Deterministic replies (tests rely on them):
   streamed rather than extending it); plain answers carry the refusal.
 * The OpenAI surface's stream chunks leave ``finish_reason`` out until the
   finishing chunk, as Yandex does (``"finish_reason": null`` crashed
-  ``yandex-ai-studio-sdk``).
+  ``yandex-ai-studio-sdk``). Its tool calls use the function name as the
+  id, YandexGPT-style (one call per "in <City>", so two cities give two
+  calls with the same id), and ``model`` comes back without the folder
+  (``qwen3-235b-a22b-fp8/latest``).
 * ``jsonSchema``: a JSON object filled from the schema; ``jsonObject``:
   ``{"answer": <echo text>}``.
 * ``maxTokens`` keeps the first N words, status ``TRUNCATED_FINAL``.
@@ -173,6 +176,15 @@ class YandexGPTEmulator(OpenAIEmulator):
     config_class = YandexGPTConfig
     config: YandexGPTConfig
     omit_null_finish_reason = True
+    call_per_place = True
+    call_ids_are_names = True
+
+    def served_model(self, model: str) -> str:
+        """The OpenAI surface answers with the model URI's tail, without the folder."""
+        match = _URI_RE.match(model)
+        if match is None:
+            return model
+        return match.group("model") + (f"/{match.group('branch')}" if match.group("branch") else "")
 
     def __init__(self, config: YandexGPTConfig | None = None) -> None:
         """Start with no issued tokens and no pending operations."""

@@ -51,6 +51,7 @@ Choices where the spec is uncertain:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -541,6 +542,20 @@ class YandexGPTProvider(Provider):
 
     def _openai_request(self, request: ChatRequest) -> ChatRequest:
         request.model = self.model_uri(request.model)
+        # Give the surface back the tool-call ids it issued (see _OpenAISurface).
+        request.messages = [
+            dataclasses.replace(
+                message,
+                tool_calls=[
+                    dataclasses.replace(call, id=surface_call_id(call.id))
+                    for call in message.tool_calls
+                ],
+                tool_call_id=surface_call_id(message.tool_call_id)
+                if message.tool_call_id
+                else None,
+            )
+            for message in request.messages
+        ]
         return request
 
 
@@ -562,6 +577,56 @@ class _OpenAISurface(OpenAICompatibleProvider):
         # The /v1 surface takes the folder as OpenAI's project header.
         headers["OpenAI-Project"] = self.owner.folder_id
         return headers
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Chat, with unique tool-call ids and the model named without the folder."""
+        response = super().chat(request)
+        response.model = model_name(response.model)
+        for choice in response.choices:
+            for index, call in enumerate(choice.message.tool_calls):
+                call.id = unique_call_id(index, call.id)
+        return response
+
+    def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
+        for chunk in super()._parse_stream(response, stream):
+            stream.model = model_name(stream.model)
+            for delta in chunk.tool_calls:
+                if delta.id:
+                    delta.id = unique_call_id(delta.index, delta.id)
+            yield chunk
+
+
+#: Our wrapper around the surface's tool-call ids: ``ycid_<position>_<id>``.
+_SURFACE_ID = re.compile(r"^ycid_\d+_(?P<id>.+)$", re.DOTALL)
+
+
+def unique_call_id(index: int, surface_id: str) -> str:
+    """Return a per-answer unique id for a surface tool call.
+
+    YandexGPT-style answers on the OpenAI surface use the function name as
+    the id, so one function called twice gives two equal ids, and OpenAI
+    clients match results to calls by id. The position makes them unique;
+    :func:`surface_call_id` restores what the surface expects back.
+    """
+    return f"ycid_{index}_{surface_id}"
+
+
+def surface_call_id(call_id: str) -> str:
+    """Undo :func:`unique_call_id` (other ids pass unchanged)."""
+    match = _SURFACE_ID.match(call_id)
+    return match.group("id") if match else call_id
+
+
+def model_name(model: str) -> str:
+    """``gpt://<folder>/qwen3-235b-a22b-fp8/latest`` -> ``qwen3-235b-a22b-fp8/latest``.
+
+    The surface answers without the folder; requests carry the full URI.
+    """
+    if "://" not in model:
+        return model
+    _scheme, _, rest = model.partition("://")
+    _folder, _, name = rest.partition("/")
+    return name or model
 
 
 def _prepend(first: ChatChunk | None, rest: Iterator[ChatChunk]) -> Iterator[ChatChunk]:

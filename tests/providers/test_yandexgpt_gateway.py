@@ -43,12 +43,21 @@ providers:
     base_url: {base_url}
     api_key_env: YANDEXGPT_API_KEY
     options: {{folder_id: {FOLDER}, read_timeout: 2}}
+  - name: yandex-openai
+    kind: yandexgpt
+    base_url: {base_url}/v1
+    api_key_env: YANDEXGPT_API_KEY
+    options: {{folder_id: {FOLDER}, surface: openai, read_timeout: 2}}
   - name: yandex-wrong-folder
     kind: yandexgpt
     base_url: {base_url}
     api_key_env: YANDEXGPT_API_KEY
     options: {{folder_id: b1gsomeoneelse}}
 models:
+  - id: yandex/aliceai-llm
+    name: Alice AI LLM
+    provider: yandex-openai
+    upstream: aliceai-llm/latest
   - id: yandex/yandexgpt
     name: YandexGPT Pro
     provider: yandex
@@ -427,3 +436,63 @@ def test_native_stream_ending_in_a_late_content_filter_ends_normally(
     )
     assert plain.choices[0].finish_reason == "content_filter"
     assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
+
+
+def test_alice_ai_through_the_openai_surface_with_two_calls_of_one_function(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    """The surface names both calls after the function; the client sees unique ids."""
+    client = sdk(gateway, api_key)
+    plain = client.chat.completions.with_raw_response.create(
+        model="yandex/aliceai-llm", messages=[{"role": "user", "content": "Привет"}]
+    )
+    assert plain.parse().choices[0].message.content == "Ответ: Echo: Привет"
+    sent = emulator.control.stats()["last_request"]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["json"]["model"] == f"gpt://{FOLDER}/aliceai-llm/latest"
+
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    question = {"role": "user", "content": "weather in Omsk and in Sochi"}
+    first = client.chat.completions.create(
+        model="yandex/aliceai-llm", messages=[question], tools=tools
+    )
+    calls = first.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["weather", "weather"]
+    assert len({c.id for c in calls}) == 2
+    second = client.chat.completions.create(
+        model="yandex/aliceai-llm",
+        messages=[
+            question,
+            first.choices[0].message.model_dump(exclude_none=True),
+            *[
+                {"role": "tool", "tool_call_id": c.id, "content": f"t={n}"}
+                for n, c in enumerate(calls)
+            ],
+        ],
+        tools=tools,
+    )
+    assert second.choices[0].finish_reason == "stop"
+    history = emulator.control.stats()["last_request"]["json"]["messages"]
+    # The surface gets its own ids back.
+    assert [c["id"] for c in history[1]["tool_calls"]] == ["weather", "weather"]
+    assert [m["tool_call_id"] for m in history[2:]] == ["weather", "weather"]
+
+    stream = client.chat.completions.create(
+        model="yandex/aliceai-llm", messages=[question], tools=tools, stream=True
+    )
+    ids = [
+        call.id
+        for chunk in stream
+        for choice in chunk.choices
+        for call in choice.delta.tool_calls or []
+        if call.id
+    ]
+    assert len(ids) == 2 and len(set(ids)) == 2

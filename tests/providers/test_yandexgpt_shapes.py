@@ -393,3 +393,12 @@ def test_late_content_filter_replaces_the_streamed_answer(emulator: RunningEmula
     assert [c.finish_reason for c in finishing] == [FinishReason.CONTENT_FILTER]
     assert finishing[0].refusal == CONTENT_FILTER_TEXT
     assert chunks[-1].usage is not None
+
+
+def test_surface_model_names_are_normalised() -> None:
+    from providers.yandexgpt.adapter import model_name, surface_call_id, unique_call_id
+
+    assert model_name(f"gpt://{FOLDER}/qwen3-235b-a22b-fp8/latest") == "qwen3-235b-a22b-fp8/latest"
+    assert model_name("qwen3-235b-a22b-fp8/latest") == "qwen3-235b-a22b-fp8/latest"
+    assert surface_call_id(unique_call_id(1, "get_weather")) == "get_weather"
+    assert surface_call_id("call_abc") == "call_abc"
