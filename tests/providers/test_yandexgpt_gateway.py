@@ -8,6 +8,7 @@ the routing of versioned ids and the error mapping over real HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -496,3 +497,14 @@ def test_alice_ai_through_the_openai_surface_with_two_calls_of_one_function(
         if call.id
     ]
     assert len(ids) == 2 and len(set(ids)) == 2
+
+
+def test_example_catalog_loads(load_catalog: Callable[[str], None]) -> None:
+    """catalog/yandexgpt.example.yaml is a valid catalog, surface models included."""
+    from routing.table import get_table
+
+    text = (Path(__file__).resolve().parents[2] / "catalog" / "yandexgpt.example.yaml").read_text()
+    load_catalog(text)
+    table = get_table()
+    assert table.models["yandex/aliceai-llm"].deployments[0].upstream == "aliceai-llm/latest"
+    assert table.providers["yandex-openai"].config.options["surface"] == "openai"
