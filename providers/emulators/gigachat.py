@@ -112,6 +112,14 @@ from providers.emulators.base import (
     json_response,
     sse_response,
 )
+from providers.emulators.gigachat_text import (
+    JSON_ASKED_RE,
+    PLACE_RE,
+    REPLY_PREFIX,
+    WEATHER_RE,
+    echo_words,
+    fake_value,
+)
 from providers.emulators.gigachat_v2 import V2_PATH, ChatV2
 from providers.emulators.openai import count_tokens, embedding_vector
 
@@ -153,8 +161,6 @@ ROLES = frozenset(
     {"system", "user", "assistant", "function", "search_result", "function_in_progress"}
 )
 FINISH_REASONS = ("", "stop", "length", "function_call", "blacklist", "error")
-REPLY_PREFIX = "Ответ: "
-ECHO_WORDS = 50
 #: What GigaChat answers when a topic is on Sber's blacklist.
 BLACKLIST_REPLY = (
     "Не люблю менять тему разговора, но вот сейчас тот самый случай. "
@@ -162,9 +168,6 @@ BLACKLIST_REPLY = (
 )
 _RQUID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_WEATHER_RE = re.compile(r"\bweather\b", re.IGNORECASE)
-_PLACE_RE = re.compile(r"\bin\s+([A-ZА-ЯЁ][\w-]*)")
-_JSON_ASKED_RE = re.compile(r"\bJSON object\b")
 
 
 def _unsupported_schema_part(node: object, path: str = "") -> str:
@@ -267,11 +270,6 @@ def _invalid(message: str) -> HTTPError:
     return HTTPError(422, f"Invalid params: {message}")
 
 
-def _words(text: str, limit: int = ECHO_WORDS) -> str:
-    words = text.split()
-    return " ".join(words[:limit]) if words else "(empty)"
-
-
 def _split_text(text: str, pieces: int) -> list[str]:
     """Split ``text`` into at most ``pieces`` non-empty runs of whole characters."""
     if not text:
@@ -284,35 +282,6 @@ def _split_text(text: str, pieces: int) -> list[str]:
         out.append(text[pos : pos + step])
         pos += step
     return out
-
-
-def fake_value(name: str, schema: object, place: str, depth: int = 0) -> object:
-    """Return a deterministic value for a JSON-schema property."""
-    if not isinstance(schema, dict) or depth > 8:
-        return None
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind is None and isinstance(schema.get("properties"), dict):
-        kind = "object"
-    if kind == "string":
-        lowered = name.lower()
-        return place if any(k in lowered for k in ("location", "city", "place")) else "mock"
-    if kind in ("integer", "number"):
-        return 1
-    if kind == "boolean":
-        return True
-    if kind == "array":
-        return []
-    if kind == "object":
-        properties = schema.get("properties")
-        if not isinstance(properties, dict):
-            return {}
-        return {key: fake_value(key, sub, place, depth + 1) for key, sub in properties.items()}
-    return None
 
 
 @dataclass
@@ -692,7 +661,7 @@ class GigaChatEmulator(Emulator):
         last_user = next(
             (m.get("content", "") for m in reversed(messages) if m["role"] == "user"), ""
         )
-        place_match = _PLACE_RE.search(last_user)
+        place_match = PLACE_RE.search(last_user)
         place = place_match.group(1) if place_match else "Moscow"
 
         if forced == "blacklist":
@@ -703,7 +672,7 @@ class GigaChatEmulator(Emulator):
             and (
                 isinstance(function_call, dict)
                 or forced == "function_call"
-                or (last["role"] == "user" and _WEATHER_RE.search(last.get("content", "")))
+                or (last["role"] == "user" and WEATHER_RE.search(last.get("content", "")))
             )
         )
         if wants_call:
@@ -727,15 +696,15 @@ class GigaChatEmulator(Emulator):
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             document = fake_value("", response_format.get("schema") or {}, place)
             text = orjson.dumps(document).decode()
-        elif _JSON_ASKED_RE.search(system):
+        elif JSON_ASKED_RE.search(system):
             # Asked for bare JSON in words: answers in JSON, but fenced, as
             # chat models like to.
-            document = {"answer": "Echo: " + _words(last_user)}
+            document = {"answer": "Echo: " + echo_words(last_user)}
             text = "```json\n" + orjson.dumps(document).decode() + "\n```"
         elif last["role"] == "function":
-            text = REPLY_PREFIX + "Function result: " + _words(last.get("content", ""))
+            text = REPLY_PREFIX + "Function result: " + echo_words(last.get("content", ""))
         else:
-            text = REPLY_PREFIX + "Echo: " + _words(last_user)
+            text = REPLY_PREFIX + "Echo: " + echo_words(last_user)
         words = text.split()
         finish = "error" if forced == "error" else "stop"
         limit = body.get("max_tokens")

@@ -32,10 +32,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
+from providers.emulators import gigachat_text as replies
 from providers.emulators.base import (
     HTTPError,
     Request,
@@ -45,14 +46,23 @@ from providers.emulators.base import (
 )
 from providers.emulators.openai import _split_text, count_tokens
 
-if TYPE_CHECKING:
-    from providers.emulators.gigachat import GigaChatEmulator
-
 __all__ = ["V2_PATH", "ChatV2"]
 
 V2_PATH = "/api/v2/chat/completions"
 TOOL_MODES = ("auto", "forced", "any", "none")
 MAX_STATES = 10_000
+
+
+class Host(Protocol):
+    """What the v2 handler uses of the GigaChat emulator (auth, knobs, caches)."""
+
+    config: Any
+
+    def _body(self, request: Request) -> dict[str, Any]: ...
+    def _known_model(self, body: dict[str, Any], types: Any) -> str: ...
+    def _functions(self, raw: object, *, strict: bool) -> list[dict[str, Any]]: ...
+    def _session_cache(self, request: Request, prompt_tokens: int) -> int: ...
+    def _x_headers(self, request: Request) -> list[tuple[str, str]]: ...
 
 
 def _invalid(message: str) -> HTTPError:
@@ -79,7 +89,7 @@ def _text_of(message: dict[str, Any]) -> str:
 class ChatV2:
     """The v2 chat handler; one per emulator, sharing its knobs and sessions."""
 
-    def __init__(self, emulator: GigaChatEmulator) -> None:
+    def __init__(self, emulator: Host) -> None:
         """Remember the emulator whose auth, knobs and helpers the handler uses."""
         self.emulator = emulator
         # tools_state_id -> function names called in that answer (recent ones).
@@ -87,8 +97,6 @@ class ChatV2:
 
     def handle(self, request: Request) -> Response | StreamResponse:
         """Handle ``POST /api/v2/chat/completions`` (plain and SSE)."""
-        from providers.emulators import gigachat as v1
-
         emulator = self.emulator
         body = emulator._body(request)
         model = emulator._known_model(body, ("chat",))
@@ -113,14 +121,14 @@ class ChatV2:
 
         last = messages[-1]
         last_user = next((_text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")
-        places = [p.rstrip("?.!,") for p in v1._PLACE_RE.findall(last_user)] or ["Moscow"]
+        places = [p.rstrip("?.!,") for p in replies.PLACE_RE.findall(last_user)] or ["Moscow"]
         state_id: str | None = None
         parts: list[dict[str, Any]]
         wants_call = (
             bool(specs)
             and mode != "none"
             and last.get("role") == "user"
-            and (mode in ("forced", "any") or bool(v1._WEATHER_RE.search(last_user)))
+            and (mode in ("forced", "any") or bool(replies.WEATHER_RE.search(last_user)))
         )
         if wants_call:
             spec = next(
@@ -131,7 +139,7 @@ class ChatV2:
                 {
                     "function_call": {
                         "name": spec["name"],
-                        "arguments": v1.fake_value(
+                        "arguments": replies.fake_value(
                             "", {"type": "object", **(spec.get("parameters") or {})}, place
                         ),
                     }
@@ -245,13 +253,11 @@ class ChatV2:
     def _text_reply(
         messages: list[dict[str, Any]], options: dict[str, Any], last_user: str, place: str
     ) -> str:
-        from providers.emulators import gigachat as v1
-
         last = messages[-1]
         response_format = options.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             return orjson.dumps(
-                v1.fake_value("", response_format.get("schema") or {}, place)
+                replies.fake_value("", response_format.get("schema") or {}, place)
             ).decode()
         if last.get("role") == "tool":
             results = [
@@ -261,12 +267,12 @@ class ChatV2:
                 for part in message["content"]
                 if isinstance(part.get("function_result"), dict)
             ]
-            return v1.REPLY_PREFIX + "Function result: " + " ".join(results)
+            return replies.REPLY_PREFIX + "Function result: " + " ".join(results)
         system = _text_of(messages[0]) if messages[0].get("role") == "system" else ""
-        if v1._JSON_ASKED_RE.search(system):
-            document = {"answer": "Echo: " + v1._words(last_user)}
+        if replies.JSON_ASKED_RE.search(system):
+            document = {"answer": "Echo: " + replies.echo_words(last_user)}
             return "```json\n" + orjson.dumps(document).decode() + "\n```"
-        return v1.REPLY_PREFIX + "Echo: " + v1._words(last_user)
+        return replies.REPLY_PREFIX + "Echo: " + replies.echo_words(last_user)
 
     def _stream(
         self,
