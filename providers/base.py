@@ -289,6 +289,13 @@ class Provider:
     """
 
     kind: ClassVar[str] = ""
+    #: Keys of ``ChatRequest.extra`` this adapter sends upstream; the gateway
+    #: names the others in ``x-xrouter-ignored-params``.
+    extra_params: ClassVar[frozenset[str]] = frozenset()
+
+    def accepted_extra(self) -> frozenset[str]:
+        """Return the ``ChatRequest.extra`` keys this instance sends upstream."""
+        return self.extra_params
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         self.config = config

@@ -84,6 +84,7 @@ from providers.errors import ProviderError, bad_response, error_from_status, ret
 from providers.gigachat import v2
 from providers.gigachat.auth import TokenManager
 from providers.gigachat.mapping import (
+    PASSTHROUGH_FIELDS,
     ChatPlan,
     StopScanner,
     bad_request,
@@ -124,6 +125,7 @@ class GigaChatProvider(Provider):
     """Adapter for Sber's GigaChat (see the module docstring for options)."""
 
     kind = "gigachat"
+    extra_params = frozenset(PASSTHROUGH_FIELDS)
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         options = config.options

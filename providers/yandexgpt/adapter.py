@@ -170,6 +170,11 @@ class YandexGPTProvider(Provider):
     """YandexGPT adapter; ``surface: openai`` delegates to the /v1 surface."""
 
     kind = "yandexgpt"
+    extra_params = frozenset({"reasoning_mode"})
+
+    def accepted_extra(self) -> frozenset[str]:
+        """reasoningOptions exist on the native API only."""
+        return self.extra_params if self._openai is None else frozenset()
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         """Check the options and set up authentication."""

@@ -428,3 +428,115 @@ def test_v2_tool_choice_required(giga: LiveGateway, emulator: RunningEmulator) -
     )
     assert answer.choices[0].finish_reason == "tool_calls"
     assert last_chat_request(emulator)["json"]["tool_config"] == {"mode": "any"}
+
+
+# ---- per-request GigaChat options, X-Session-ID and cached-token billing ---------
+
+
+def test_gigachat_options_are_validated_and_passed_through(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model="gigachat/max",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={
+            "repetition_penalty": 1.2,
+            "update_interval": 0.5,
+            "profanity_check": False,
+            "flags": ["no_cache"],
+            "reasoning_effort": "high",
+        },
+    )
+    assert "x-xrouter-ignored-params" not in raw.headers
+    sent = last_chat_request(emulator)["json"]
+    assert {k: sent[k] for k in ("repetition_penalty", "update_interval", "flags")} == {
+        "repetition_penalty": 1.2,
+        "update_interval": 0.5,
+        "flags": ["no_cache"],
+    }
+    assert (sent["profanity_check"], sent["reasoning_effort"]) == (False, "high")
+
+    # Yandex's own option means nothing to GigaChat: served, and said so.
+    noted = client.chat.completions.with_raw_response.create(
+        model="gigachat/max",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"reasoningOptions": {"mode": "DISABLED"}},
+    )
+    assert noted.headers["x-xrouter-ignored-params"] == "reasoningOptions"
+
+    for body, param in (
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"flags": "no_cache"}, "flags"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"profanity_check": "yes"}, "profanity_check"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="gigachat/max", messages=[{"role": "user", "content": "hi"}], extra_body=body
+            )
+        assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+def test_session_id_caches_the_prompt_and_cached_tokens_are_not_billed(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    messages: Any = [{"role": "user", "content": "a long stable system prefix and a question"}]
+    costs = []
+    usages = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gigachat/max", messages=messages, extra_headers={"X-Session-ID": "conv-7"}
+        )
+        assert last_chat_request(emulator)["headers"]["x-session-id"] == "conv-7"
+        usages.append(raw.parse().usage)
+        costs.append(generation_cost(giga, raw.headers["x-request-id"]))
+    first, second = usages
+    assert first.prompt_tokens_details.cached_tokens == 0
+    # The whole prompt is cached the second time: OpenAI's invariants hold...
+    assert second.prompt_tokens == first.prompt_tokens
+    assert second.prompt_tokens_details.cached_tokens == second.prompt_tokens
+    assert second.total_tokens == second.prompt_tokens + second.completion_tokens
+    # ...and only what Sber bills is charged (RUB 1.95 per 1K, completion only).
+    assert costs[1] == pytest.approx(1.95 * second.completion_tokens / 1000)
+    assert costs[0] == pytest.approx(1.95 * (first.prompt_tokens + first.completion_tokens) / 1000)
+
+
+def test_session_id_from_user_and_bad_session_ids(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    messages: Any = [{"role": "user", "content": "first question"}]
+    client.chat.completions.create(model="gigachat/max", messages=messages, user="alice")
+    derived = last_chat_request(emulator)["headers"]["x-session-id"]
+    assert derived.startswith("alice:")
+    # The next turn of the same conversation keeps the id.
+    client.chat.completions.create(
+        model="gigachat/max",
+        messages=[
+            *messages,
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "y"},
+        ],
+        user="alice",
+    )
+    assert last_chat_request(emulator)["headers"]["x-session-id"] == derived
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gigachat/max", messages=messages, extra_headers={"X-Session-ID": "no spaces"}
+        )
+    assert caught.value.body["param"] == "X-Session-ID"  # type: ignore[index]
+
+
+def generation_cost(gateway: LiveGateway, request_id: str) -> float:
+    """The billed cost of one request, from its usage record."""
+    from routing.models import UsageRecord
+    from routing.usage import records
+
+    sink = records.stream_sink()
+    if sink is not None:
+        while sink.consume_once(block_ms=10):
+            pass
+    records.flush_all()
+    return float(UsageRecord.objects.get(request_id=request_id).cost_rub)

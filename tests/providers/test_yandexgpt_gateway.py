@@ -18,6 +18,8 @@ import requests
 from keys.services import CreatedKey
 from providers.emulators.testing import RunningEmulator, start_emulator
 from providers.emulators.yandexgpt import CONTENT_FILTER_TEXT
+from routing.models import UsageRecord
+from routing.usage import records as usage_records
 
 FOLDER = "b1gemulatorfolder"
 VERSIONS = {"latest": "09.02.2025", "rc": "21.07.2025", "deprecated": "18.01.2024"}
@@ -415,28 +417,42 @@ def test_native_stream_ending_in_a_late_content_filter_ends_normally(
 ) -> None:
     """Yandex's output filter replaces an answer already half streamed: no stream error."""
     client = sdk(gateway, api_key)
-    stream = client.chat.completions.create(
+    messages: Any = [{"role": "user", "content": "please censor this answer"}]
+    with client.chat.completions.with_streaming_response.create(
         model="yandex/yandexgpt",
-        messages=[{"role": "user", "content": "please censor this answer"}],
+        messages=messages,
         stream=True,
         stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    finishes = [
-        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
-    ]
-    assert finishes == ["content_filter"]
-    # The start of the echo went out before the filter fired.
-    assert text and ("Ответ 🤖: Echo: please censor this answer").startswith(text)
+    ) as response:
+        stream_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    choices = [c.choices[0] for c in chunks if c.choices]
+    text = "".join(choice.delta.content or "" for choice in choices)
+    finishing = [choice for choice in choices if choice.finish_reason]
+    assert [choice.finish_reason for choice in finishing] == ["content_filter"]
+    # The start of the echo went out before the filter fired; the refusal
+    # that replaced it comes as OpenAI's delta.refusal.
+    assert text and "Ответ 🤖: Echo: please censor this answer".startswith(text)
+    assert finishing[0].delta.refusal == CONTENT_FILTER_TEXT
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
-    plain = client.chat.completions.create(
-        model="yandex/yandexgpt",
-        messages=[{"role": "user", "content": "please censor this answer"}],
+    raw = client.chat.completions.with_raw_response.create(
+        model="yandex/yandexgpt", messages=messages
     )
+    plain = raw.parse()
     assert plain.choices[0].finish_reason == "content_filter"
     assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
+    # Both usage records say the answer was content-filtered.
+    ids = {stream_id, raw.headers["x-request-id"]}
+    sink = usage_records.stream_sink()
+    if sink is not None:
+        while sink.consume_once(block_ms=10):
+            pass
+    usage_records.flush_all()
+    found = dict(
+        UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "finish_reason")
+    )
+    assert found == dict.fromkeys(ids, "content_filter")
 
 
 def test_alice_ai_through_the_openai_surface_with_two_calls_of_one_function(
@@ -508,3 +524,31 @@ def test_example_catalog_loads(load_catalog: Callable[[str], None]) -> None:
     table = get_table()
     assert table.models["yandex/aliceai-llm"].deployments[0].upstream == "aliceai-llm/latest"
     assert table.providers["yandex-openai"].config.options["surface"] == "openai"
+
+
+def test_reasoning_options_reach_the_native_api_and_others_are_noted(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    client = sdk(gateway, api_key)
+    raw = client.chat.completions.with_raw_response.create(
+        model="yandex/yandexgpt",
+        messages=[{"role": "user", "content": "think"}],
+        extra_body={"reasoningOptions": {"mode": "ENABLED_HIDDEN"}, "repetition_penalty": 1.1},
+    )
+    sent = emulator.control.stats()["last_request"]["json"]
+    assert sent["completionOptions"]["reasoningOptions"] == {"mode": "ENABLED_HIDDEN"}
+    assert raw.headers["x-xrouter-ignored-params"] == "repetition_penalty"
+    # The OpenAI surface has no reasoningOptions: noted, not sent.
+    surface = client.chat.completions.with_raw_response.create(
+        model="yandex/aliceai-llm",
+        messages=[{"role": "user", "content": "think"}],
+        extra_body={"reasoningOptions": {"mode": "DISABLED"}},
+    )
+    assert surface.headers["x-xrouter-ignored-params"] == "reasoningOptions"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="yandex/yandexgpt",
+            messages=[{"role": "user", "content": "think"}],
+            extra_body={"reasoningOptions": {"mode": "LOUD"}},
+        )
+    assert caught.value.body["param"] == "reasoningOptions.mode"  # type: ignore[index]
