@@ -79,6 +79,8 @@ def relay(
                     continue
             if chunk.content:
                 relayed_chars += len(chunk.content)
+            if chunk.finish_reason is not None:
+                ctx.finish_reason = str(chunk.finish_reason)
             yield _sse({**base, "choices": [chunk_dict(chunk)]})
             if ctx.decision is not None and time.monotonic() >= next_renewal:
                 # A long stream keeps its concurrency slot.
