@@ -11,19 +11,37 @@ DEV_STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xrouter
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint format type migrations-check check bench services clean
+.PHONY: run test lint format type migrations-check check bench services clean lock lock-check
+
+# Installs come from the hash-pinned locks (scripts/lock.py), never from the
+# ranges in requirements*.txt directly: a re-uploaded or tampered release fails.
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes
+# uv resolves the locks (`make lock`); it is not needed to install them.
+UV_VERSION := 0.13.9
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+$(STAMP): requirements.lock requirements.txt | $(PY)
+	$(PY) scripts/lock.py check
+	$(PIP_INSTALL) -r requirements.lock
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(DEV_STAMP): requirements.lock requirements-dev.lock requirements.txt requirements-dev.txt | $(PY)
+	$(PY) scripts/lock.py check
+	$(PIP_INSTALL) -r requirements-dev.lock
 	touch $(STAMP) $@
+
+# Re-resolve requirements.lock and requirements-dev.lock after editing
+# requirements*.txt; pins that still fit are kept (UPGRADE=1 moves them all).
+lock: | $(PY)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(PY) scripts/lock.py compile $(if $(UPGRADE),--upgrade)
+
+# Fails, naming the fix, when requirements*.txt and the locks disagree.
+lock-check: | $(PY)
+	$(PY) scripts/lock.py check
 
 run: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
