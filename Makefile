@@ -11,7 +11,8 @@ DEV_STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xrouter
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint format type migrations-check check bench services clean lock lock-check
+.PHONY: run test lint format type migrations-check check bench services clean lock lock-check \
+	deploy-check image
 
 # Installs come from the hash-pinned locks (scripts/lock.py), never from the
 # ranges in requirements*.txt directly: a re-uploaded or tampered release fails.
@@ -74,6 +75,23 @@ check: lint type migrations-check test
 
 bench: $(DEV_STAMP) services
 	$(PY) bench/run.py $(SCENARIOS)
+
+# Tools of deploy-check in their own venv, from their own hash lock.
+DEPLOY_TOOLS := var/deploy-tools
+$(DEPLOY_TOOLS)/.installed: deploy/requirements-deploy.lock
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --require-hashes -r deploy/requirements-deploy.lock
+	touch $@
+
+# Offline: helm lint + template (default and deploy/helm/examples/*), every
+# object against the Kubernetes schemas, the chart's promises, Containerfile lint.
+deploy-check: $(DEPLOY_TOOLS)/.installed
+	$(DEPLOY_TOOLS)/bin/python deploy/check.py
+
+# Build deploy/Containerfile with buildah (debootstrap'd Debian base) and run
+# the smoke test inside the image: /healthz and one chat call to the emulator.
+image:
+	bash scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) var artifacts

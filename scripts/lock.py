@@ -58,6 +58,8 @@ LOCKS = (
         ("requirements.txt", "requirements-dev.txt"),
         constraint="requirements.lock",
     ),
+    # make deploy-check's own tools (helm SDK, Kubernetes schemas), own venv.
+    Lock("deploy/requirements-deploy.lock", ("deploy/requirements-deploy.txt",)),
 )
 
 
@@ -188,7 +190,7 @@ def main() -> int:
     for problem in problems:
         print(f"lock check: {problem}", file=sys.stderr)
     if not problems:
-        print("lock check: requirements.lock and requirements-dev.lock match their inputs")
+        print("lock check: " + ", ".join(lock.output for lock in LOCKS) + " match their inputs")
     return 1 if problems else 0
 
 
