@@ -12,7 +12,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xrouter
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test lint format type migrations-check check bench services clean lock lock-check \
-	deploy-check image
+	deploy-check image migrations-lint
 
 # Installs come from the hash-pinned locks (scripts/lock.py), never from the
 # ranges in requirements*.txt directly: a re-uploaded or tampered release fails.
@@ -71,7 +71,14 @@ type: $(DEV_STAMP)
 migrations-check: $(DEV_STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
 
-check: lint type migrations-check test
+# Expand/contract: fail a migration the previous release, still serving
+# during a deploy, could not run against (django-migration-linter).
+migrations-lint: $(DEV_STAMP) services
+	DATABASE_URL=$(TEST_DATABASE_URL) LOG_LEVEL=WARNING \
+		DJANGO_SETTINGS_MODULE=xrouter_site.settings_migration_lint \
+		$(PY) manage.py lintmigrations -q ok ignore
+
+check: lint type migrations-check migrations-lint test
 
 bench: $(DEV_STAMP) services
 	$(PY) bench/run.py $(SCENARIOS)
