@@ -12,7 +12,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xrouter
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test lint format type migrations-check check bench services clean lock lock-check \
-	deploy-check image migrations-lint
+	deploy-check image migrations-lint drill-deploy drill-redis drill-postgres
 
 # Installs come from the hash-pinned locks (scripts/lock.py), never from the
 # ranges in requirements*.txt directly: a re-uploaded or tampered release fails.
@@ -99,6 +99,23 @@ deploy-check: $(DEPLOY_TOOLS)/.installed
 # the smoke test inside the image: /healthz and one chat call to the emulator.
 image:
 	bash scripts/build-image.sh
+
+# Failure drills: real components on loopback (ports 27000-27999), bounded
+# load, one fault, promises checked; each exits 1 when one is broken and
+# stops what it started. Not in `make test` (about a minute each); their
+# last output is in docs/operations.md. DRILL_ARGS passes options.
+DRILL_APT = bash scripts/ensure-packages.sh
+drill-deploy: $(STAMP) services
+	$(DRILL_APT) haproxy:haproxy
+	$(PY) deploy/drills/drill_deploy.py $(DRILL_ARGS)
+
+drill-redis: $(STAMP) services
+	$(DRILL_APT) redis-sentinel:redis-sentinel
+	$(PY) deploy/drills/drill_redis.py $(DRILL_ARGS)
+
+drill-postgres: $(STAMP) services
+	$(DRILL_APT) patroni:patroni etcd:etcd-server etcdctl:etcd-client
+	$(PY) deploy/drills/drill_postgres.py $(DRILL_ARGS)
 
 clean:
 	rm -rf $(VENV) var artifacts
