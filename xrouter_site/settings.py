@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+
+from xrouter_site import database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,7 +149,9 @@ WSGI_APPLICATION = "xrouter_site.wsgi.application"
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {
-        "default": dj_database_url.parse(
+        # A libpq host list (h1:5432,h2:5432/db?target_session_attrs=read-write)
+        # is accepted for HA PostgreSQL: xrouter_site.database_url.
+        "default": database_url.parse(
             DATABASE_URL,
             conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
             # A persistent connection that died in a failover is replaced

@@ -101,13 +101,17 @@ class Drill:
                 cleanup()
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         logfile = (self.dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             argv,
             env={**os.environ, **(env or {})},
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             stdout=logfile,
             stderr=subprocess.STDOUT,
             start_new_session=True,
