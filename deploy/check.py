@@ -121,7 +121,7 @@ def check_refused() -> None:
         try:
             render(deep_set(base, dotted, value))
         except helm_python.HelmError as exc:
-            first = str(exc).strip().splitlines()[0][:140]
+            first = " ".join(str(exc).split())[:160]
             print(f"  ok   refused {dotted}={value!r} ({reason}): {first}")
         else:
             fail("values", f"{dotted}={value!r} ({reason}) was accepted")
@@ -199,9 +199,18 @@ def check_promises(name: str, values: dict[str, Any] | None, objs: list[Any]) ->
     for probe, path in probes.items():
         if container.get(probe, {}).get("httpGet", {}).get("path") != path:
             fail(where, f"gateway {probe} is not GET {path}")
-    sleep = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
-    if not sleep or sleep[0] != "sleep":
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    script = " ".join(pre_stop or [])
+    env_names = {item["name"]: item.get("value") for item in container["env"]}
+    drain_file = env_names.get("XROUTER_DRAIN_FILE")
+    if "sleep" not in script:
         fail(where, "gateway has no preStop sleep")
+    if not drain_file or f"touch {drain_file}" not in script:
+        fail(where, "the preStop hook does not create XROUTER_DRAIN_FILE (readiness 503 first)")
+    readiness = container.get("readinessProbe", {})
+    unready_after = readiness.get("periodSeconds", 10) * readiness.get("failureThreshold", 3)
+    if unready_after >= merged["gateway"]["preStopSleepSeconds"]:
+        fail(where, f"readiness fails after {unready_after}s, not within the preStop sleep")
     drain = merged["gateway"]["preStopSleepSeconds"] + merged["gateway"]["gracefulTimeoutSeconds"]
     if pod["terminationGracePeriodSeconds"] <= drain:
         fail(where, f"terminationGracePeriodSeconds <= preStop + graceful ({drain})")

@@ -495,6 +495,11 @@ XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 # once. Below gunicorn's worker_connections so the worker can still answer.
 XROUTER_MAX_INFLIGHT_PER_WORKER = env_int("XROUTER_MAX_INFLIGHT_PER_WORKER", 3000)
 
+# While this file exists /readyz answers 503 "draining": a preStop hook
+# creates it so the pod leaves the load balancers before SIGTERM. gunicorn
+# removes a stale one at start (deploy/gunicorn.conf.py). Empty: off.
+XROUTER_DRAIN_FILE = env_str("XROUTER_DRAIN_FILE")
+
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)
 

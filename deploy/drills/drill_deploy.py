@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 from common import (
     Drill,
@@ -63,7 +64,8 @@ frontend xrouter
 backend gateways
     balance leastconn
     option httpchk
-    http-check send meth GET uri /healthz hdr Host localhost
+    # Readiness: 503 once the instance's drain file exists (XROUTER_DRAIN_FILE).
+    http-check send meth GET uri /readyz hdr Host localhost
     server blue 127.0.0.1:{BLUE} check inter 1s fall 2 rise 1
     server green 127.0.0.1:{GREEN} check inter 1s fall 2 rise 1 disabled
     server blue-2 127.0.0.1:{BLUE2} check inter 1s fall 2 rise 1 disabled
@@ -125,7 +127,11 @@ def main() -> int:
         manage(env, "migrate", "--noinput")
         manage({**env, "XROUTER_CATALOG": catalog}, "loadcatalog")
         key = manage(env, "createapikey", "--team", "drill", "--name", "drill").splitlines()[-1]
-        gateway(drill, "blue", BLUE, env, catalog)
+
+        def drain(name: str) -> str:
+            return str(drill.dir / f"draining-{name}")
+
+        gateway(drill, "blue", BLUE, {**env, "XROUTER_DRAIN_FILE": drain("blue")}, catalog)
         drill.start("haproxy", [haproxy, "-f", haproxy_config(drill), "-db"])
         wait_port(FRONT, 10)
 
@@ -148,20 +154,29 @@ def main() -> int:
             stops.append(f"{name} {took:.1f}s")
             log(f"{name} drained and exited {took:.1f}s after SIGTERM")
 
-        # (at second, new instance, old instance)
+        # (at second, new instance, old instance, how the old one leaves):
+        # "admin" drains it in HAProxy (blue-green by the load balancer),
+        # "readiness" creates its drain file, as the chart's preStop hook
+        # does, and HAProxy's /readyz check takes it out (rolling).
         plan = [
-            (args.seconds * 0.25, ("green", GREEN), ("blue", BLUE)),
-            (args.seconds * 0.6, ("blue-2", BLUE2), ("green", GREEN)),
+            (args.seconds * 0.25, ("green", GREEN), ("blue", BLUE), "admin"),
+            (args.seconds * 0.6, ("blue-2", BLUE2), ("green", GREEN), "readiness"),
         ]
-        for at, (new, new_port), (old, _old_port) in plan:
+        for at, (new, new_port), (old, _old_port), how in plan:
             if new not in drill.processes:
-                gateway(drill, new, new_port, env, catalog)
+                gateway(drill, new, new_port, {**env, "XROUTER_DRAIN_FILE": drain(new)}, catalog)
             time.sleep(max(0.0, at - (time.monotonic() - started)))
             admin(drill, f"enable server gateways/{new}")
             admin(drill, f"set server gateways/{new} state ready")
-            admin(drill, f"set server gateways/{old} state drain")
+            if how == "admin":
+                admin(drill, f"set server gateways/{old} state drain")
+            else:
+                Path(drain(old)).touch()
+                deadline = time.monotonic() + 15
+                while "op=0" not in server_state(drill, old) and time.monotonic() < deadline:
+                    time.sleep(0.2)
             log(
-                f"+{time.monotonic() - started:.0f}s switched {old} -> {new} "
+                f"+{time.monotonic() - started:.0f}s switched {old} -> {new} by {how} "
                 f"({new}: {server_state(drill, new)}, {old}: {server_state(drill, old)})"
             )
             time.sleep(0.5)
@@ -181,7 +196,7 @@ def main() -> int:
         rows = {
             **{k: v for k, v in summary.items() if k != "first_errors"},
             "error_rate": f"{summary['error_rate'] * 100:.3f} %",
-            "switches": " then ".join(f"{o}->{n}" for _a, (n, _p), (o, _q) in plan),
+            "switches": ", ".join(f"{o}->{n} ({how})" for _a, (n, _p), (o, _q), how in plan),
             "streams open at SIGTERM": ", ".join(
                 f"{name} {n}" for (name, _at), n in zip(sigterms, in_flight, strict=True)
             ),
