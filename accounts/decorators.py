@@ -6,12 +6,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
-from django.utils.translation import gettext as _
 
 from accounts.models import Membership
 from accounts.selectors import membership_current, membership_list_for_user
@@ -37,7 +35,7 @@ def team_required(
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         membership = membership_current(request)
         if membership is None:
-            messages.info(request, _("Create a team or open an invitation link to start."))
+            # The teams page itself says what to do; no message on top of it.
             return redirect("accounts:teams")
         request.membership = membership  # type: ignore[attr-defined]
         # For the team switcher in the page header.

@@ -128,7 +128,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 password=form.cleaned_data["password1"],
             )
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, _("Welcome! Create a team to get your first key."))
+            messages.success(request, _("Welcome, %(user)s!") % {"user": user.username})
             return redirect(_safe_next(request, reverse("accounts:teams")))
     return render(
         request,

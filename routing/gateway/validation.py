@@ -75,7 +75,12 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(name, "an integer", value)
     if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
+        if high is None:
+            bound = f"at least {low}"
+        elif low == high:
+            bound = f"exactly {low}"
+        else:
+            bound = f"between {low} and {high}"
         raise _value_error(name, f"must be {bound}, got {value}.")
     return value
 

@@ -115,7 +115,8 @@ def _lookup(
         )
     if route.type != kind:
         raise InvalidRequest(
-            f"The model '{model_id}' is a {route.type} model and cannot serve this endpoint.",
+            f"The model '{model_id}' is {'an' if route.type[:1] in 'aeiou' else 'a'} "
+            f"{route.type} model and cannot serve this endpoint.",
             param=param,
             code=ErrorCode.UNSUPPORTED_OPERATION,
         )
