@@ -28,6 +28,8 @@ _DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["'self'
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Pages without a <link rel="icon"> (API docs, admin) still get one.
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     # Dashboard, accounts and the management API (accounts, keys apps).
     path("", include("keys.urls")),

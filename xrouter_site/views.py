@@ -8,10 +8,17 @@ import os
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 logger = logging.getLogger(__name__)
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """``/favicon.ico`` for pages that name no icon (API docs, admin, browsers' guess)."""
+    return HttpResponsePermanentRedirect(static("xrouter/favicon.svg"))
 
 
 @require_GET

@@ -29,6 +29,8 @@ PUBLIC = {
     "i18n/setlang/",
     "healthz",
     "readyz",
+    # The site icon: a redirect to a static file.
+    "favicon.ico",
     # OAuth 2.0: clients authenticate in the request body or header (RFC
     # 6749/7009/7662), not with a session; each refuses what it must.
     ".well-known/oauth-authorization-server",
