@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 from django.db.models import Max
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from accounts.decorators import TeamRequest, team_required
 from routing.models import UsageRollupDay
 from routing.usage import charts, selectors
 from routing.usage.forms import RequestLogForm, UsageOverviewForm, UsageRangeForm
+from xrouter_site.templatetags.xrouter import format_rub
 
 REQUESTS_PER_PAGE = 50
 # Deep OFFSET pages get slow on millions of rows; narrow the dates instead.
@@ -30,11 +31,11 @@ MAX_PAGE = 200
 
 
 def _rub(value: float) -> str:
-    return f"{value:,.2f}".replace(",", "\u202f") if value >= 1 else f"{value:.4f}"
+    return format_rub(value)
 
 
 def _ms(value: float) -> str:
-    return f"{value:.0f} ms"
+    return _("%(ms)s ms") % {"ms": number_format(round(value), 0, force_grouping=True)}
 
 
 @team_required
@@ -91,7 +92,6 @@ def usage_overview(request: TeamRequest) -> HttpResponse:
             "legend": [(label, charts.color(i)) for i, label in enumerate(summary.labels)],
             "latency_legend": [("p50", charts.color(0)), ("p95", charts.color(1))],
             "rolled_at": rolled,
-            "cost_total": summary.overall.cost_rub.quantize(Decimal("0.01")),
         },
     )
 

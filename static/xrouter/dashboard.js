@@ -3,6 +3,17 @@
   "use strict";
   document.documentElement.classList.add("js");
 
+  // The folded navigation of small screens opens and closes with its button.
+  var toggle = document.querySelector(".nav-toggle");
+  if (toggle) {
+    var bar = toggle.closest(".topbar");
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      var open = bar.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
   // Switchers submit on change; their submit buttons are hidden when JS runs.
   document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });

@@ -49,8 +49,10 @@ def test_home_shows_keys_usage_and_models(cast: Cast, alice: Client) -> None:
     html = alice.get("/").content.decode()
     assert "acme prod" in html and cast.alice_key.api_key.masked in html
     assert "globex prod" not in html
-    assert "local/mock" in html and "0.500000" in html
-    assert "Used in the last 24 hours" in html
+    # 0.5 and 1.5 RUB per 1K tokens, shown per million with two decimals.
+    assert "local/mock" in html
+    assert '<td class="num">500.00</td>' in html and '<td class="num">1,500.00</td>' in html
+    assert "key used in the last 24 hours" in html and "just now" in html
 
 
 def test_list_search_and_status_filter(cast: Cast, alice: Client) -> None:
