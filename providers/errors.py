@@ -22,8 +22,11 @@ class ProviderError(Exception):
     retryable; errors caused by the request itself (400, 404, 413, 422) and
     bad credentials (401, 403) are not. ``status`` is the HTTP status the
     gateway should answer with; ``retry_after`` is the upstream's hint in
-    seconds. ``message`` must be safe to show a client: adapters strip
-    tokens and upstream internals from it.
+    seconds. ``message`` is shown to the client (plain answer or the
+    terminal event of a stream) and logged, so it goes through
+    :func:`sanitize_upstream_message` here, the one sanitiser for every
+    adapter and both paths: whatever upstream text an adapter puts in it,
+    credentials come out masked and the length bounded.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         param: str | None = None,
     ) -> None:
+        message = sanitize_upstream_message(message, limit=500)
         super().__init__(message)
         self.message = message
         self.provider = provider

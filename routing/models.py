@@ -218,12 +218,29 @@ class Deployment(models.Model):
 class UsageRecord(models.Model):
     """What one request did and cost; written in batches off the hot path.
 
-    ``request_id`` is unique so a redelivered record is inserted once.
-    ``attempts`` keeps the chain of upstream attempts (provider, status,
-    error) when routing fell back; only the attempt that served is billed.
+    ``generation_id`` is the gateway's own id of the request (``gen-...``,
+    the response ``id``): it is unique, so a redelivered record is inserted
+    once, and no client can choose it. ``correlation_id`` is the
+    ``X-Request-ID`` the client saw echoed (its own when sane): searchable,
+    never a key. ``upstream_id`` is the provider's response id, kept for
+    support and never shown as ours. ``attempts`` keeps the chain of
+    upstream attempts (provider, status, error) when routing fell back; only
+    the attempt that served is billed. ``usage_anomaly`` says what was
+    clamped when the provider reported implausible usage.
+
+    ``request_id`` is the old unique key, kept for one release so workers
+    of the previous release (which insert ``ON CONFLICT (request_id)``) keep
+    working during a rolling deploy; this release writes the generation id
+    into it. The contract release drops it (see migration 0006).
     """
 
     request_id = models.CharField(max_length=128, unique=True)
+    generation_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Database defaults, so inserts of the previous release (which name none
+    # of these columns) keep working during a rolling deploy.
+    correlation_id = models.CharField(max_length=128, blank=True, db_default="")
+    upstream_id = models.CharField(max_length=200, blank=True, db_default="")
+    usage_anomaly = models.CharField(max_length=200, blank=True, db_default="")
     created_at = models.DateTimeField(db_index=True)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
     key = models.ForeignKey(
@@ -260,10 +277,45 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["team", "-created_at"], name="usage_team_created"),
             models.Index(fields=["key", "-created_at"], name="usage_key_created"),
+            models.Index(fields=["team", "correlation_id"], name="usage_team_correlation"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.served_model or self.requested_model} {self.status}"
+        return f"{self.generation} {self.served_model or self.requested_model} {self.status}"
+
+    @property
+    def generation(self) -> str:
+        """Return the record's id (rows written by an older release lack one)."""
+        return self.generation_id or self.request_id
+
+
+class LimiterEntry(models.Model):
+    """One entry of the database limiter, used when there is no Redis.
+
+    A request in a sliding-window log (``weight`` 1, or its tokens), a
+    concurrency lease, or (``member`` empty) a budget counter in
+    micro-roubles; ``expires_ms`` is when it stops counting, in Unix
+    milliseconds. See :mod:`routing.limits.database`.
+    """
+
+    limit_key = models.CharField(max_length=255)
+    member = models.CharField(max_length=64)
+    weight = models.BigIntegerField()
+    expires_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("limiter entry")
+        verbose_name_plural = _("limiter entries")
+        constraints = [
+            models.UniqueConstraint(fields=["limit_key", "member"], name="limiter_key_member")
+        ]
+        indexes = [
+            models.Index(fields=["limit_key", "expires_ms"], name="limiter_key_expires"),
+            models.Index(fields=["expires_ms"], name="limiter_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.limit_key} {self.member or 'counter'} {self.weight}"
 
 
 class UsageDaily(models.Model):

@@ -73,18 +73,27 @@ def running_gateway(
     env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     timeout: float = 30.0,
+    unset: tuple[str, ...] = (),
+    own_database: bool = False,
 ) -> Iterator[Gateway]:
-    """Start gunicorn with the repo's config; stop it on exit."""
-    if connection.settings_dict[
-        "ENGINE"
-    ] == "django.db.backends.sqlite3" and connection.settings_dict["NAME"].startswith("file:"):
+    """Start gunicorn with the repo's config; stop it on exit.
+
+    ``unset`` names environment variables the processes must not see;
+    ``own_database`` leaves ``DATABASE_URL`` alone instead of pointing the
+    processes at the test database (a zero-config run brings its own).
+    """
+    if not own_database and (
+        connection.settings_dict["ENGINE"] == "django.db.backends.sqlite3"
+        and connection.settings_dict["NAME"].startswith("file:")
+    ):
         raise RuntimeError("the gateway processes need a file or PostgreSQL test database")
     port = free_port()
     full_env = dict(os.environ)
+    if not own_database:
+        full_env["DATABASE_URL"] = test_database_url()
     full_env.update(
         {
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": test_database_url(),
             "XROUTER_BIND": f"127.0.0.1:{port}",
             "WEB_CONCURRENCY": str(workers),
             "XROUTER_CATALOG": "",
@@ -92,6 +101,8 @@ def running_gateway(
         }
     )
     full_env.update(env or {})
+    for name in unset:
+        full_env.pop(name, None)
     log_dir = log_dir or Path(os.environ.get("XROUTER_TEST_LOG_DIR", "/tmp"))
     log_path = log_dir / f"gateway-{port}.log"
     with open(log_path, "wb") as log:

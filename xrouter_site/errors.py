@@ -62,6 +62,8 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMIT_TOKENS = "rate_limit_tokens"
     CONCURRENCY_LIMIT = "concurrency_limit"
     INSUFFICIENT_BUDGET = "insufficient_budget"
+    # Recorded (status 499), never sent: the client was gone.
+    CLIENT_DISCONNECTED = "client_disconnected"
 
 
 class XRouterError(Exception):

@@ -20,6 +20,9 @@ _SECRET_PATTERNS = [
     re.compile(r"\beyJ[0-9A-Za-z_-]{10,}\.[0-9A-Za-z_-]{10,}\.[0-9A-Za-z_-]*"),
     re.compile(r"\bt1\.[0-9A-Za-z_.-]{20,}"),
     re.compile(r"\bAQVN[0-9A-Za-z_-]{20,}"),
+    # OpenAI-style upstream keys, which OpenAI-compatible upstreams echo back
+    # in "Incorrect API key provided: sk-..." errors.
+    re.compile(r"\bsk-[0-9A-Za-z_-]{16,}"),
 ]
 _SENSITIVE_KEYS = frozenset(
     {

@@ -181,8 +181,15 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(VAR_DIR / "xrouter.sqlite3"),
             # Several gunicorn workers share the file: wait for the write
-            # lock instead of failing with "database is locked".
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # lock instead of failing with "database is locked". They also
+            # share rate limits and budgets through it (routing.limits.database):
+            # WAL lets readers run beside the one writer, and NORMAL sync
+            # (safe in WAL) keeps each short limiter commit off the fsync path.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -511,6 +518,17 @@ XROUTER_LIMITER_BATCH = env_bool("XROUTER_LIMITER_BATCH", True)
 XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
 # Completion tokens reserved for a request that sets no max_tokens.
 XROUTER_DEFAULT_COMPLETION_ESTIMATE = env_int("XROUTER_DEFAULT_COMPLETION_ESTIMATE", 1024)
+# A request whose budget cannot cover its reservation is served with
+# max_tokens capped to what the budget affords, down to this many tokens;
+# below that it is refused (402).
+XROUTER_BUDGET_MIN_COMPLETION_TOKENS = env_int("XROUTER_BUDGET_MIN_COMPLETION_TOKENS", 16)
+# The largest max_tokens a request may ask for (a model's context_length,
+# when the catalog gives one, bounds it further): larger gets a 400.
+XROUTER_MAX_TOKENS_CAP = env_int("XROUTER_MAX_TOKENS_CAP", 262_144)
+# Upstream usage above this many tokens per field (or above the model's
+# context) is clamped and the record flagged: a provider's count is not
+# trusted blindly (one claiming 10^12 tokens must not bill or break a batch).
+XROUTER_USAGE_MAX_TOKENS = env_int("XROUTER_USAGE_MAX_TOKENS", 2_000_000)
 # A concurrency slot expires this long after its last renewal.
 XROUTER_LEASE_TTL_SECONDS = env_int("XROUTER_LEASE_TTL_SECONDS", 60)
 

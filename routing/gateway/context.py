@@ -32,14 +32,30 @@ from xrouter_site.errors import XRouterError, error_response
 access_log = logging.getLogger("xrouter.access")
 logger = logging.getLogger(__name__)
 
+# Tokens a provider may add around the prompt (roles, separators, a system
+# prompt of its own) beyond the body's bytes.
+PROMPT_TOKEN_SLACK = 1024
+
 
 @dataclass(slots=True)
 class CallContext:
     """What one request did: for limits, usage, metrics and the access log."""
 
+    # The X-Request-ID echoed to the client: a correlation field, never a key.
     request_id: str
     method: str
     path: str
+    # The gateway's own id: response ``id``, X-Generation-Id, the record's key.
+    generation_id: str = field(default_factory=records.new_generation_id)
+    # The provider's response id: stored for support, never shown as ours.
+    upstream_id: str = ""
+    # The completion tokens the upstream was allowed (bounds its usage report).
+    max_tokens: int | None = None
+    # Set when a budget could not cover the reservation: max_tokens sent.
+    capped_max_tokens: int | None = None
+    usage_anomaly: str = ""
+    # Size of the request body: an upper bound of its prompt tokens.
+    body_bytes: int = 0
     started: float = field(default_factory=time.perf_counter)
     created: float = field(default_factory=time.time)
     endpoint: str = ""
@@ -80,7 +96,7 @@ class CallContext:
         self.finished = True
         if self.on_finish is not None:
             self.on_finish()
-        served = self.usage or Usage()
+        served = self.plausible(self.usage) if self.usage is not None else Usage()
         if self.route is not None and self.usage is not None:
             self.cost = cost_rub(self.route.prompt_price, self.route.completion_price, served)
         if self.decision is not None:
@@ -94,11 +110,45 @@ class CallContext:
         self._metrics(served)
         self._log()
 
+    def plausible(self, reported: Usage) -> Usage:
+        """Clamp what upstream reported to what the request could have used.
+
+        The clamped usage is what the client is shown and billed; the
+        record says what was changed (``usage_anomaly``).
+        """
+        cap = settings.XROUTER_USAGE_MAX_TOKENS
+        context = self.route.context_length if self.route is not None else None
+        prompt_cap = min(context or cap, cap)
+        if self.body_bytes:
+            # No tokenizer makes more tokens than the prompt has bytes (byte
+            # fallback is one token per byte); the slack covers the special
+            # tokens a provider adds around messages.
+            prompt_cap = min(prompt_cap, self.body_bytes + PROMPT_TOKEN_SLACK)
+        completion_cap = prompt_cap if self.max_tokens is None else min(self.max_tokens, prompt_cap)
+        served, note = records.plausible_usage(
+            reported, prompt_cap=prompt_cap, completion_cap=completion_cap
+        )
+        if note:
+            self.usage_anomaly = note
+            self.usage = served
+            logger.warning(
+                "implausible upstream usage clamped",
+                extra={
+                    "generation_id": self.generation_id,
+                    "provider": self.provider,
+                    "anomaly": note,
+                },
+            )
+        return served
+
     def _record_usage(self, served: Usage) -> None:
         assert self.principal is not None and self.requested_model is not None
         records.record(
             records.UsageEvent(
                 request_id=self.request_id,
+                generation_id=self.generation_id,
+                upstream_id=self.upstream_id[:200],
+                usage_anomaly=self.usage_anomaly,
                 created=self.created,
                 team_id=self.principal.team_id,
                 key_id=self.principal.key_id,
@@ -146,6 +196,7 @@ class CallContext:
         principal = self.principal
         entry: dict[str, Any] = {
             "request_id": self.request_id,
+            "generation_id": self.generation_id,
             "method": self.method,
             "path": self.path,
             "status": self.status,

@@ -67,6 +67,20 @@ def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
+def _identify(response: HttpResponseBase, ctx: gateway.CallContext) -> None:
+    """Name the request on every ``/v1/`` answer; forbid caching it.
+
+    ``X-Generation-Id`` is the gateway's key of the request (what
+    ``/api/v1/generation?id=`` takes); ``X-Request-ID`` echoes the client's
+    correlation id. API answers are per key and may carry secrets (model
+    output), so no cache along the way may keep them.
+    """
+    response["X-Request-ID"] = ctx.request_id
+    response["X-Generation-Id"] = ctx.generation_id
+    response["Cache-Control"] = "no-store"
+    response["Content-Security-Policy"] = API_CSP
+
+
 class GatewayMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
@@ -87,15 +101,13 @@ class GatewayMiddleware:
         response: HttpResponseBase
         if self.inflight >= self.max_inflight:
             response = ctx.fail(Overloaded())
-            response["X-Request-ID"] = ctx.request_id
-            response["Content-Security-Policy"] = API_CSP
+            _identify(response, ctx)
             ctx.finish()
             return response
         self.inflight += 1
         ctx.on_finish = self._done
         response = self._dispatch(request, ctx, path)
-        response["X-Request-ID"] = ctx.request_id
-        response["Content-Security-Policy"] = API_CSP
+        _identify(response, ctx)
         if self.served_by:
             response["X-Served-By"] = self.served_by
         if not response.streaming:

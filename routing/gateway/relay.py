@@ -23,7 +23,7 @@ from providers.errors import ProviderError
 from routing.gateway.context import CallContext
 from routing.gateway.openai_format import chunk_dict
 from routing.limits.limiter import limiter
-from xrouter_site.errors import error_body
+from xrouter_site.errors import ErrorCode, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def relay(
     usage is what upstream reported, or an estimate of the text relayed.
     """
     base = {
-        "id": stream.id or f"chatcmpl-{ctx.request_id}",
+        "id": ctx.generation_id,
         "object": "chat.completion.chunk",
         "created": stream.created,
         "model": ctx.model,
@@ -87,19 +87,28 @@ def relay(
                 limiter.settle(ctx.decision, renew=True)
                 next_renewal = time.monotonic() + renew_every
         if include_usage:
-            yield _sse({**base, "choices": [], "usage": (reported or Usage()).as_openai()})
+            shown = ctx.plausible(reported) if reported is not None else Usage()
+            yield _sse({**base, "choices": [], "usage": shown.as_openai()})
         yield SSE_DONE
         ctx.stream_complete = True
     except ProviderError as exc:
-        # Bytes already reached the client: no switch to another provider,
-        # only a terminal error event in OpenAI's stream error shape.
-        ctx.status = exc.status
-        ctx.error_code = exc.code
-        logger.warning(
-            "upstream stream failed",
-            extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
+        yield _stream_error(ctx, exc)
+    except Exception:
+        # An adapter choked on an event it did not expect (valid JSON of the
+        # wrong shape): still a terminal error event, never a dropped stream.
+        logger.exception(
+            "upstream stream event could not be read",
+            extra={"request_id": ctx.request_id, "provider": ctx.provider},
         )
-        yield _sse(error_body(exc.message, code=exc.code, type_="api_error"))
+        yield _stream_error(
+            ctx,
+            ProviderError(
+                f"{ctx.provider} sent a stream event the gateway cannot read",
+                provider=ctx.provider or "",
+                retryable=False,
+                code=ErrorCode.UPSTREAM_BAD_RESPONSE,
+            ),
+        )
     finally:
         stream.close()
         if reported is None:
@@ -111,6 +120,22 @@ def relay(
             )
         ctx.usage = reported
         ctx.finish()
+
+
+def _stream_error(ctx: CallContext, exc: ProviderError) -> bytes:
+    """Return the terminal error event of a stream that failed mid-way.
+
+    Bytes already reached the client: no switch to another provider, only
+    one error event in OpenAI's stream error shape (the message went through
+    ProviderError's sanitiser, like a plain error's).
+    """
+    ctx.status = exc.status
+    ctx.error_code = exc.code
+    logger.warning(
+        "upstream stream failed",
+        extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
+    )
+    return _sse(error_body(exc.message, code=exc.code, type_="api_error"))
 
 
 class RelayResponse(StreamingHttpResponse):

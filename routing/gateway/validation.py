@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from providers.base import ChatRequest, EmbeddingRequest, Message, Tool, ToolCall
 from xrouter_site.errors import ErrorCode, InvalidRequest
 
@@ -300,6 +302,8 @@ class ChatInput:
     request: ChatRequest
     include_usage: bool = False
     fallback_models: list[str] = field(default_factory=list)
+    # Which parameter carried max_tokens (errors name what the client sent).
+    max_tokens_param: str = "max_tokens"
 
 
 #: OpenAI's reasoning_effort values; GigaChat takes the same word (v1 field,
@@ -373,9 +377,14 @@ def chat_input(body: Any) -> ChatInput:
         if not stream:
             raise _value_error("stream_options", "is only allowed when 'stream' is true.")
         include_usage = bool(_boolean(options, "include_usage", False))
-    max_tokens = _integer(body, "max_completion_tokens", 1)
+    # Bounded: an absurd value (2^64-1) is refused here instead of being
+    # forwarded upstream or reserved against limits and budgets.
+    cap = settings.XROUTER_MAX_TOKENS_CAP
+    max_tokens_param = "max_completion_tokens"
+    max_tokens = _integer(body, max_tokens_param, 1, cap)
     if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
+        max_tokens_param = "max_tokens"
+        max_tokens = _integer(body, max_tokens_param, 1, cap)
     tools = _tools(body)
     fallback_models: list[str] = []
     models = body.get("models")
@@ -405,7 +414,11 @@ def chat_input(body: Any) -> ChatInput:
         extra=provider_extra(body),
     )
     return ChatInput(
-        model=model, request=request, include_usage=include_usage, fallback_models=fallback_models
+        model=model,
+        request=request,
+        include_usage=include_usage,
+        fallback_models=fallback_models,
+        max_tokens_param=max_tokens_param,
     )
 
 

@@ -41,6 +41,7 @@ from routing import router
 from routing.gateway import validation
 from routing.gateway.auth import authenticate
 from routing.gateway.context import CallContext
+from routing.gateway.disconnect import ClientDisconnected, watch_client
 from routing.gateway.openai_format import encode_vector, message_dict, model_dict
 from routing.gateway.relay import RelayResponse, relay
 from routing.limits.admission import admit, estimate_prompt_tokens
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 # --- request plumbing -------------------------------------------------------
 
 
-def _read_json(request: HttpRequest) -> Any:
+def _read_json(request: HttpRequest, ctx: CallContext) -> Any:
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if content_type and content_type != "application/json":
         raise UnsupportedMediaType(
@@ -81,6 +82,7 @@ def _read_json(request: HttpRequest) -> Any:
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    ctx.body_bytes = len(raw)
     if not raw.strip():
         raise InvalidRequest(
             "The request body is empty; send a JSON object.", code=ErrorCode.INVALID_JSON
@@ -200,6 +202,21 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
     return ctx.fail(error)
 
 
+def _client_gone(ctx: CallContext) -> HttpResponse:
+    """Record a request whose client hung up before any byte of the answer.
+
+    The upstream call was abandoned (its connection closed); nothing reached
+    the client, so nothing is billed. 499 is nginx's "client closed request".
+    """
+    ctx.status = 499
+    ctx.error_code = str(ErrorCode.CLIENT_DISCONNECTED)
+    logger.info(
+        "client disconnected before the answer; upstream call stopped",
+        extra={"request_id": ctx.request_id, "generation_id": ctx.generation_id},
+    )
+    return HttpResponse(status=499)
+
+
 def _chain(attempts: list[router.Attempt]) -> str:
     return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
 
@@ -220,6 +237,8 @@ def _served_headers(response: HttpResponseBase, ctx: CallContext) -> None:
     response["x-xrouter-attempts"] = _chain(ctx.attempts)
     if ctx.model_version:
         response["x-xrouter-model-version"] = ctx.model_version
+    if ctx.capped_max_tokens is not None:
+        response["x-xrouter-max-tokens-capped"] = str(ctx.capped_max_tokens)
     for name, value in deprecation_headers(ctx.route).items() if ctx.route else ():
         response[name] = value
     if ctx.decision is not None:
@@ -308,7 +327,7 @@ def _stream_call(
 def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "chat"
     principal = authenticate(request, ctx)
-    data = validation.chat_input(_read_json(request))
+    data = validation.chat_input(_read_json(request, ctx))
     session = _session_id(request, data.request)
     if session is not None:
         data.request.extra["session_id"] = session
@@ -317,38 +336,53 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes)
+    max_tokens = data.request.max_tokens
+    context = routes[0].context_length
+    if max_tokens is not None and context and max_tokens > context:
+        raise InvalidRequest(
+            f"Invalid value for '{data.max_tokens_param}': the model '{routes[0].model_id}' "
+            f"has a context of {context} tokens, so it cannot produce {max_tokens}.",
+            param=data.max_tokens_param,
+            code=ErrorCode.INVALID_VALUE,
+        )
     prompt_tokens = estimate_prompt_tokens([m.text() for m in data.request.messages])
     ctx.prompt_estimate = prompt_tokens
-    ctx.decision = admit(
-        principal,
-        routes[0],
-        prompt_tokens,
-        data.request.max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE,
-    )
+    reserved = max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE
+    ctx.decision, allowed = admit(principal, routes[0], prompt_tokens, reserved, cappable=True)
+    if allowed < reserved:
+        # The budget affords less than the reservation: the answer is capped
+        # to what it can pay for instead of refusing the request.
+        data.request = dataclasses.replace(data.request, max_tokens=allowed)
+        ctx.capped_max_tokens = allowed
+    ctx.max_tokens = data.request.max_tokens
     started = time.perf_counter()
 
     if not data.request.stream:
         try:
-            outcome = router.execute(
-                options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
-            )
+            with watch_client(request.META):
+                outcome = router.execute(
+                    options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+                )
         except router.AllAttemptsFailed as exc:
             return _failure(ctx, exc)
+        except ClientDisconnected:
+            return _client_gone(ctx)
         finally:
             ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
         result = outcome.result
         _served(ctx, outcome)
-        ctx.usage = result.usage
+        ctx.usage = ctx.plausible(result.usage)
         ctx.model_version = result.model_version
         if result.choices and result.choices[0].finish_reason is not None:
             ctx.finish_reason = str(result.choices[0].finish_reason)
+        ctx.upstream_id = result.id or ""
         body = {
-            "id": result.id or f"chatcmpl-{ctx.request_id}",
+            "id": ctx.generation_id,
             "object": "chat.completion",
             "created": result.created,
             "model": ctx.model,
             "choices": message_dict(result),
-            "usage": result.usage.as_openai(),
+            "usage": ctx.usage.as_openai(),
         }
         response = json_response(body)
         _served_headers(response, ctx)
@@ -356,14 +390,19 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
 
     ctx.stream = True
     try:
-        streamed = router.execute(
-            options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
-        )
+        with watch_client(request.META):
+            streamed = router.execute(
+                options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
+            )
     except router.AllAttemptsFailed as exc:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
         return _failure(ctx, exc)
+    except ClientDisconnected:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+        return _client_gone(ctx)
     stream, first = streamed.result
     _served(ctx, streamed)
+    ctx.upstream_id = stream.id or ""
     ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
     streaming = RelayResponse(
@@ -371,7 +410,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         content_type="text/event-stream",
         on_close=(stream.close, ctx.finish),
     )
-    streaming["Cache-Control"] = "no-cache"
+    streaming["Cache-Control"] = "no-store"
     # Tell nginx-style proxies not to buffer the stream.
     streaming["X-Accel-Buffering"] = "no"
     _served_headers(streaming, ctx)
@@ -401,25 +440,31 @@ def _embed_call(request: EmbeddingRequest, ctx: CallContext) -> AttemptCall[Embe
 def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     ctx.endpoint = "embeddings"
     principal = authenticate(request, ctx)
-    data = validation.embedding_input(_read_json(request))
+    data = validation.embedding_input(_read_json(request, ctx))
     table = get_table()
     ctx.requested_model = data.model
     routes = _routes(table, data.model, [], principal, "embedding")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes)
-    ctx.decision = admit(principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0)
+    ctx.max_tokens = 0
+    ctx.decision, _none = admit(
+        principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0
+    )
     started = time.perf_counter()
     try:
-        outcome = router.execute(
-            options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
-        )
+        with watch_client(request.META):
+            outcome = router.execute(
+                options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
+            )
     except router.AllAttemptsFailed as exc:
         return _failure(ctx, exc)
+    except ClientDisconnected:
+        return _client_gone(ctx)
     finally:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
     result = outcome.result
     _served(ctx, outcome)
-    ctx.usage = result.usage
+    ctx.usage = ctx.plausible(result.usage)
     body = {
         "object": "list",
         "data": [
@@ -432,8 +477,8 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
         ],
         "model": ctx.model,
         "usage": {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "total_tokens": result.usage.total_tokens,
+            "prompt_tokens": ctx.usage.prompt_tokens,
+            "total_tokens": ctx.usage.total_tokens,
         },
     }
     response = json_response(body)

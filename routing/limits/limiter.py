@@ -22,11 +22,14 @@ All the limits of a request run in ONE Lua script (check all, then commit
 all), using Redis' own clock. Every key of a team shares the hash tag
 ``{t<team id>}`` so the script also runs on Redis Cluster.
 
-Without Redis (zero-config) or while Redis is unreachable, the same
-algorithms run in-process (:class:`LocalLimiter`): rate limits fail open to
-a per-process share of each limit; budgets keep being enforced from the
-in-process view, and only refuse once the hard cap would be crossed by more
-than ``XROUTER_BUDGET_FAIL_OPEN_MARGIN``.
+Without Redis (zero-config, or PostgreSQL alone) the same algorithms run
+on the database every worker shares (:mod:`routing.limits.database`), so
+limits and budgets hold exactly across workers there too. While a
+configured Redis (or that database) is unreachable, they run in-process
+(:class:`LocalLimiter`): rate limits fail open to a per-process share of
+each limit; budgets keep being enforced from the in-process view, and only
+refuse once the hard cap would be crossed by more than
+``XROUTER_BUDGET_FAIL_OPEN_MARGIN``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 
 from django.conf import settings
 
+from routing.limits.database import DatabaseLimiter
 from routing.limits.local import LocalLimiter
 from routing.limits.types import Decision, Limit
 from xrouter_site.batching import GroupCommit
@@ -74,6 +78,8 @@ class Limiter:
         # Concurrent requests' scripts share pipelined round trips.
         self._settler: GroupCommit[_Call] | None = None
         self._acquirer: GroupCommit[_Call] | None = None
+        # The shared store when no Redis is configured.
+        self.database = DatabaseLimiter()
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -99,10 +105,13 @@ class Limiter:
         return bool(settings.XROUTER_LIMITER_REDIS_URL) and time.monotonic() >= self._down_until
 
     def _redis_failed(self, exc: BaseException) -> None:
-        self.fail_open_events += 1
         self._down_until = time.monotonic() + settings.XROUTER_LIMITER_RETRY_SECONDS
+        self._store_failed("Redis", exc)
+
+    def _store_failed(self, store: str, exc: BaseException) -> None:
+        self.fail_open_events += 1
         logger.warning(
-            "limiter: Redis unavailable, using the in-process limiter",
+            f"limiter: {store} unavailable, using the in-process limiter",
             extra={"error": type(exc).__name__},
         )
         try:
@@ -122,7 +131,14 @@ class Limiter:
                 return self._acquire_redis(limits, member)
             except Exception as exc:
                 self._redis_failed(exc)
-        share = settings.XROUTER_LIMITER_FALLBACK_SHARE if settings.XROUTER_LIMITER_REDIS_URL else 1
+        elif not settings.XROUTER_LIMITER_REDIS_URL:
+            # No Redis configured: the database is what every worker shares,
+            # so the limits hold exactly across them (routing.limits.database).
+            try:
+                return self.database.acquire(limits, member)
+            except Exception as exc:
+                self._store_failed("database", exc)
+        share = settings.XROUTER_LIMITER_FALLBACK_SHARE
         return self.local.acquire(limits, member, share=share)
 
     def _args(
@@ -165,7 +181,14 @@ class Limiter:
                 continue
             if status == 0:
                 failed = limits[int(result[1]) - 1]
-                return Decision(False, member, limits, failed=failed, retry_after_ms=int(result[2]))
+                return Decision(
+                    False,
+                    member,
+                    limits,
+                    failed=failed,
+                    retry_after_ms=int(result[2]),
+                    used=int(result[3]),
+                )
             values = [int(v) for v in result[3:]]
             return Decision(True, member, limits, remaining=values[0::2], reset_ms=values[1::2])
         raise RuntimeError("limiter: budget initialisation did not converge")
@@ -189,6 +212,9 @@ class Limiter:
             actual["cost"] = cost
         if decision.engine == "local":
             self.local.settle(limits, decision.member, actual)
+            return
+        if decision.engine == "database":
+            self.database.settle(limits, decision.member, actual)
             return
         keys: list[str] = []
         args: list[Any] = [decision.member, len(limits)]

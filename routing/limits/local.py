@@ -44,6 +44,7 @@ class LocalLimiter:
                         failed=limit,
                         retry_after_ms=max(int(retry), 1),
                         engine="local",
+                        used=used,
                     )
                 remaining.append(cap - used - limit.cost)
                 resets.append(int(reset))

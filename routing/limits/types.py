@@ -59,8 +59,11 @@ class Decision:
     # Per limit (same order): remaining after this request, ms until reset.
     remaining: list[int] = field(default_factory=list)
     reset_ms: list[int] = field(default_factory=list)
-    # Which engine decided: "redis" or "local" (Redis absent or down).
+    # Which engine decided: "redis", "database" (no Redis configured) or
+    # "local" (Redis down).
     engine: str = "redis"
+    # A refusal: what the failed limit had used (requests in flight included).
+    used: int = -1
 
     def headers(self) -> dict[str, str]:
         """Return OpenAI's x-ratelimit-* headers for the tightest limits."""

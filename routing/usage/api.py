@@ -35,7 +35,11 @@ from routing.usage.selectors import usage_record_get
 
 
 class GenerationQuerySerializer(serializers.Serializer[Any]):
-    id = serializers.RegexField(r"^[A-Za-z0-9._:\-]+$", max_length=128, help_text="The request id.")
+    id = serializers.RegexField(
+        r"^[A-Za-z0-9._:\-]+$",
+        max_length=128,
+        help_text="The generation id: the response's `id` and its `X-Generation-Id` header.",
+    )
 
 
 def generation_dict(record: UsageRecord) -> dict[str, Any]:
@@ -46,7 +50,10 @@ def generation_dict(record: UsageRecord) -> dict[str, Any]:
     """
     cost = float(record.cost_rub)
     return {
-        "id": record.request_id,
+        "id": record.generation,
+        "request_id": record.correlation_id or None,
+        "upstream_id": record.upstream_id or None,
+        "usage_anomaly": record.usage_anomaly or None,
         "created_at": record.created_at.isoformat(),
         "model": record.served_model or record.requested_model,
         "requested_model": record.requested_model,

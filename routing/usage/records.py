@@ -24,7 +24,9 @@ import collections
 import dataclasses
 import logging
 import os
+import secrets
 import socket
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,8 +36,9 @@ from typing import Any, cast
 
 import orjson
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
+from providers.base import Usage
 from routing.models import UsageRecord
 from xrouter_site.batching import GroupCommit, PeriodicFlusher
 from xrouter_site.state import on_reset
@@ -46,8 +49,71 @@ STREAM_KEY = "xr:usage"
 GROUP = "usage-writers"
 
 
+_BASE62 = string.digits + string.ascii_letters
+
+
+def new_generation_id() -> str:
+    """Return a new gateway-issued request id in OpenRouter's shape.
+
+    ``gen-<unix seconds>-<20 base62 characters>``: 119 random bits from the
+    CSPRNG, so ids never collide across teams or workers and no client can
+    predict or choose one. It is the response ``id``, the
+    ``X-Generation-Id`` header and the unique key of the usage record.
+    """
+    n = int.from_bytes(secrets.token_bytes(15), "big")
+    chars = []
+    for _ in range(20):
+        n, rest = divmod(n, 62)
+        chars.append(_BASE62[rest])
+    return f"gen-{int(time.time())}-{''.join(chars)}"
+
+
+def plausible_usage(reported: Usage, *, prompt_cap: int, completion_cap: int) -> tuple[Usage, str]:
+    """Return upstream-reported usage clamped to what can be true, and why.
+
+    A provider's count is trusted only within bounds: no field below zero
+    or of a non-integer type, prompt tokens at most ``prompt_cap`` (the
+    model's context), completion tokens at most ``completion_cap`` (the
+    request's ``max_tokens``, else the context), cached tokens at most the
+    prompt. The second value is empty when nothing was changed, else a short
+    note for the record's ``usage_anomaly``.
+    """
+    notes: list[str] = []
+
+    def bound(name: str, value: object, cap: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                number = int(value)  # type: ignore[call-overload]
+            except (TypeError, ValueError, OverflowError):
+                number = 0
+            notes.append(f"{name}={str(value)[:20]!s} not an integer")
+        else:
+            number = value
+        if number < 0:
+            notes.append(f"{name}={number} below 0")
+            return 0
+        if number > cap:
+            notes.append(f"{name}={number} above {cap}")
+            return cap
+        return number
+
+    prompt = bound("prompt_tokens", reported.prompt_tokens, max(prompt_cap, 0))
+    completion = bound("completion_tokens", reported.completion_tokens, max(completion_cap, 0))
+    cached = bound("cached_tokens", reported.cached_tokens, prompt)
+    if not notes:
+        return reported, ""
+    return Usage(prompt, completion, cached), ("clamped: " + "; ".join(notes))[:200]
+
+
 @dataclass(slots=True)
 class UsageEvent:
+    """One finished request, as handed to the writers.
+
+    ``request_id`` is the correlation id (the ``X-Request-ID`` echoed to the
+    client); ``generation_id`` is the key. Events queued by an older release
+    have no generation id; they keep their request id as the key.
+    """
+
     request_id: str
     created: float
     team_id: int
@@ -73,6 +139,14 @@ class UsageEvent:
     # OpenAI's finish reason of a served chat ("content_filter" when the
     # provider's filter cut or replaced the answer); "" when none applies.
     finish_reason: str = ""
+    generation_id: str = ""
+    upstream_id: str = ""
+    usage_anomaly: str = ""
+
+    @property
+    def key(self) -> str:
+        """Return the record's unique key (see the class docstring)."""
+        return self.generation_id or self.request_id
 
     def to_bytes(self) -> bytes:
         # orjson serialises dataclasses natively, without asdict's deep copy.
@@ -90,26 +164,69 @@ _EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageEvent))
 
 
 def write_events(events: list[UsageEvent]) -> int:
-    """Insert ``events``; a request id already stored is skipped, not doubled."""
+    """Insert ``events``; a key already stored is skipped, not doubled.
+
+    One statement per batch. If the batch is refused for its data (a value
+    out of range, a broken row), the rows are retried one by one, each in a
+    savepoint, so one bad row costs neither the others nor an endless retry
+    of the batch: a row refused again is written once more with every field
+    forced into its column's range and flagged in ``usage_anomaly``, and
+    only a row refused even then is dropped (logged with its content,
+    counted in ``xrouter_usage_dropped_total``). Errors that are not about
+    the data (the database is down) propagate, so the caller retries.
+    """
 
     if not events:
         return 0
-    if connection.vendor == "postgresql":
-        written = _insert_postgres(events)
-    else:
-        written = _insert_orm(events)
+    rows = [_row(e) for e in events]
     try:
-        from routing import metrics
-
-        metrics.USAGE_WRITTEN.inc(written)
-    except Exception:
-        logger.debug("metrics unavailable", exc_info=True)
+        with transaction.atomic():
+            written = _insert(rows)
+    except _DATA_ERRORS as exc:
+        logger.warning(
+            "usage batch refused; writing its rows one by one",
+            extra={"rows": len(rows), "error": str(exc)[:200]},
+        )
+        written = _insert_isolated(rows)
+    _metric("USAGE_WRITTEN", "inc", written)
     return written
 
 
-# Columns written by _insert_postgres, in order.
+def _insert_isolated(rows: list[tuple[Any, ...]]) -> int:
+    written = 0
+    error: BaseException | None = None
+    with transaction.atomic():
+        for row in rows:
+            for attempt in (row, _forced(row)):
+                try:
+                    with transaction.atomic():
+                        _insert([attempt])
+                except _DATA_ERRORS as exc:
+                    error = exc
+                    continue
+                written += 1
+                if attempt is not row:
+                    logger.error(
+                        "usage row forced into range",
+                        extra={"generation_id": row[_GEN], "error": str(error)[:200]},
+                    )
+                break
+            else:
+                logger.error(
+                    "usage row dropped: the database refuses it",
+                    extra={"row": repr(row)[:2000], "error": str(error)[:200]},
+                )
+                _metric("USAGE_DROPPED", "inc")
+    return written
+
+
+# Columns written by _insert, in order; _row builds the values.
 _COLUMNS = (
     "request_id",
+    "generation_id",
+    "correlation_id",
+    "upstream_id",
+    "usage_anomaly",
     "created_at",
     "team_id",
     "key_id",
@@ -133,85 +250,134 @@ _COLUMNS = (
     "stream_complete",
     "finish_reason",
 )
+_GEN = _COLUMNS.index("generation_id")
+# A batch refused for these is retried row by row; anything else propagates.
+# execute_values runs on the raw psycopg2 cursor, whose errors Django does
+# not wrap.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (DataError, IntegrityError)
+try:
+    import psycopg2
 
-
-def _insert_postgres(events: list[UsageEvent]) -> int:
-    """One multi-row INSERT ... ON CONFLICT DO NOTHING, without model instances.
-
-    The consumer runs inside the gateway workers, so building a Django model
-    per row (bulk_create) would tax the request path; execute_values sends
-    the same statement for a fraction of the CPU.
-    """
-    from psycopg2.extras import execute_values
-
-    rows = [
-        (
-            e.request_id,
-            datetime.fromtimestamp(e.created, UTC),
-            e.team_id,
-            e.key_id,
-            e.oauth_app,
-            e.endpoint,
-            e.requested_model[:200],
-            e.served_model,
-            e.model_version[:100],
-            e.provider,
-            e.deployment_id,
-            orjson.dumps(e.attempts).decode(),
-            e.prompt_tokens,
-            e.completion_tokens,
-            e.cached_tokens,
-            Decimal(e.cost_rub),
-            e.status,
-            e.error_code,
-            round(e.latency_ms),
-            round(e.ttft_ms) if e.ttft_ms is not None else None,
-            e.stream,
-            e.stream_complete,
-            e.finish_reason,
-        )
-        for e in events
-    ]
-    table = UsageRecord._meta.db_table
-    sql = (
-        f'INSERT INTO "{table}" ({", ".join(_COLUMNS)}) VALUES %s '  # noqa: S608 (fixed names)
-        "ON CONFLICT (request_id) DO NOTHING"
+    _DATA_ERRORS += (psycopg2.DataError, psycopg2.IntegrityError)
+except ImportError:  # SQLite-only installs
+    pass
+_ANOMALY = _COLUMNS.index("usage_anomaly")
+# PostgreSQL "integer" (PositiveIntegerField, PositiveSmallIntegerField's
+# neighbours) and the cost column's numeric(16, 6).
+_INT_MAX = 2**31 - 1
+_COST_MAX = Decimal("9999999999.999999")
+_INT_COLUMNS = {
+    _COLUMNS.index(name): (0, 32767 if name == "status" else _INT_MAX)
+    for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "status", "latency_ms")
+}
+_TEXT_COLUMNS = {
+    _COLUMNS.index(name): size
+    for name, size in (
+        ("request_id", 128),
+        ("correlation_id", 128),
+        ("upstream_id", 200),
+        ("usage_anomaly", 200),
+        ("oauth_app", 100),
+        ("endpoint", 32),
+        ("requested_model", 200),
+        ("served_model", 200),
+        ("model_version", 100),
+        ("provider", 64),
+        ("error_code", 64),
+        ("finish_reason", 32),
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        execute_values(cursor.cursor, sql, rows, page_size=500)
-    return len(rows)
+}
 
 
-def _insert_orm(events: list[UsageEvent]) -> int:
-    rows = [
-        UsageRecord(
-            request_id=e.request_id,
-            created_at=datetime.fromtimestamp(e.created, UTC),
-            team_id=e.team_id,
-            key_id=e.key_id,
-            oauth_app=e.oauth_app,
-            endpoint=e.endpoint,
-            requested_model=e.requested_model[:200],
-            served_model=e.served_model,
-            model_version=e.model_version[:100],
-            provider=e.provider,
-            deployment_id=e.deployment_id,
-            attempts=e.attempts,
-            prompt_tokens=e.prompt_tokens,
-            completion_tokens=e.completion_tokens,
-            cached_tokens=e.cached_tokens,
-            cost_rub=Decimal(e.cost_rub),
-            status=e.status,
-            error_code=e.error_code,
-            latency_ms=round(e.latency_ms),
-            ttft_ms=round(e.ttft_ms) if e.ttft_ms is not None else None,
-            stream=e.stream,
-            stream_complete=e.stream_complete,
-            finish_reason=e.finish_reason,
+def _row(e: UsageEvent) -> tuple[Any, ...]:
+    key = e.key
+    return (
+        key,  # the legacy unique column carries the key too (migration 0006)
+        key,
+        e.request_id[:128],
+        e.upstream_id[:200],
+        e.usage_anomaly[:200],
+        datetime.fromtimestamp(e.created, UTC),
+        e.team_id,
+        e.key_id,
+        e.oauth_app,
+        e.endpoint,
+        e.requested_model[:200],
+        e.served_model,
+        e.model_version[:100],
+        e.provider,
+        e.deployment_id,
+        orjson.dumps(e.attempts).decode(),
+        e.prompt_tokens,
+        e.completion_tokens,
+        e.cached_tokens,
+        Decimal(e.cost_rub),
+        e.status,
+        e.error_code,
+        round(e.latency_ms),
+        round(e.ttft_ms) if e.ttft_ms is not None else None,
+        e.stream,
+        e.stream_complete,
+        e.finish_reason[:32],
+    )
+
+
+def _forced(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return ``row`` with every value forced into its column, flagged."""
+    values = list(row)
+    changed = []
+    for i, (low, high) in _INT_COLUMNS.items():
+        try:
+            value = int(values[i])
+        except (TypeError, ValueError):
+            value = 0
+        forced = min(max(value, low), high)
+        if forced != values[i]:
+            changed.append(_COLUMNS[i])
+        values[i] = forced
+    ttft = _COLUMNS.index("ttft_ms")
+    if values[ttft] is not None and not 0 <= values[ttft] <= _INT_MAX:
+        values[ttft] = None
+        changed.append("ttft_ms")
+    cost = _COLUMNS.index("cost_rub")
+    if not Decimal(0) <= values[cost] <= _COST_MAX:
+        values[cost] = min(max(values[cost], Decimal(0)), _COST_MAX)
+        changed.append("cost_rub")
+    for i, size in _TEXT_COLUMNS.items():
+        text = str(values[i] or "").replace("\x00", "")[:size]
+        if text != values[i]:
+            changed.append(_COLUMNS[i])
+        values[i] = text
+    note = "forced into range: " + ", ".join(changed or ["nothing"])
+    values[_ANOMALY] = (f"{values[_ANOMALY]}; {note}" if values[_ANOMALY] else note)[:200]
+    return tuple(values)
+
+
+def _insert(rows: list[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` in one statement, skipping keys already stored.
+
+    On PostgreSQL: one multi-row INSERT ... ON CONFLICT DO NOTHING without
+    model instances. The consumer runs inside the gateway workers, so
+    building a Django model per row (bulk_create) would tax the request
+    path; execute_values sends the same statement for a fraction of the CPU.
+    """
+    if connection.vendor == "postgresql":
+        from psycopg2.extras import execute_values
+
+        table = UsageRecord._meta.db_table
+        sql = (
+            f'INSERT INTO "{table}" ({", ".join(_COLUMNS)}) VALUES %s '  # noqa: S608 (fixed names)
+            "ON CONFLICT (generation_id) DO NOTHING"
         )
-        for e in events
-    ]
-    UsageRecord.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        with connection.cursor() as cursor:
+            execute_values(cursor.cursor, sql, rows, page_size=500)
+        return len(rows)
+    records = []
+    for row in rows:
+        fields = dict(zip(_COLUMNS, row, strict=True))
+        fields["attempts"] = orjson.loads(fields["attempts"])
+        records.append(UsageRecord(**fields))
+    UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
     return len(rows)
 
 

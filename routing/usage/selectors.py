@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import Team
 from keys.models import ApiKey
@@ -165,29 +165,47 @@ def usage_record_list(
 ) -> QuerySet[UsageRecord]:
     """Return the team's raw records in the range, newest first.
 
-    ``request_id`` is an exact match (it hits the unique index; a prefix
-    search would scan the table).
+    ``request_id`` is an exact match on the generation id or on the
+    client's X-Request-ID (the correlation id, which a client may repeat:
+    every record that carries it is listed). Both hit an index; a prefix
+    search would scan the table.
     """
     first, _ = day_bounds(start)
     _, last = day_bounds(end)
     records = UsageRecord.objects.filter(team=team, created_at__gte=first, created_at__lt=last)
     if request_id:
-        records = records.filter(request_id=request_id)
+        records = records.filter(
+            Q(generation_id=request_id)
+            | Q(correlation_id=request_id)
+            | Q(generation_id__isnull=True, request_id=request_id)
+        )
     return records.select_related("key").order_by("-created_at", "-id")
 
 
 def usage_record_get(
     *, request_id: str, team_id: int, key_id: int | None = None
 ) -> UsageRecord | None:
-    """Return one record of the team (and of the key, if given), or None."""
-    records = UsageRecord.objects.filter(request_id=request_id, team_id=team_id)
+    """Return one record of the team (and of the key, if given), or None.
+
+    ``request_id`` is the generation id (``gen-...``); a record written
+    before generation ids existed answers to its old request id, which
+    migration 0006 copied into ``generation_id``.
+    """
+    records = UsageRecord.objects.filter(
+        Q(generation_id=request_id) | Q(generation_id__isnull=True, request_id=request_id),
+        team_id=team_id,
+    )
     if key_id is not None:
         records = records.filter(key_id=key_id)
     return records.select_related("key").first()
 
 
+# "request_id" is the client's X-Request-ID (the correlation id);
+# "generation_id" is the gateway's key of the record.
 CSV_COLUMNS = (
+    "generation_id",
     "request_id",
+    "upstream_id",
     "created_at",
     "key_name",
     "key_prefix",
@@ -215,10 +233,8 @@ def usage_record_export_rows(
     """Yield CSV rows of the team's records in the range, oldest first."""
     first, _ = day_bounds(start)
     _, last = day_bounds(end)
-    fields = [
-        "key__name" if c == "key_name" else "key__prefix" if c == "key_prefix" else c
-        for c in CSV_COLUMNS
-    ]
+    sources = {"key_name": "key__name", "key_prefix": "key__prefix", "request_id": "correlation_id"}
+    fields = [sources.get(c, c) for c in CSV_COLUMNS]
     records = (
         UsageRecord.objects.filter(team=team, created_at__gte=first, created_at__lt=last)
         .order_by("created_at", "id")

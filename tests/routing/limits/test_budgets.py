@@ -8,7 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import openai
+import orjson
 import pytest
+import requests
 import time_machine
 from django.utils import timezone
 
@@ -82,27 +84,64 @@ def test_spent_budget_refuses_before_calling_upstream(
 def test_two_concurrent_requests_cannot_share_a_budget_for_one(
     gateway: LiveGateway, make_key: Any, upstream_control: Any
 ) -> None:
-    # Each request reserves ~(prompt + 100 max tokens) at 0.5/1.5 RUB per 1K,
-    # about 0.16 RUB; the budget fits one reservation, not two. A slow
-    # upstream keeps them all in flight together (a finished request settles
-    # to its real, much smaller cost and frees the rest of the budget).
+    """In-flight reservations never add up to more than the budget.
+
+    Each request reserves (5 prompt + 100 max tokens) at 0.5/1.5 RUB per 1K,
+    0.1525 RUB; the budget is 0.25. A slow upstream keeps them all in flight
+    together. One gets its full reservation; the next is served with
+    max_tokens capped to the 63 tokens that the 0.0975 RUB left pay for
+    (saying so in a header); the rest are refused with what is left.
+    """
     upstream_control.set_config(latency_ms=500)
     key = make_key(budget_rub=Decimal("0.25"), budget_period="never")
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key.plaintext, max_retries=0)
+    body = orjson.dumps(
+        {"model": "local/mock", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    )
 
-    def one(_: int) -> int:
-        try:
-            client.chat.completions.create(
-                model="local/mock", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
-            )
-            return 200
-        except openai.APIStatusError as exc:
-            return exc.status_code
+    def one(_: int) -> requests.Response:
+        return requests.post(
+            gateway.url + "/v1/chat/completions",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {key.plaintext}",
+                "Content-Type": "application/json",
+            },
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(one, range(8)))
-    assert statuses.count(200) == 1, statuses
-    assert statuses.count(402) == 7
+        responses = list(pool.map(one, range(8)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 2, statuses
+    assert statuses.count(402) == 6
+    caps = sorted(r.headers.get("x-xrouter-max-tokens-capped", "-") for r in responses[:8])
+    assert caps.count("63") == 1, caps
+    for response in responses:
+        if response.status_code == 402:
+            message = response.json()["error"]["message"]
+            assert message.startswith("The key budget has 0.0005 RUB of 0.25 RUB left"), message
+            assert "is spent" not in message
+
+
+def test_a_small_budget_caps_max_tokens_instead_of_claiming_it_is_spent(
+    gateway: LiveGateway, make_key: Any, upstream_control: Any
+) -> None:
+    """A fresh 0.5 RUB key is served: no max_tokens would reserve 1,024 tokens.
+
+    That reservation costs 1.5385 RUB at 1.5 RUB per 1K completion tokens,
+    more than the budget; the request is sent with max_tokens capped to the
+    331 tokens the budget affords after the prompt, and the header says so.
+    """
+    key = make_key(budget_rub=Decimal("0.5"), budget_period="monthly")
+    response = requests.post(
+        gateway.url + "/v1/chat/completions",
+        data=orjson.dumps({"model": "local/mock", "messages": [{"role": "user", "content": "hi"}]}),
+        headers={"Authorization": f"Bearer {key.plaintext}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-xrouter-max-tokens-capped"] == "331"
+    assert upstream_control.stats()["last_request"]["json"]["max_tokens"] == 331
 
 
 def test_team_budget_applies_across_keys(gateway: LiveGateway, make_key: Any, team: Any) -> None:

@@ -1,0 +1,77 @@
+"""Give usage records the gateway's own key (expand step of expand/contract).
+
+Until now the client's ``X-Request-ID`` was the unique key of a usage
+record, so a client could merge its requests into one record or shadow
+another team's. This migration only *adds*:
+
+- ``generation_id`` (nullable, unique): the gateway-issued ``gen-...`` id;
+- ``correlation_id`` (indexed with the team): the X-Request-ID, searchable;
+- ``upstream_id``, ``usage_anomaly``;
+
+(the text columns with a database default, so an insert that names none of
+them still works)
+and backfills ``generation_id`` and ``correlation_id`` from ``request_id``
+for existing rows, in batches, so old ids keep answering
+``/api/v1/generation``. Nothing is dropped or made stricter: workers of the
+previous release keep inserting with ``ON CONFLICT (request_id)`` during a
+rolling deploy (their rows get ``generation_id`` NULL and are still found by
+``request_id``), and this release writes the generation id into
+``request_id`` as well, so the old unique index still holds.
+
+Contract step (a later release, once no old worker runs): backfill any row
+still without ``generation_id``, make it NOT NULL, drop ``request_id``.
+"""
+
+from django.db import migrations, models
+from django.db.models import F
+
+BATCH = 5000
+
+
+def backfill(apps, schema_editor):
+    UsageRecord = apps.get_model("routing", "UsageRecord")
+    todo = UsageRecord.objects.filter(generation_id__isnull=True)
+    last = 0
+    while True:
+        ids = list(todo.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:BATCH])
+        if not ids:
+            return
+        UsageRecord.objects.filter(pk__in=ids).update(
+            generation_id=F("request_id"), correlation_id=F("request_id")
+        )
+        last = ids[-1]
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("accounts", "0003_team_limits_and_budget"),
+        ("routing", "0005_usage_finish_reason"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="usagerecord",
+            name="generation_id",
+            field=models.CharField(blank=True, max_length=64, null=True, unique=True),
+        ),
+        migrations.AddField(
+            model_name="usagerecord",
+            name="correlation_id",
+            field=models.CharField(blank=True, db_default="", max_length=128),
+        ),
+        migrations.AddField(
+            model_name="usagerecord",
+            name="upstream_id",
+            field=models.CharField(blank=True, db_default="", max_length=200),
+        ),
+        migrations.AddField(
+            model_name="usagerecord",
+            name="usage_anomaly",
+            field=models.CharField(blank=True, db_default="", max_length=200),
+        ),
+        migrations.AddIndex(
+            model_name="usagerecord",
+            index=models.Index(fields=["team", "correlation_id"], name="usage_team_correlation"),
+        ),
+        migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True),
+    ]
