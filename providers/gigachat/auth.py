@@ -55,6 +55,7 @@ from providers.errors import (
     sanitize_upstream_message,
 )
 from providers.http import HttpClient
+from providers.sealed import seal, unseal
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -81,12 +82,16 @@ class AccessToken:
         """Return True if the token may still be sent at ``now``."""
         return now < self.refresh_at
 
-    def as_cache(self) -> dict[str, Any]:
-        return {"value": self.value, "expires_at": self.expires_at, "refresh_at": self.refresh_at}
+    def as_cache(self) -> str:
+        """Return the token sealed for the shared cache (never plaintext there)."""
+        return seal(
+            {"value": self.value, "expires_at": self.expires_at, "refresh_at": self.refresh_at}
+        )
 
     @classmethod
-    def from_cache(cls, data: Any) -> AccessToken | None:
-        if not isinstance(data, dict):
+    def from_cache(cls, sealed: Any) -> AccessToken | None:
+        data = unseal(sealed)
+        if data is None:
             return None
         try:
             return cls(

@@ -43,6 +43,7 @@ from django.core.cache import cache
 from providers.base import ProviderConfig
 from providers.errors import ProviderError, bad_response, sanitize_upstream_message
 from providers.http import HttpClient
+from providers.sealed import seal, unseal
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -203,11 +204,11 @@ class IamTokenSource:
 
     def _cache_get(self) -> IamToken | None:
         try:
-            raw = cache.get(self.cache_key)
+            raw = unseal(cache.get(self.cache_key))
         except Exception:
             logger.warning("shared cache unavailable for IAM token", exc_info=True)
             return None
-        if not isinstance(raw, dict):
+        if raw is None:
             return None
         try:
             return IamToken(str(raw["token"]), float(raw["expires_at"]), float(raw["refresh_at"]))
@@ -295,7 +296,9 @@ class IamTokenSource:
         try:
             cache.set(
                 self.cache_key,
-                {"token": fresh.token, "expires_at": expires_at, "refresh_at": fresh.refresh_at},
+                seal(
+                    {"token": fresh.token, "expires_at": expires_at, "refresh_at": fresh.refresh_at}
+                ),
                 max(1, int(lifetime - 60)),
             )
         except Exception:

@@ -66,6 +66,32 @@ logger = logging.getLogger(__name__)
 # --- request plumbing -------------------------------------------------------
 
 
+def _read_chunked(request: HttpRequest, limit: int) -> bytes:
+    """Read a chunked body (no Content-Length), at most ``limit + 1`` bytes.
+
+    Django reads a body without Content-Length as empty. The server has
+    already decoded the chunks; ``wsgi.input_terminated`` (gunicorn) says
+    its stream ends with the body, so reading to EOF is safe. A server that
+    does not promise that gets a clear 411 instead of a guess.
+    """
+    stream = request.META.get("wsgi.input")
+    if stream is None or not request.META.get("wsgi.input_terminated"):
+        raise XRouterError(
+            "Send a Content-Length header: this server cannot read chunked bodies.",
+            code=ErrorCode.INVALID_REQUEST,
+            http_status=411,
+        )
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(65536, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def _read_json(request: HttpRequest, ctx: CallContext) -> Any:
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if content_type and content_type != "application/json":
@@ -79,7 +105,13 @@ def _read_json(request: HttpRequest, ctx: CallContext) -> Any:
         raise InvalidRequest("The Content-Length header is not a number.") from None
     if length > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-    raw = request.read(limit + 1)
+    if (
+        not request.META.get("CONTENT_LENGTH")
+        and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    ):
+        raw = _read_chunked(request, limit)
+    else:
+        raw = request.read(limit + 1)
     if len(raw) > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     ctx.body_bytes = len(raw)

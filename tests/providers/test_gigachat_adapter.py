@@ -577,6 +577,26 @@ def test_token_is_cached_and_refreshed_ahead_of_expiry(
         assert emulator.control.stats()["token_requests"] == 2
 
 
+def test_shared_token_is_sealed_in_the_cache(adapter: GigaChatProvider, settings: Any) -> None:
+    """The cache holds a Fernet token, not the access token; other keys cannot open it."""
+    from django.core.cache import cache
+
+    from providers.sealed import unseal
+
+    adapter.chat(ChatRequest(model="GigaChat-2", messages=[user("hi")]))
+    token = adapter.tokens.get()
+    stored = cache.get(adapter.tokens.cache_key)
+    assert isinstance(stored, str) and stored.startswith("gAAAAA")
+    assert token not in stored
+    assert unseal(stored) is not None and unseal(stored)["value"] == token
+    # A value sealed under an old SECRET_KEY still opens while it is a fallback.
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "rotated-" + old, [old]
+    assert unseal(stored)["value"] == token
+    settings.SECRET_KEY_FALLBACKS = []
+    assert unseal(stored) is None
+
+
 def test_401_refreshes_once(emulator: RunningEmulator, adapter: GigaChatProvider) -> None:
     """A token the API rejects is replaced once and the call succeeds."""
     request = ChatRequest(model="GigaChat-2", messages=[user("hi")])

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from providers.base import ChatRequest, Message, ProviderConfig
 from providers.emulators.testing import RunningEmulator, start_emulator
 from providers.errors import ProviderError
+from providers.sealed import seal, unseal
 from providers.yandexgpt import YandexGPTProvider
 
 FOLDER = "b1gemulatorfolder"
@@ -139,11 +140,14 @@ def test_refused_token_is_replaced_once(emulator: RunningEmulator, key_file: Pat
     assert source.iam is not None
     # Simulate a token the upstream no longer accepts, in both cache tiers.
     bogus = {"token": "t1.revoked", "expires_at": 4e9, "refresh_at": 4e9}
-    cache.set(source.iam.cache_key, bogus, 600)
+    cache.set(source.iam.cache_key, seal(bogus), 600)
     source.iam._local = None
     source.chat(hello())
     assert exchanges(emulator) == 2
-    assert cache.get(source.iam.cache_key)["token"] != "t1.revoked"
+    shared = unseal(cache.get(source.iam.cache_key))
+    assert shared is not None and shared["token"] != "t1.revoked"
+    # What the cache holds is sealed: the live token is not in it.
+    assert shared["token"] not in cache.get(source.iam.cache_key)
     source.close()
 
 
