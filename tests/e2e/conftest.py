@@ -404,15 +404,15 @@ def drain_usage(stack: Stack, timeout: float = 10.0) -> None:
     )
 
 
-def usage_row(request_id: str, timeout: float = 10.0) -> UsageRecord:
+def usage_row(generation_id: str, timeout: float = 10.0) -> UsageRecord:
     """Wait for the gateway workers' usage consumer to write one request's record."""
     rows: list[UsageRecord] = []
 
     def written() -> bool:
-        rows[:] = UsageRecord.objects.filter(request_id=request_id)
+        rows[:] = UsageRecord.objects.filter(generation_id=generation_id)
         return bool(rows)
 
-    wait_until(written, timeout=timeout, interval=0.1, what=f"a usage record for {request_id}")
+    wait_until(written, timeout=timeout, interval=0.1, what=f"a usage record for {generation_id}")
     assert len(rows) == 1
     return rows[0]
 

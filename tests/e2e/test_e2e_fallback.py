@@ -49,7 +49,7 @@ def test_primary_503_is_served_by_the_fallback_and_billed_once(
     assert response.headers["x-xrouter-model"] == "team/chat"
     assert response.headers["x-xrouter-attempts"] == "primary:503, backup:200"
     body = response.json()
-    row = usage_row(response.headers["X-Request-ID"])
+    row = usage_row(response.headers["X-Generation-Id"])
     assert row.provider == "backup" and row.status == 200
     assert [(a["provider"], a["status"]) for a in row.attempts] == [
         ("primary", 503),
@@ -74,7 +74,7 @@ def test_primary_timeout_falls_back_within_the_deadline(
     assert response.headers["x-xrouter-attempts"] == "primary:504, backup:200"
     deadline = float(stack.env["XROUTER_REQUEST_DEADLINE_SECONDS"])
     assert 1.0 <= elapsed < min(2.5, deadline)
-    row = usage_row(response.headers["X-Request-ID"])
+    row = usage_row(response.headers["X-Generation-Id"])
     assert [a["status"] for a in row.attempts] == [504, 200]
 
 
@@ -92,7 +92,7 @@ def test_both_down_is_503_in_openai_shape_naming_both(
     assert "team/chat via primary" in error["message"]
     assert "team/chat via backup" in error["message"]
     assert response.headers["x-xrouter-attempts"] == "primary:502, backup:503"
-    row = usage_row(response.headers["X-Request-ID"])
+    row = usage_row(response.headers["X-Generation-Id"])
     assert row.status == 503 and row.cost_rub == 0
     assert row.prompt_tokens == 0 and row.completion_tokens == 0
 
@@ -114,7 +114,7 @@ def test_stream_cut_after_the_first_byte_ends_with_an_error_event(
     error = json.loads(events[-1])["error"]
     assert error["code"] and error["message"]
     assert chat_hits(backup) == 0
-    row = usage_row(response.headers["X-Request-ID"])
+    row = usage_row(response.headers["X-Generation-Id"])
     assert row.provider == "primary" and row.stream_complete is False
     # Billed for what was delivered, at the primary's price.
     assert row.completion_tokens > 0
@@ -147,7 +147,7 @@ def test_breaker_opens_and_then_requests_skip_the_dead_deployment(
     assert chat_hits(primary) == 3  # never called again
     # Well under the 1 s the primary would cost: it is not even tried.
     assert max(fast) < 0.8, fast
-    row = usage_row(response.headers["X-Request-ID"])
+    row = usage_row(response.headers["X-Generation-Id"])
     assert [(a["provider"], a["error_code"]) for a in row.attempts] == [
         ("primary", "breaker_open"),
         ("backup", ""),
@@ -163,6 +163,6 @@ def test_models_list_is_tried_in_order(client: Client, primary: RunningEmulator)
     assert first.json()["model"] == "solo/backup"
     second = client.chat("only/primary", models=["solo/third", "solo/backup"])
     assert second.headers["x-xrouter-model"] == "solo/third"
-    row = usage_row(second.headers["X-Request-ID"])
+    row = usage_row(second.headers["X-Generation-Id"])
     assert row.requested_model == "only/primary" and row.served_model == "solo/third"
     assert row.cost_rub == _price(row, "4", "4")

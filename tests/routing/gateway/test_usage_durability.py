@@ -41,7 +41,9 @@ def _wait_for_records(ids: set[str], timeout: float) -> None:
 
     def all_written() -> bool:
         found.update(
-            UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", flat=True)
+            UsageRecord.objects.filter(generation_id__in=ids).values_list(
+                "generation_id", flat=True
+            )
         )
         return found == ids
 
@@ -80,11 +82,11 @@ def test_every_answered_request_has_exactly_one_record_after_sigkill(
                 pending = killer.submit(kill_one)
                 responses = _send(gateway.url, key, 300)
                 pending.result()
-            answered = {r.headers["X-Request-ID"] for r in responses if r.status_code == 200}
+            answered = {r.headers["X-Generation-Id"] for r in responses if r.status_code == 200}
             assert len(answered) > 200
             _wait_for_records(answered, timeout=20)
-        # Never twice: one row per request id, and no rows for unknown ids.
-        assert UsageRecord.objects.filter(request_id__in=answered).count() == len(answered)
+        # Never twice: one row per generation id, and no rows for unknown ids.
+        assert UsageRecord.objects.filter(generation_id__in=answered).count() == len(answered)
     finally:
         upstream.control.reset()
 
@@ -102,10 +104,10 @@ def test_zero_config_loses_at_most_the_last_flush_interval(
     key = make_key().plaintext
     env = {"REDIS_URL": "", "XROUTER_USAGE_FLUSH_SECONDS": "1"}
     with running_gateway(workers=1, env=env) as gateway:
-        early = {r.headers["X-Request-ID"] for r in _send(gateway.url, key, 50)}
+        early = {r.headers["X-Generation-Id"] for r in _send(gateway.url, key, 50)}
         # Written within two flush intervals (the bound), then the kill
         # must not lose or repeat any of them.
         _wait_for_records(early, timeout=2.5)
         os.kill(gateway.worker_pids()[0], signal.SIGKILL)
         _wait_for_records(early, timeout=5)
-        assert UsageRecord.objects.filter(request_id__in=early).count() == len(early)
+        assert UsageRecord.objects.filter(generation_id__in=early).count() == len(early)
