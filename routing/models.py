@@ -235,7 +235,10 @@ class UsageRecord(models.Model):
     """
 
     request_id = models.CharField(max_length=128, unique=True)
-    generation_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Unique where set (a partial index: rows of the previous release, which
+    # have none, cost the index nothing). NULL, not "", marks "none": the
+    # index condition and the backfill need the difference.
+    generation_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # Database defaults, so inserts of the previous release (which name none
     # of these columns) keep working during a rolling deploy.
     correlation_id = models.CharField(max_length=128, blank=True, db_default="")
@@ -277,7 +280,18 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["team", "-created_at"], name="usage_team_created"),
             models.Index(fields=["key", "-created_at"], name="usage_key_created"),
-            models.Index(fields=["team", "correlation_id"], name="usage_team_correlation"),
+            models.Index(
+                fields=["team", "correlation_id"],
+                condition=~models.Q(correlation_id=""),
+                name="usage_team_correlation",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation_id"],
+                condition=models.Q(generation_id__isnull=False),
+                name="usage_generation_unique",
+            )
         ]
 
     def __str__(self) -> str:

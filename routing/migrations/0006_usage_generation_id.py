@@ -4,8 +4,10 @@ Until now the client's ``X-Request-ID`` was the unique key of a usage
 record, so a client could merge its requests into one record or shadow
 another team's. This migration only *adds*:
 
-- ``generation_id`` (nullable, unique): the gateway-issued ``gen-...`` id;
-- ``correlation_id`` (indexed with the team): the X-Request-ID, searchable;
+- ``generation_id`` (nullable, unique where set): the gateway-issued
+  ``gen-...`` id;
+- ``correlation_id`` (indexed with the team where set): the X-Request-ID,
+  searchable;
 - ``upstream_id``, ``usage_anomaly``;
 
 (the text columns with a database default, so an insert that names none of
@@ -52,7 +54,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="usagerecord",
             name="generation_id",
-            field=models.CharField(blank=True, max_length=64, null=True, unique=True),
+            field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AddField(
             model_name="usagerecord",
@@ -71,7 +73,19 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="usagerecord",
-            index=models.Index(fields=["team", "correlation_id"], name="usage_team_correlation"),
+            index=models.Index(
+                condition=models.Q(("correlation_id", ""), _negated=True),
+                fields=["team", "correlation_id"],
+                name="usage_team_correlation",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="usagerecord",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("generation_id__isnull", False)),
+                fields=("generation_id",),
+                name="usage_generation_unique",
+            ),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True),
     ]

@@ -367,7 +367,8 @@ def _insert(rows: list[tuple[Any, ...]]) -> int:
         table = UsageRecord._meta.db_table
         sql = (
             f'INSERT INTO "{table}" ({", ".join(_COLUMNS)}) VALUES %s '  # noqa: S608 (fixed names)
-            "ON CONFLICT (generation_id) DO NOTHING"
+            # The arbiter is the partial unique index (migration 0005).
+            "ON CONFLICT (generation_id) WHERE generation_id IS NOT NULL DO NOTHING"
         )
         with connection.cursor() as cursor:
             execute_values(cursor.cursor, sql, rows, page_size=500)

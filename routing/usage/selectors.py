@@ -176,7 +176,8 @@ def usage_record_list(
     if request_id:
         records = records.filter(
             Q(generation_id=request_id)
-            | Q(correlation_id=request_id)
+            # Spelled like the partial index's condition, so it is used.
+            | (Q(correlation_id=request_id) & ~Q(correlation_id=""))
             | Q(generation_id__isnull=True, request_id=request_id)
         )
     return records.select_related("key").order_by("-created_at", "-id")
