@@ -491,7 +491,7 @@ def test_session_id_caches_the_prompt_and_cached_tokens_are_not_billed(
         )
         assert last_chat_request(emulator)["headers"]["x-session-id"] == "conv-7"
         usages.append(raw.parse().usage)
-        costs.append(generation_cost(giga, raw.headers["x-request-id"]))
+        costs.append(generation_cost(giga, raw.headers["x-generation-id"]))
     first, second = usages
     assert first.prompt_tokens_details.cached_tokens == 0
     # The whole prompt is cached the second time: OpenAI's invariants hold...
@@ -529,7 +529,7 @@ def test_session_id_from_user_and_bad_session_ids(
     assert caught.value.body["param"] == "X-Session-ID"  # type: ignore[index]
 
 
-def generation_cost(gateway: LiveGateway, request_id: str) -> float:
+def generation_cost(gateway: LiveGateway, generation_id: str) -> float:
     """The billed cost of one request, from its usage record."""
     from routing.models import UsageRecord
     from routing.usage import records
@@ -539,4 +539,4 @@ def generation_cost(gateway: LiveGateway, request_id: str) -> float:
         while sink.consume_once(block_ms=10):
             pass
     records.flush_all()
-    return float(UsageRecord.objects.get(request_id=request_id).cost_rub)
+    return float(UsageRecord.objects.get(generation_id=generation_id).cost_rub)

@@ -424,7 +424,7 @@ def test_native_stream_ending_in_a_late_content_filter_ends_normally(
         stream=True,
         stream_options={"include_usage": True},
     ) as response:
-        stream_id = response.headers["x-request-id"]
+        stream_id = response.headers["x-generation-id"]
         chunks = list(response.parse())
     choices = [c.choices[0] for c in chunks if c.choices]
     text = "".join(choice.delta.content or "" for choice in choices)
@@ -443,14 +443,16 @@ def test_native_stream_ending_in_a_late_content_filter_ends_normally(
     assert plain.choices[0].finish_reason == "content_filter"
     assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
     # Both usage records say the answer was content-filtered.
-    ids = {stream_id, raw.headers["x-request-id"]}
+    ids = {stream_id, raw.headers["x-generation-id"]}
     sink = usage_records.stream_sink()
     if sink is not None:
         while sink.consume_once(block_ms=10):
             pass
     usage_records.flush_all()
     found = dict(
-        UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "finish_reason")
+        UsageRecord.objects.filter(generation_id__in=ids).values_list(
+            "generation_id", "finish_reason"
+        )
     )
     assert found == dict.fromkeys(ids, "content_filter")
 
