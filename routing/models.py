@@ -219,8 +219,8 @@ class UsageRecord(models.Model):
     """What one request did and cost; written in batches off the hot path.
 
     ``generation_id`` is the gateway's own id of the request (``gen-...``,
-    the response ``id``): it is unique, so a redelivered record is inserted
-    once, and no client can choose it. ``correlation_id`` is the
+    the response ``id``): unique (through ``request_id``, below), so a
+    redelivered record is inserted once, and no client can choose it. ``correlation_id`` is the
     ``X-Request-ID`` the client saw echoed (its own when sane): searchable,
     never a key. ``upstream_id`` is the provider's response id, kept for
     support and never shown as ours. ``attempts`` keeps the chain of
@@ -235,9 +235,9 @@ class UsageRecord(models.Model):
     """
 
     request_id = models.CharField(max_length=128, unique=True)
-    # Unique where set (a partial index: rows of the previous release, which
-    # have none, cost the index nothing). NULL, not "", marks "none": the
-    # index condition and the backfill need the difference.
+    # Indexed where set (rows of the previous release, which have none, cost
+    # the index nothing). NULL, not "", marks "none": the index condition and
+    # the backfill need the difference.
     generation_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # Database defaults, so inserts of the previous release (which name none
     # of these columns) keep working during a rolling deploy.
@@ -285,13 +285,13 @@ class UsageRecord(models.Model):
                 condition=~models.Q(correlation_id=""),
                 name="usage_team_correlation",
             ),
-        ]
-        constraints = [
-            models.UniqueConstraint(
+            # Not unique in the database during the expand release: the
+            # unique legacy request_id column carries the same value.
+            models.Index(
                 fields=["generation_id"],
                 condition=models.Q(generation_id__isnull=False),
-                name="usage_generation_unique",
-            )
+                name="usage_generation",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,24 +4,25 @@ Until now the client's ``X-Request-ID`` was the unique key of a usage
 record, so a client could merge its requests into one record or shadow
 another team's. This migration only *adds*:
 
-- ``generation_id`` (nullable, unique where set): the gateway-issued
-  ``gen-...`` id;
-- ``correlation_id`` (indexed with the team where set): the X-Request-ID,
-  searchable;
+- ``generation_id`` (nullable): the gateway-issued ``gen-...`` id;
+- ``correlation_id``: the X-Request-ID, searchable;
 - ``upstream_id``, ``usage_anomaly``;
 
 (the text columns with a database default, so an insert that names none of
 them still works)
 and backfills ``generation_id`` and ``correlation_id`` from ``request_id``
-for existing rows, in batches, so old ids keep answering
-``/api/v1/generation``. Nothing is dropped or made stricter: workers of the
+for existing rows, in batches that commit one by one (the migration is not
+atomic, so no long transaction holds the table), so old ids keep answering
+``/api/v1/generation``. Migration 0007 adds their indexes CONCURRENTLY. Nothing is dropped or made stricter: workers of the
 previous release keep inserting with ``ON CONFLICT (request_id)`` during a
 rolling deploy (their rows get ``generation_id`` NULL and are still found by
 ``request_id``), and this release writes the generation id into
-``request_id`` as well, so the old unique index still holds.
+``request_id`` as well: the old unique index keeps every key unique, so
+this release needs no new unique constraint.
 
 Contract step (a later release, once no old worker runs): backfill any row
-still without ``generation_id``, make it NOT NULL, drop ``request_id``.
+still without ``generation_id``, build a unique index on it CONCURRENTLY,
+switch ON CONFLICT to it, then drop ``request_id``.
 """
 
 from django.db import migrations, models
@@ -45,6 +46,8 @@ def backfill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("accounts", "0003_team_limits_and_budget"),
         ("routing", "0005_usage_finish_reason"),
@@ -70,22 +73,6 @@ class Migration(migrations.Migration):
             model_name="usagerecord",
             name="usage_anomaly",
             field=models.CharField(blank=True, db_default="", max_length=200),
-        ),
-        migrations.AddIndex(
-            model_name="usagerecord",
-            index=models.Index(
-                condition=models.Q(("correlation_id", ""), _negated=True),
-                fields=["team", "correlation_id"],
-                name="usage_team_correlation",
-            ),
-        ),
-        migrations.AddConstraint(
-            model_name="usagerecord",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("generation_id__isnull", False)),
-                fields=("generation_id",),
-                name="usage_generation_unique",
-            ),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True),
     ]

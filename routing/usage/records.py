@@ -100,9 +100,21 @@ def plausible_usage(reported: Usage, *, prompt_cap: int, completion_cap: int) ->
     prompt = bound("prompt_tokens", reported.prompt_tokens, max(prompt_cap, 0))
     completion = bound("completion_tokens", reported.completion_tokens, max(completion_cap, 0))
     cached = bound("cached_tokens", reported.cached_tokens, prompt)
+    reasoning = bound("reasoning_tokens", reported.reasoning_tokens, completion)
+    billed = reported.billed_prompt_tokens
+    if billed is not None:
+        billed = bound("billed_prompt_tokens", billed, prompt)
     if not notes:
         return reported, ""
-    return Usage(prompt, completion, cached), ("clamped: " + "; ".join(notes))[:200]
+    clamped = dataclasses.replace(
+        reported,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        billed_prompt_tokens=billed,
+    )
+    return clamped, ("clamped: " + "; ".join(notes))[:200]
 
 
 @dataclass(slots=True)
@@ -367,8 +379,9 @@ def _insert(rows: list[tuple[Any, ...]]) -> int:
         table = UsageRecord._meta.db_table
         sql = (
             f'INSERT INTO "{table}" ({", ".join(_COLUMNS)}) VALUES %s '  # noqa: S608 (fixed names)
-            # The arbiter is the partial unique index (migration 0005).
-            "ON CONFLICT (generation_id) WHERE generation_id IS NOT NULL DO NOTHING"
+            # request_id holds the generation id too and is the unique index
+            # of this release (migration 0006).
+            "ON CONFLICT (request_id) DO NOTHING"
         )
         with connection.cursor() as cursor:
             execute_values(cursor.cursor, sql, rows, page_size=500)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0006_usage_generation_id'),
+        ('routing', '0007_usage_generation_indexes'),
     ]
 
     operations = [
