@@ -18,6 +18,7 @@ MIGRATION_LINTER_OPTIONS = {
         "messages",
         "staticfiles",
         "oauth2_provider",
+        "axes",
         "django_migration_linter",
     ],
     # Shipped before release 1.2 made expand/contract a rule: each adds a
