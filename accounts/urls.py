@@ -36,6 +36,7 @@ urlpatterns = [
     path("members/<int:pk>/remove/", views.member_remove, name="member_remove"),
     path("members/<int:pk>/role/", views.member_role, name="member_role"),
     path("leave/", views.team_leave, name="team_leave"),
+    path("data-handling/", views.data_handling, name="data_handling"),
     path("invitations/new/", views.invitation_create, name="invitation_create"),
     path(
         "invitations/<uuid:public_id>/revoke/",

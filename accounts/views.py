@@ -24,7 +24,7 @@ from django_ratelimit.core import is_ratelimited
 
 from accounts import lockout, services
 from accounts.decorators import TeamRequest, team_required
-from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
+from accounts.forms import DataHandlingForm, InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Membership
 from accounts.selectors import (
     CURRENT_TEAM_SESSION_KEY,
@@ -292,3 +292,46 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, _("You joined %(team)s.") % {"team": membership.team.name})
         return redirect("dashboard:home")
     return render(request, "accounts/invitation.html", {"invitation": invitation})
+
+
+@team_required
+def data_handling(request: TeamRequest) -> HttpResponse:
+    """Show the team's data policy and PII mode; owners and admins change them.
+
+    Owners may set anything; admins may only tighten (the service decides).
+    """
+    membership = request.membership
+    team = membership.team
+    form = DataHandlingForm(
+        request.POST or None,
+        initial={"data_policy": team.data_policy, "pii_mode": team.pii_mode},
+    )
+    status = 200
+    if request.method == "POST":
+        if not membership.can_manage:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                services.team_data_handling_update(
+                    team=team,
+                    role=membership.role,
+                    data_policy=form.cleaned_data["data_policy"],
+                    pii_mode=form.cleaned_data["pii_mode"],
+                )
+            except (PermissionDenied, ValidationError) as exc:
+                messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+                status = 403 if isinstance(exc, PermissionDenied) else 400
+            else:
+                messages.success(request, _("Data handling saved."))
+                return redirect("accounts:data_handling")
+        else:
+            status = 400
+    if not membership.can_manage:
+        for field in form.fields.values():
+            field.disabled = True
+    return render(
+        request,
+        "accounts/data_handling.html",
+        {"form": form, "can_change": membership.can_manage},
+        status=status,
+    )

@@ -39,6 +39,8 @@ _MODEL_ID = RegexValidator(
     _("a model id like provider/model or provider/model:version"),
 )
 
+_REGION = RegexValidator(r"^[a-z]{2}$", _("an ISO 3166-1 alpha-2 code in lower case, like ru"))
+
 
 def validate_base_url(value: str) -> None:
     """Accept http(s) URLs with any host name, including cluster-internal
@@ -200,6 +202,12 @@ class Deployment(models.Model):
     priority = models.PositiveSmallIntegerField(_("priority"), default=0)
     weight = models.PositiveSmallIntegerField(_("weight"), default=1)
     enabled = models.BooleanField(_("enabled"), default=True)
+    # Where the upstream processes and keeps requests (ISO 3166-1 alpha-2,
+    # lower case; blank: not declared, which no residency policy accepts)
+    # and whether the provider retains request data. Team data policies
+    # (routing/residency.py) route on these two.
+    data_region = models.CharField(_("data region"), max_length=2, blank=True, validators=[_REGION])
+    stores_prompts = models.BooleanField(_("stores prompts"), default=True)
 
     class Meta:
         verbose_name = _("deployment")
@@ -252,6 +260,13 @@ class UsageRecord(models.Model):
     # answer the provider's filter cut or replaced. The database default lets
     # workers that predate the column keep inserting during a rolling deploy.
     finish_reason = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # Personal data the PII guardrail found, as counts by kind only
+    # ({"phone": 2, "inn": 1}); never the values.
+    # The database default lets workers of the previous release, which do
+    # not write the column, keep inserting during a rolling deploy.
+    pii_counts = models.JSONField(
+        default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField())
+    )
 
     class Meta:
         verbose_name = _("usage record")

@@ -137,7 +137,8 @@ class CallContext:
                 series.completion_tokens.inc(served.completion_tokens)
             if self.cost:
                 series.cost.inc(float(self.cost))
-            if len(self.attempts) > 1 and self.attempts[-1].status == 200:
+            tried = [a for a in self.attempts if not a.skipped]
+            if len(tried) > 1 and tried[-1].status == 200:
                 series.fallbacks.inc()
         except Exception:
             logger.debug("metrics failed", exc_info=True)

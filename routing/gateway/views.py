@@ -37,7 +37,7 @@ from providers.base import (
     Provider,
 )
 from providers.errors import bad_response
-from routing import router
+from routing import residency, router
 from routing.gateway import validation
 from routing.gateway.auth import authenticate
 from routing.gateway.context import CallContext
@@ -146,8 +146,21 @@ def _routes(
     return routes
 
 
-def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candidate]:
-    options = router.candidates(table, routes)
+def _options(
+    table: RoutingTable,
+    routes: list[ModelRoute],
+    principal: KeyPrincipal,
+    data_collection: str | None = None,
+) -> list[router.Candidate]:
+    policy = residency.residency_for(principal.data_policy, data_collection=data_collection)
+    options = router.candidates(table, routes, policy)
+    if options and all(option.refused for option in options):
+        # Never a silent downgrade: refuse before anything is sent.
+        raise PermissionDenied(
+            residency.violation_message(policy, routes[0].model_id),
+            code=ErrorCode.DATA_POLICY_VIOLATION,
+            headers={"x-xrouter-attempts": _chain([_skip(option) for option in options])},
+        )
     if not options:
         reasons = (
             "; ".join(
@@ -183,7 +196,7 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
     headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
     if last.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(last.retry_after)))
-    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN]
+    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN and not a.skipped]
     if len(tried) > 1:
         summary = "; ".join(
             f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
@@ -201,7 +214,21 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
 
 
 def _chain(attempts: list[router.Attempt]) -> str:
-    return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
+    return ", ".join(
+        f"{a.provider}:skipped({a.skipped})" if a.skipped else f"{a.provider}:{a.status}"
+        for a in attempts
+    )
+
+
+def _skip(option: router.Candidate) -> router.Attempt:
+    return router.Attempt(
+        option.route.model_id,
+        option.deployment.provider,
+        option.deployment.deployment_id,
+        403,
+        ErrorCode.DATA_POLICY,
+        skipped=option.refused,
+    )
 
 
 def _served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
@@ -316,7 +343,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     ctx.requested_model = data.model
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
-    options = _options(table, routes)
+    options = _options(table, routes, principal, data.data_collection)
     prompt_tokens = estimate_prompt_tokens([m.text() for m in data.request.messages])
     ctx.prompt_estimate = prompt_tokens
     ctx.decision = admit(
@@ -406,7 +433,7 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     ctx.requested_model = data.model
     routes = _routes(table, data.model, [], principal, "embedding")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
-    options = _options(table, routes)
+    options = _options(table, routes, principal, data.data_collection)
     ctx.decision = admit(principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0)
     started = time.perf_counter()
     try:

@@ -73,6 +73,8 @@ class UsageEvent:
     # OpenAI's finish reason of a served chat ("content_filter" when the
     # provider's filter cut or replaced the answer); "" when none applies.
     finish_reason: str = ""
+    # PII guardrail findings as counts by kind (routing/pii/); never values.
+    pii_counts: dict[str, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         # orjson serialises dataclasses natively, without asdict's deep copy.
@@ -132,6 +134,7 @@ _COLUMNS = (
     "stream",
     "stream_complete",
     "finish_reason",
+    "pii_counts",
 )
 
 
@@ -169,6 +172,7 @@ def _insert_postgres(events: list[UsageEvent]) -> int:
             e.stream,
             e.stream_complete,
             e.finish_reason,
+            orjson.dumps(e.pii_counts).decode(),
         )
         for e in events
     ]
@@ -208,6 +212,7 @@ def _insert_orm(events: list[UsageEvent]) -> int:
             stream=e.stream,
             stream_complete=e.stream_complete,
             finish_reason=e.finish_reason,
+            pii_counts=e.pii_counts,
         )
         for e in events
     ]
