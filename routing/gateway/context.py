@@ -64,6 +64,8 @@ class CallContext:
     finish_reason: str = ""
     # Provider fields of the request the serving adapter does not know.
     ignored_params: list[str] = field(default_factory=list)
+    # What the PII guardrail found, as counts by kind (never the values).
+    pii_counts: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     # Called once when the call is over (the middleware's in-flight count).
     on_finish: Any = None
@@ -120,6 +122,7 @@ class CallContext:
                 stream=self.stream,
                 stream_complete=self.stream_complete,
                 finish_reason=self.finish_reason,
+                pii_counts=self.pii_counts,
             )
         )
 
@@ -165,6 +168,8 @@ class CallContext:
             entry["attempts"] = len(self.attempts)
         if self.error_code:
             entry["error_code"] = self.error_code
+        if self.pii_counts:
+            entry["pii"] = self.pii_counts
         if self.stream:
             entry["stream"] = True
             entry["stream_complete"] = self.stream_complete

@@ -37,7 +37,7 @@ from providers.base import (
     Provider,
 )
 from providers.errors import bad_response
-from routing import residency, router
+from routing import pii, residency, router
 from routing.gateway import validation
 from routing.gateway.auth import authenticate
 from routing.gateway.context import CallContext
@@ -296,19 +296,22 @@ def _note_ignored(ctx: CallContext, adapter: Provider, request: ChatRequest) -> 
 _PUBLIC_EXTRA = {"reasoning_mode": "reasoningOptions"}
 
 
-def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
+def _chat_call(
+    request: ChatRequest, ctx: CallContext, guard: pii.ChatGuard | None
+) -> AttemptCall[ChatResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
         attempt = dataclasses.replace(
             request, model=candidate.deployment.upstream, request_id=ctx.request_id
         )
         _note_ignored(ctx, adapter, attempt)
-        return adapter.chat(attempt)
+        result = adapter.chat(attempt)
+        return guard.restore_response(result) if guard is not None else result
 
     return call
 
 
 def _stream_call(
-    request: ChatRequest, ctx: CallContext
+    request: ChatRequest, ctx: CallContext, guard: pii.ChatGuard | None
 ) -> AttemptCall[tuple[ChatStream, ChatChunk | None]]:
     def call(
         adapter: Provider, candidate: router.Candidate, remaining: float
@@ -318,6 +321,10 @@ def _stream_call(
         )
         _note_ignored(ctx, adapter, attempt)
         stream = adapter.stream(attempt)
+        if guard is not None:
+            # Placeholders the model echoes become the client's values again,
+            # also when one is split across chunks.
+            stream = guard.wrap_stream(stream)
         # Wait for the first chunk before answering, so a failure before any
         # byte reaches the client is still a proper HTTP error and a chance
         # to fall back.
@@ -332,6 +339,18 @@ def _stream_call(
     return call
 
 
+def _guard_chat(ctx: CallContext, request: ChatRequest, mode: str) -> pii.ChatGuard | None:
+    """Apply the PII mode; the counts go to the usage record and log either way."""
+    try:
+        guard = pii.guard_chat(request, mode)
+    except pii.PiiDetected as exc:
+        ctx.pii_counts = exc.counts
+        raise
+    if guard is not None:
+        ctx.pii_counts = guard.counts
+    return guard
+
+
 def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "chat"
     principal = authenticate(request, ctx)
@@ -341,6 +360,8 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         data.request.extra["session_id"] = session
     table = get_table()
     ctx.requested_model = data.model
+    guard = _guard_chat(ctx, data.request, principal.pii_mode)
+    outbound = guard.request if guard is not None else data.request
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes, principal, data.data_collection)
@@ -357,7 +378,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     if not data.request.stream:
         try:
             outcome = router.execute(
-                options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+                options, _chat_call(outbound, ctx, guard), table.adapter, deadline=_deadline()
             )
         except router.AllAttemptsFailed as exc:
             return _failure(ctx, exc)
@@ -384,7 +405,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     ctx.stream = True
     try:
         streamed = router.execute(
-            options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
+            options, _stream_call(outbound, ctx, guard), table.adapter, deadline=_deadline()
         )
     except router.AllAttemptsFailed as exc:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -431,6 +452,11 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     data = validation.embedding_input(_read_json(request))
     table = get_table()
     ctx.requested_model = data.model
+    try:
+        outbound, ctx.pii_counts = pii.guard_embedding(data.request, principal.pii_mode)
+    except pii.PiiDetected as exc:
+        ctx.pii_counts = exc.counts
+        raise
     routes = _routes(table, data.model, [], principal, "embedding")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
     options = _options(table, routes, principal, data.data_collection)
@@ -438,7 +464,7 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     started = time.perf_counter()
     try:
         outcome = router.execute(
-            options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
+            options, _embed_call(outbound, ctx), table.adapter, deadline=_deadline()
         )
     except router.AllAttemptsFailed as exc:
         return _failure(ctx, exc)
