@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views
+from accounts import sso, views
 
 app_name = "accounts"
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("sso/", sso.sso_start, name="sso_start"),
+    path("sso/callback/", sso.sso_callback, name="sso_callback"),
     path("signup/", views.signup, name="signup"),
     path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(

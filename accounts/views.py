@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -54,7 +56,18 @@ class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["password_login"] = settings.XROUTER_PASSWORD_LOGIN
+        context["sso_enabled"] = settings.XROUTER_SSO_ENABLED
+        context["sso_name"] = settings.XROUTER_SSO_NAME
+        context["sso_refused"] = self.request.GET.get("sso") == "refused"
+        return context
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.XROUTER_PASSWORD_LOGIN:
+            # Single sign-on only: no password is ever checked.
+            return self.render_to_response(self.get_context_data(), status=403)
         # The shared policy (accounts/lockout.py): a per-address cap here,
         # the (username, address) lockout in django-axes' backend.
         if lockout.login_flooded(request):
@@ -80,6 +93,11 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not settings.XROUTER_PASSWORD_LOGIN:
+            raise Http404
+        return super().dispatch(request, *args, **kwargs)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if is_ratelimited(
@@ -111,6 +129,9 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
 
 def signup(request: HttpRequest) -> HttpResponse:
     """Create an account and log it in; continue to ``next`` (an invitation)."""
+    if not settings.XROUTER_PASSWORD_LOGIN:
+        # Accounts come from single sign-on only.
+        raise Http404
     if request.user.is_authenticated:
         return redirect("dashboard:home")
     form = SignupForm(request.POST or None)
