@@ -477,6 +477,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "keys.api_schema.add_error_responses",
     ],
+    # A team's PII mode and a key's (which may also be "", the team's).
+    "ENUM_NAME_OVERRIDES": {
+        "PiiModeEnum": "accounts.models.PiiMode",
+        "KeyPiiModeEnum": ["", "off", "redact", "block"],
+    },
 }
 
 # --- XRouter gateway ------------------------------------------------------
