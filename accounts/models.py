@@ -90,12 +90,21 @@ class Team(models.Model):
     default_key_tpm = _limit_field(_("default tokens per minute per key"))
     default_key_concurrency = _limit_field(_("default concurrent requests per key"))
     # Data handling (152-FZ): which deployments may see the team's requests,
-    # and what happens to personal data found in prompts.
+    # and what happens to personal data found in prompts. The database
+    # defaults let the previous release insert rows during a rolling deploy.
     data_policy = models.CharField(
-        _("data policy"), max_length=20, choices=DataPolicy.choices, default=DataPolicy.ANY
+        _("data policy"),
+        max_length=20,
+        choices=DataPolicy.choices,
+        default=DataPolicy.ANY,
+        db_default=DataPolicy.ANY,
     )
     pii_mode = models.CharField(
-        _("personal data in prompts"), max_length=10, choices=PiiMode.choices, default=PiiMode.OFF
+        _("personal data in prompts"),
+        max_length=10,
+        choices=PiiMode.choices,
+        default=PiiMode.OFF,
+        db_default=PiiMode.OFF,
     )
 
     class Meta:

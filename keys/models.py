@@ -94,7 +94,12 @@ class ApiKey(models.Model):
     model_limits = models.JSONField(_("per-model limits"), default=dict, blank=True)
     # Overrides the team's pii_mode for this key; blank means the team's.
     pii_mode = models.CharField(
-        _("personal data in prompts"), max_length=10, choices=PiiMode.choices, blank=True
+        _("personal data in prompts"),
+        max_length=10,
+        choices=PiiMode.choices,
+        blank=True,
+        default="",
+        db_default="",
     )
 
     objects = ApiKeyQuerySet.as_manager()

@@ -206,8 +206,10 @@ class Deployment(models.Model):
     # lower case; blank: not declared, which no residency policy accepts)
     # and whether the provider retains request data. Team data policies
     # (routing/residency.py) route on these two.
-    data_region = models.CharField(_("data region"), max_length=2, blank=True, validators=[_REGION])
-    stores_prompts = models.BooleanField(_("stores prompts"), default=True)
+    data_region = models.CharField(
+        _("data region"), max_length=2, blank=True, validators=[_REGION], db_default=""
+    )
+    stores_prompts = models.BooleanField(_("stores prompts"), default=True, db_default=True)
 
     class Meta:
         verbose_name = _("deployment")

@@ -30,12 +30,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='deployment',
             name='data_region',
-            field=models.CharField(blank=True, max_length=2, validators=[django.core.validators.RegexValidator('^[a-z]{2}$', 'an ISO 3166-1 alpha-2 code in lower case, like ru')], verbose_name='data region'),
+            field=models.CharField(blank=True, db_default='', max_length=2, validators=[django.core.validators.RegexValidator('^[a-z]{2}$', 'an ISO 3166-1 alpha-2 code in lower case, like ru')], verbose_name='data region'),
         ),
         migrations.AddField(
             model_name='deployment',
             name='stores_prompts',
-            field=models.BooleanField(default=True, verbose_name='stores prompts'),
+            field=models.BooleanField(db_default=True, default=True, verbose_name='stores prompts'),
         ),
         migrations.AddField(
             model_name='usagerecord',
