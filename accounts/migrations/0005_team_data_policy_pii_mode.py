@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_team_limits_and_budget'),
+        ('accounts', '0004_key_exchange_code'),
     ]
 
     operations = [
