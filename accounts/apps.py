@@ -17,5 +17,8 @@ class AccountsConfig(AppConfig):
         """
         # Revoke what a member's role no longer allows on every membership
         # change, whatever made it (accounts.credentials).
-        from accounts import credentials  # noqa: F401
+        from accounts import (
+            credentials,  # noqa: F401
+            sso,  # noqa: F401  (registers the SSO settings checks)
+        )
         from accounts.oauth import tokens as oauth_tokens  # noqa: F401

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Membership, User
+from accounts.models import DataPolicy, Membership, PiiMode, User
 
 
 class SignupForm(UserCreationForm):
@@ -52,3 +52,24 @@ class InvitationForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
+
+
+class DataHandlingForm(forms.Form):
+    """The team's residency policy and PII guardrail mode."""
+
+    data_policy = forms.ChoiceField(
+        label=_("Data policy"),
+        choices=DataPolicy.choices,
+        help_text=_(
+            "Which deployments may receive the team's requests. Deployments that do not "
+            "comply are skipped; when none is left the request is refused."
+        ),
+    )
+    pii_mode = forms.ChoiceField(
+        label=_("Personal data in prompts"),
+        choices=PiiMode.choices,
+        help_text=_(
+            "Passport numbers, SNILS, INN, OGRN, phone numbers, e-mail addresses, card and "
+            "account numbers found in requests."
+        ),
+    )

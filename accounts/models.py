@@ -40,6 +40,26 @@ def _limit_field(label: Any) -> models.PositiveIntegerField:
     )
 
 
+class DataPolicy(models.TextChoices):
+    """Where a team's requests may go (routing/residency.py enforces it).
+
+    ``ru_only`` keeps every request on deployments whose ``data_region`` is
+    ``ru``; ``ru_no_retention`` also needs ``stores_prompts: false``.
+    """
+
+    ANY = "any", _("Any deployment")
+    RU_ONLY = "ru_only", _("Only deployments in Russia")
+    RU_NO_RETENTION = "ru_no_retention", _("Only deployments in Russia that keep no request data")
+
+
+class PiiMode(models.TextChoices):
+    """What the PII guardrail (routing/pii/) does with a prompt's personal data."""
+
+    OFF = "off", _("Off")
+    REDACT = "redact", _("Redact before the provider, restore in the answer")
+    BLOCK = "block", _("Refuse requests that contain personal data")
+
+
 class Team(models.Model):
     name = models.CharField(_("name"), max_length=100)
     slug = models.SlugField(_("slug"), max_length=50, unique=True)
@@ -69,6 +89,23 @@ class Team(models.Model):
     default_key_rpm = _limit_field(_("default requests per minute per key"))
     default_key_tpm = _limit_field(_("default tokens per minute per key"))
     default_key_concurrency = _limit_field(_("default concurrent requests per key"))
+    # Data handling (152-FZ): which deployments may see the team's requests,
+    # and what happens to personal data found in prompts. The database
+    # defaults let the previous release insert rows during a rolling deploy.
+    data_policy = models.CharField(
+        _("data policy"),
+        max_length=20,
+        choices=DataPolicy.choices,
+        default=DataPolicy.ANY,
+        db_default=DataPolicy.ANY,
+    )
+    pii_mode = models.CharField(
+        _("personal data in prompts"),
+        max_length=10,
+        choices=PiiMode.choices,
+        default=PiiMode.OFF,
+        db_default=PiiMode.OFF,
+    )
 
     class Meta:
         verbose_name = _("team")

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts import roles
-from accounts.models import Invitation, Membership, Team, User
+from accounts.models import DataPolicy, Invitation, Membership, PiiMode, Team, User
 
 
 def team_get_or_create(*, slug: str, name: str | None = None) -> tuple[Team, bool]:
@@ -238,3 +238,51 @@ def team_invitation_revoke(*, invitation: Invitation) -> None:
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
+
+
+# --- Data handling: residency policy and PII guardrail ---------------------
+
+_STRICTNESS = {
+    "data_policy": list(DataPolicy.values),  # any < ru_only < ru_no_retention
+    "pii_mode": list(PiiMode.values),  # off < redact < block
+}
+
+
+@transaction.atomic
+def team_data_handling_update(
+    *,
+    team: Team,
+    role: str | None,
+    data_policy: str | None = None,
+    pii_mode: str | None = None,
+) -> Team:
+    """Change the team's ``data_policy`` and/or ``pii_mode`` on behalf of ``role``.
+
+    Owners may set any value. Anyone else who manages the team (admins, and
+    management keys, which have no role) may only tighten: loosening a
+    compliance setting is an owner's decision. Saving the team evicts its
+    keys' cached principals, so every worker applies the change within the
+    key cache's bound (``XROUTER_KEY_LOCAL_TTL``).
+    """
+    _lock_team(team)
+    team.refresh_from_db(fields=["data_policy", "pii_mode"])
+    changes = {
+        name: value
+        for name, value in (("data_policy", data_policy), ("pii_mode", pii_mode))
+        if value is not None
+    }
+    for name, value in changes.items():
+        order = _STRICTNESS[name]
+        if value not in order:
+            raise ValidationError({name: _("Unknown value %(value)s.") % {"value": value}})
+        loosens = order.index(value) < order.index(getattr(team, name))
+        if loosens and role != Membership.Role.OWNER:
+            raise PermissionDenied(
+                _("Only a team owner can loosen the %(setting)s.") % {"setting": name}
+            )
+    if not changes:
+        return team
+    for name, value in changes.items():
+        setattr(team, name, value)
+    team.save(update_fields=sorted(changes))
+    return team

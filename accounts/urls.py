@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views
+from accounts import sso, views
 
 app_name = "accounts"
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("sso/", sso.sso_start, name="sso_start"),
+    path("sso/callback/", sso.sso_callback, name="sso_callback"),
     path("signup/", views.signup, name="signup"),
     path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(
@@ -36,6 +38,7 @@ urlpatterns = [
     path("members/<int:pk>/remove/", views.member_remove, name="member_remove"),
     path("members/<int:pk>/role/", views.member_role, name="member_role"),
     path("leave/", views.team_leave, name="team_leave"),
+    path("data-handling/", views.data_handling, name="data_handling"),
     path("invitations/new/", views.invitation_create, name="invitation_create"),
     path(
         "invitations/<uuid:public_id>/revoke/",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -24,7 +26,7 @@ from django_ratelimit.core import is_ratelimited
 
 from accounts import lockout, services
 from accounts.decorators import TeamRequest, team_required
-from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
+from accounts.forms import DataHandlingForm, InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Membership
 from accounts.selectors import (
     CURRENT_TEAM_SESSION_KEY,
@@ -54,7 +56,18 @@ class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["password_login"] = settings.XROUTER_PASSWORD_LOGIN
+        context["sso_enabled"] = settings.XROUTER_SSO_ENABLED
+        context["sso_name"] = settings.XROUTER_SSO_NAME
+        context["sso_refused"] = self.request.GET.get("sso") == "refused"
+        return context
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.XROUTER_PASSWORD_LOGIN:
+            # Single sign-on only: no password is ever checked.
+            return self.render_to_response(self.get_context_data(), status=403)
         # The shared policy (accounts/lockout.py): a per-address cap here,
         # the (username, address) lockout in django-axes' backend.
         if lockout.login_flooded(request):
@@ -80,6 +93,11 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not settings.XROUTER_PASSWORD_LOGIN:
+            raise Http404
+        return super().dispatch(request, *args, **kwargs)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if is_ratelimited(
@@ -111,6 +129,9 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
 
 def signup(request: HttpRequest) -> HttpResponse:
     """Create an account and log it in; continue to ``next`` (an invitation)."""
+    if not settings.XROUTER_PASSWORD_LOGIN:
+        # Accounts come from single sign-on only.
+        raise Http404
     if request.user.is_authenticated:
         return redirect("dashboard:home")
     form = SignupForm(request.POST or None)
@@ -292,3 +313,46 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, _("You joined %(team)s.") % {"team": membership.team.name})
         return redirect("dashboard:home")
     return render(request, "accounts/invitation.html", {"invitation": invitation})
+
+
+@team_required
+def data_handling(request: TeamRequest) -> HttpResponse:
+    """Show the team's data policy and PII mode; owners and admins change them.
+
+    Owners may set anything; admins may only tighten (the service decides).
+    """
+    membership = request.membership
+    team = membership.team
+    form = DataHandlingForm(
+        request.POST or None,
+        initial={"data_policy": team.data_policy, "pii_mode": team.pii_mode},
+    )
+    status = 200
+    if request.method == "POST":
+        if not membership.can_manage:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                services.team_data_handling_update(
+                    team=team,
+                    role=membership.role,
+                    data_policy=form.cleaned_data["data_policy"],
+                    pii_mode=form.cleaned_data["pii_mode"],
+                )
+            except (PermissionDenied, ValidationError) as exc:
+                messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+                status = 403 if isinstance(exc, PermissionDenied) else 400
+            else:
+                messages.success(request, _("Data handling saved."))
+                return redirect("accounts:data_handling")
+        else:
+            status = 400
+    if not membership.can_manage:
+        for field in form.fields.values():
+            field.disabled = True
+    return render(
+        request,
+        "accounts/data_handling.html",
+        {"form": form, "can_change": membership.can_manage},
+        status=status,
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
@@ -33,6 +34,7 @@ from accounts.oauth.api_auth import (
     OAuthTokenAuthentication,
 )
 from accounts.selectors import membership_current
+from accounts.services import team_data_handling_update
 from keys import selectors, services
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal
@@ -46,6 +48,7 @@ from keys.serializers import (
     KeySerializer,
     KeyUpdateInputSerializer,
     TeamEnvelopeSerializer,
+    TeamUpdateInputSerializer,
 )
 
 # API field name -> ApiKey field name, where they differ.
@@ -254,20 +257,43 @@ class KeyDetailApi(ManagementApiView):
 
 
 class TeamCurrentApi(ManagementApiView):
+    @staticmethod
+    def _team_data(caller: Caller) -> dict[str, Any]:
+        team = caller.team
+        return {
+            "slug": team.slug,
+            "name": team.name,
+            "created_at": team.created_at,
+            "role": caller.role,
+            "authenticated_as": "user" if caller.user else "management_key",
+            "member_count": team.memberships.count(),
+            "key_count": team.api_keys.filter(revoked_at__isnull=True).count(),
+            "data_policy": team.data_policy,
+            "pii_mode": team.pii_mode,
+        }
+
     @extend_schema(operation_id="teams_current", responses=TeamEnvelopeSerializer)
     def get(self, request: Request) -> Response:
+        return Response({"data": self._team_data(caller_of(request))})
+
+    @extend_schema(
+        operation_id="teams_current_update",
+        request=TeamUpdateInputSerializer,
+        responses=TeamEnvelopeSerializer,
+        summary="Set the team's data policy and PII mode (only owners may loosen them)",
+    )
+    def patch(self, request: Request) -> Response:
         caller = caller_of(request)
-        team = caller.team
-        return Response(
-            {
-                "data": {
-                    "slug": team.slug,
-                    "name": team.name,
-                    "created_at": team.created_at,
-                    "role": caller.role,
-                    "authenticated_as": "user" if caller.user else "management_key",
-                    "member_count": team.memberships.count(),
-                    "key_count": team.api_keys.filter(revoked_at__isnull=True).count(),
-                }
-            }
-        )
+        if not caller.can_manage:
+            raise exceptions.PermissionDenied("Only team owners and admins can change the team.")
+        serializer = TeamUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            team_data_handling_update(
+                team=caller.team, role=caller.role, **serializer.validated_data
+            )
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
+        except DjangoValidationError as exc:
+            raise _drf_validation_error(exc) from None
+        return Response({"data": self._team_data(caller)})

@@ -56,9 +56,10 @@ def _load_from_db(digest: str) -> KeyPrincipal | str:
 _keys = PrincipalCache(
     what="api key",
     # The version changes whenever principals gain fields or move (v2:
-    # ``kind``, v3: limits, v4: keys.auth -> keys.principal), so entries
-    # pickled by other code are never unpickled during a rolling deploy.
-    shared_prefix="apikey:v4:",
+    # ``kind``, v3: limits, v4: keys.auth -> keys.principal, v5: data policy
+    # and PII mode), so entries pickled by other code are never unpickled
+    # during a rolling deploy.
+    shared_prefix="apikey:v5:",
     load=_load_from_db,
 )
 

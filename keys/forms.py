@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import PiiMode
 from keys.selectors import KEY_STATUSES, catalog_model_list
 from keys.serializers import PG_INT_MAX
 
@@ -69,6 +70,12 @@ class ApiKeyForm(forms.Form):
         min_value=Decimal(0),
         max_digits=14,
         decimal_places=2,
+    )
+    pii_mode = forms.ChoiceField(
+        label=_("Personal data in prompts"),
+        required=False,
+        choices=[("", _("As the team"))] + list(PiiMode.choices),
+        help_text=_("A key can be stricter than its team, never looser."),
     )
 
     def __init__(self, *args: Any, current_models: list[str] | None = None, **kwargs: Any) -> None:

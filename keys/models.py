@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import BudgetPeriod
+from accounts.models import BudgetPeriod, PiiMode
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
@@ -92,6 +92,15 @@ class ApiKey(models.Model):
     )
     # Per-model overrides: {"model id": {"rpm": N, "tpm": N, "concurrency": N}}.
     model_limits = models.JSONField(_("per-model limits"), default=dict, blank=True)
+    # Overrides the team's pii_mode for this key; blank means the team's.
+    pii_mode = models.CharField(
+        _("personal data in prompts"),
+        max_length=10,
+        choices=PiiMode.choices,
+        blank=True,
+        default="",
+        db_default="",
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 

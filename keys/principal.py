@@ -67,6 +67,10 @@ class KeyPrincipal:
     team_concurrency_limit: int | None = None
     team_budget_rub: Decimal | None = None
     team_budget_period: str = "never"
+    # Data handling: the team's residency policy (routing/residency.py) and
+    # the PII guardrail mode in force for this key (its own, else the team's).
+    data_policy: str = "any"
+    pii_mode: str = "off"
 
     @classmethod
     def from_key(cls, key: ApiKey) -> KeyPrincipal:
@@ -95,6 +99,8 @@ class KeyPrincipal:
             team_concurrency_limit=team.concurrency_limit,
             team_budget_rub=team.budget_rub,
             team_budget_period=team.budget_period,
+            data_policy=team.data_policy,
+            pii_mode=stricter_pii_mode(team.pii_mode, key.pii_mode),
         )
 
     def allows_model(self, model_id: str) -> bool:
@@ -108,6 +114,15 @@ class KeyPrincipal:
             return True
         base, sep, _version = model_id.partition(":")
         return bool(sep) and base in self.allowed_models
+
+
+_PII_STRICTNESS = ("off", "redact", "block")
+
+
+def stricter_pii_mode(team_mode: str, key_mode: str) -> str:
+    """Return the PII mode in force: a key may be stricter than its team, never looser."""
+    modes = [m for m in (team_mode, key_mode) if m in _PII_STRICTNESS]
+    return max(modes, key=_PII_STRICTNESS.index, default="off")
 
 
 class PrincipalCache:

@@ -19,6 +19,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
+from accounts.models import DataPolicy, PiiMode
 from keys.models import ApiKey
 from keys.selectors import KEY_STATUSES, catalog_model_ids
 
@@ -165,6 +166,12 @@ class _KeySettingsInput(StrictInputSerializer):
         required=False,
         help_text="Catalog model ids (a base id allows every version); empty allows all.",
     )
+    pii_mode = serializers.ChoiceField(
+        choices=["", *PiiMode.values],
+        required=False,
+        help_text="PII guardrail for this key: '' follows the team; a key can be stricter "
+        "than its team (off < redact < block), never looser.",
+    )
 
     def validate_expires_at(self, value: datetime | None) -> datetime | None:
         return _validate_future(value)
@@ -214,6 +221,9 @@ class KeySerializer(serializers.Serializer):
     rpm_limit = serializers.IntegerField(read_only=True, allow_null=True)
     tpm_limit = serializers.IntegerField(read_only=True, allow_null=True)
     allowed_models = serializers.ListField(child=serializers.CharField(), read_only=True)
+    pii_mode = serializers.CharField(
+        read_only=True, help_text="The key's own PII mode; '' follows the team."
+    )
     created_at = serializers.DateTimeField(read_only=True)
     expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
     revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
@@ -254,6 +264,19 @@ class TeamSerializer(serializers.Serializer):
     authenticated_as = serializers.ChoiceField(choices=["user", "management_key"])
     member_count = serializers.IntegerField()
     key_count = serializers.IntegerField(help_text="Keys that are not revoked.")
+    data_policy = serializers.ChoiceField(choices=DataPolicy.choices)
+    pii_mode = serializers.ChoiceField(choices=PiiMode.choices)
+
+
+class TeamUpdateInputSerializer(StrictInputSerializer):
+    """What ``PATCH /api/v1/teams/current`` accepts.
+
+    Owners may set anything; admins and management keys may only tighten
+    (``any`` < ``ru_only`` < ``ru_no_retention``, ``off`` < ``redact`` < ``block``).
+    """
+
+    data_policy = serializers.ChoiceField(choices=DataPolicy.values, required=False)
+    pii_mode = serializers.ChoiceField(choices=PiiMode.values, required=False)
 
 
 class TeamEnvelopeSerializer(serializers.Serializer):

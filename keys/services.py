@@ -29,6 +29,7 @@ MAX_UNREVOKED_KEYS_PER_TEAM = 1000
 UPDATABLE_FIELDS = frozenset(
     {
         "name",
+        "pii_mode",
         "expires_at",
         "disabled",
         "allowed_models",
@@ -99,6 +100,7 @@ def api_key_create(
     model_limits: dict[str, dict[str, int]] | None = None,
     env: str | None = None,
     kind: str = ApiKey.Kind.STANDARD,
+    pii_mode: str = "",
 ) -> CreatedKey:
     """Create a key for ``team`` and return it with its plaintext (shown once).
 
@@ -141,6 +143,7 @@ def api_key_create(
         budget_period=budget_period,
         concurrency_limit=concurrency_limit,
         model_limits=_clean_model_limits(model_limits),
+        pii_mode=pii_mode,
     )
     api_key.full_clean()
     api_key.save()

@@ -115,6 +115,7 @@ def key_create(request: TeamRequest) -> HttpResponse:
                 rpm_limit=data["rpm_limit"],
                 tpm_limit=data["tpm_limit"],
                 budget_rub=data["budget_rub"],
+                pii_mode=data["pii_mode"],
                 kind=ApiKey.Kind.MANAGEMENT if data["management"] else ApiKey.Kind.STANDARD,
             )
         except ValidationError as exc:
@@ -136,6 +137,7 @@ def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
         "rpm_limit": api_key.rpm_limit,
         "tpm_limit": api_key.tpm_limit,
         "budget_rub": api_key.budget_rub,
+        "pii_mode": api_key.pii_mode,
     }
     if request.method == "POST":
         _require_manager(request)

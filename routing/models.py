@@ -39,6 +39,8 @@ _MODEL_ID = RegexValidator(
     _("a model id like provider/model or provider/model:version"),
 )
 
+_REGION = RegexValidator(r"^[a-z]{2}$", _("an ISO 3166-1 alpha-2 code in lower case, like ru"))
+
 
 def validate_base_url(value: str) -> None:
     """Accept http(s) URLs with any host name, including cluster-internal
@@ -200,6 +202,14 @@ class Deployment(models.Model):
     priority = models.PositiveSmallIntegerField(_("priority"), default=0)
     weight = models.PositiveSmallIntegerField(_("weight"), default=1)
     enabled = models.BooleanField(_("enabled"), default=True)
+    # Where the upstream processes and keeps requests (ISO 3166-1 alpha-2,
+    # lower case; blank: not declared, which no residency policy accepts)
+    # and whether the provider retains request data. Team data policies
+    # (routing/residency.py) route on these two.
+    data_region = models.CharField(
+        _("data region"), max_length=2, blank=True, validators=[_REGION], db_default=""
+    )
+    stores_prompts = models.BooleanField(_("stores prompts"), default=True, db_default=True)
 
     class Meta:
         verbose_name = _("deployment")
@@ -231,7 +241,7 @@ class UsageRecord(models.Model):
     ``request_id`` is the old unique key, kept for one release so workers
     of the previous release (which insert ``ON CONFLICT (request_id)``) keep
     working during a rolling deploy; this release writes the generation id
-    into it. The contract release drops it (see migration 0006).
+    into it. The contract release drops it (see migration 0007).
     """
 
     request_id = models.CharField(max_length=128, unique=True)
@@ -272,6 +282,13 @@ class UsageRecord(models.Model):
     # answer the provider's filter cut or replaced. The database default lets
     # workers that predate the column keep inserting during a rolling deploy.
     finish_reason = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # Personal data the PII guardrail found, as counts by kind only
+    # ({"phone": 2, "inn": 1}); never the values.
+    # The database default lets workers of the previous release, which do
+    # not write the column, keep inserting during a rolling deploy.
+    pii_counts = models.JSONField(
+        default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField())
+    )
 
     class Meta:
         verbose_name = _("usage record")

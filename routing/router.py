@@ -5,7 +5,9 @@ the request's ``models`` list (OpenRouter style), then the catalog's
 fallbacks. Within a model, deployments go by priority; equal priorities are
 shuffled by weight, preferring healthy and faster ones. Deployments whose
 breaker is open or whose last probe failed are skipped while any other
-candidate is left.
+candidate is left. Deployments the request's data policy forbids
+(:func:`routing.residency.refusal`) are never called: they stay in the
+chain as skipped attempts that say why.
 
 :func:`execute` calls each candidate until one succeeds, falling back only
 on retryable :class:`~providers.base.ProviderError`s (connection errors,
@@ -31,6 +33,7 @@ from providers.errors import ProviderError
 from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers
+from routing.residency import UNRESTRICTED, Residency, refusal
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable
 from xrouter_site.errors import ErrorCode
 
@@ -45,6 +48,8 @@ AttemptCall: TypeAlias = Callable[[Provider, "Candidate", float], T]
 class Candidate:
     route: ModelRoute
     deployment: DeploymentRoute
+    # Why the data policy forbids this deployment ("" when it may serve).
+    refused: str = ""
 
 
 @dataclass(slots=True)
@@ -55,9 +60,11 @@ class Attempt:
     status: int = 200
     error_code: str = ""
     latency_ms: float = 0.0
+    # Set when the deployment was not called: the data policy's reason.
+    skipped: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "model": self.model,
             "provider": self.provider,
             "deployment_id": self.deployment_id,
@@ -65,6 +72,9 @@ class Attempt:
             "error_code": self.error_code,
             "latency_ms": round(self.latency_ms, 1),
         }
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
 
 
 @dataclass(slots=True)
@@ -111,8 +121,14 @@ def _weighted_shuffle(group: list[DeploymentRoute]) -> list[DeploymentRoute]:
     return sorted(group, key=key, reverse=True)
 
 
-def candidates(table: RoutingTable, routes: list[ModelRoute]) -> list[Candidate]:
-    """Return every deployment that may serve, best first, skipped ones last."""
+def candidates(
+    table: RoutingTable, routes: list[ModelRoute], policy: Residency = UNRESTRICTED
+) -> list[Candidate]:
+    """Return every deployment that may serve, best first, skipped ones last.
+
+    Deployments ``policy`` forbids come back with ``refused`` set, in their
+    place in the order; :func:`execute` records and skips them.
+    """
     good: list[Candidate] = []
     skipped: list[Candidate] = []
     seen: set[int] = set()
@@ -121,6 +137,18 @@ def candidates(table: RoutingTable, routes: list[ModelRoute]) -> list[Candidate]
             if deployment.deployment_id in seen:
                 continue
             seen.add(deployment.deployment_id)
+            reason = (
+                refusal(
+                    policy,
+                    data_region=deployment.data_region,
+                    stores_prompts=deployment.stores_prompts,
+                )
+                if policy.restricts
+                else ""
+            )
+            if reason:
+                good.append(Candidate(route, deployment, reason))
+                continue
             state = health.health_of(deployment.deployment_id)
             candidate = Candidate(route, deployment)
             if state is not None and not state.healthy:
@@ -158,6 +186,19 @@ def execute(
         if tried >= max_attempts:
             break
         deployment = candidate.deployment
+        if candidate.refused:
+            # Forbidden by the data policy: nothing is sent, the chain says why.
+            attempts.append(
+                Attempt(
+                    candidate.route.model_id,
+                    deployment.provider,
+                    deployment.deployment_id,
+                    403,
+                    ErrorCode.DATA_POLICY,
+                    skipped=candidate.refused,
+                )
+            )
+            continue
         if not breakers.allows(deployment.deployment_id):
             attempts.append(
                 Attempt(

@@ -30,6 +30,9 @@ class DeploymentStatus:
     checked_at: datetime | None
     error: str
     breaker: str
+    # Residency (routing/residency.py): "" when the catalog declares none.
+    data_region: str = ""
+    stores_prompts: bool = True
 
 
 def deployment_status_list() -> list[DeploymentStatus]:
@@ -58,6 +61,8 @@ def deployment_status_list() -> list[DeploymentStatus]:
                 ),
                 error="" if result is None else result.error,
                 breaker=breakers.state(deployment.pk),
+                data_region=deployment.data_region,
+                stores_prompts=deployment.stores_prompts,
             )
         )
     return rows

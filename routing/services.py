@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -13,13 +14,26 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from providers.registry import PROVIDER_KINDS
+from routing import residency
 from routing.models import Deployment, Model, Provider
 from routing.table import catalog_version_bump
 from routing.versions import CatalogVersionError, expand_versions
 
 logger = logging.getLogger(__name__)
 
-_PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key_env", "options", "enabled"}
+# data_region / stores_prompts on a provider are the defaults of its
+# deployments; a deployment (or a model's provider/upstream shorthand) may
+# override them.
+_RESIDENCY_FIELDS = {"data_region", "stores_prompts"}
+_PROVIDER_FIELDS = {
+    "name",
+    "kind",
+    "base_url",
+    "api_key_env",
+    "options",
+    "enabled",
+    *_RESIDENCY_FIELDS,
+}
 _MODEL_FIELDS = {
     "id",
     "name",
@@ -41,8 +55,9 @@ _MODEL_FIELDS = {
     # Routing: models to fall back to (alone: an alias), per-key defaults.
     "fallbacks",
     "limits",
+    *_RESIDENCY_FIELDS,
 }
-_DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled"}
+_DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled", *_RESIDENCY_FIELDS}
 
 
 class CatalogError(ValueError):
@@ -77,6 +92,24 @@ def _price(value: Any, where: str) -> Decimal | None:
     return price
 
 
+def _residency(entry: dict[str, Any], defaults: tuple[str, bool], where: str) -> tuple[str, bool]:
+    """Read ``data_region`` / ``stores_prompts`` from ``entry``, else ``defaults``."""
+    region, stores = defaults
+    if "data_region" in entry:
+        value = entry["data_region"]
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise CatalogError(
+                f"{where}.data_region: expected an ISO 3166-1 alpha-2 code like ru, got {value!r}"
+            )
+        region = value.lower()
+    if "stores_prompts" in entry:
+        value = entry["stores_prompts"]
+        if not isinstance(value, bool):
+            raise CatalogError(f"{where}.stores_prompts: expected true or false, got {value!r}")
+        stores = value
+    return region, stores
+
+
 def _full_clean(obj: Any, where: str) -> None:
     try:
         obj.full_clean(validate_unique=False)
@@ -101,6 +134,8 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
     records keep their references.
     """
     providers_seen: dict[str, Provider] = {}
+    # Per provider: the data_region / stores_prompts its deployments inherit.
+    provider_residency: dict[str, tuple[str, bool]] = {}
     for i, raw in enumerate(data.get("providers") or []):
         where = f"providers[{i}]"
         entry = _check_fields(raw, _PROVIDER_FIELDS, where)
@@ -126,6 +161,14 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         _full_clean(provider, where)
         provider.save()
         providers_seen[name] = provider
+        provider_residency[name] = _residency(
+            entry,
+            (
+                residency.default_region(provider.kind),
+                residency.default_stores_prompts(provider.kind, options),
+            ),
+            where,
+        )
 
     models_seen: set[str] = set()
     fallback_refs: list[tuple[str, str]] = []
@@ -182,7 +225,13 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
             if not isinstance(deployments, list) or not deployments:
                 raise CatalogError(f"{where}.deployments: expected a non-empty list")
         else:
-            deployments = [{"provider": entry.get("provider"), "upstream": entry.get("upstream")}]
+            deployments = [
+                {
+                    "provider": entry.get("provider"),
+                    "upstream": entry.get("upstream"),
+                    **{k: entry[k] for k in _RESIDENCY_FIELDS if k in entry},
+                }
+            ]
         keep: list[int] = []
         for j, raw_dep in enumerate(deployments):
             dep_where = f"{where}.deployments[{j}]" if "deployments" in entry else where
@@ -196,6 +245,11 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
             upstream = dep.get("upstream")
             if not isinstance(upstream, str) or not upstream:
                 raise CatalogError(f"{dep_where}: 'upstream' is required")
+            inherited = provider_residency.get(provider_obj.name) or (
+                residency.default_region(provider_obj.kind),
+                residency.default_stores_prompts(provider_obj.kind, provider_obj.options or {}),
+            )
+            data_region, stores_prompts = _residency(dep, inherited, dep_where)
             deployment, _created = Deployment.objects.update_or_create(
                 model=model,
                 provider=provider_obj,
@@ -204,6 +258,8 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
                     "priority": int(dep.get("priority", j)),
                     "weight": int(dep.get("weight", 1)),
                     "enabled": bool(dep.get("enabled", True)),
+                    "data_region": data_region,
+                    "stores_prompts": stores_prompts,
                 },
             )
             keep.append(deployment.pk)

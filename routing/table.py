@@ -45,6 +45,9 @@ class DeploymentRoute:
     upstream: str
     priority: int
     weight: int
+    # Residency (routing/residency.py): ISO alpha-2 region, "" undeclared.
+    data_region: str = ""
+    stores_prompts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,8 @@ def build_table(version: str) -> RoutingTable:
                 upstream=dep.upstream,
                 priority=dep.priority,
                 weight=dep.weight,
+                data_region=dep.data_region,
+                stores_prompts=dep.stores_prompts,
             )
         )
     for model in Model.objects.filter(enabled=True):

@@ -43,6 +43,9 @@ class ErrorCode(enum.StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     CONTENT_FILTER = "content_filter"
+    # Data handling (routing/residency.py, routing/pii/).
+    DATA_POLICY_VIOLATION = "data_policy_violation"
+    PII_DETECTED = "pii_detected"
     SERVICE_UNAVAILABLE = "service_unavailable"
     SERVER_OVERLOADED = "server_overloaded"
     INTERNAL_ERROR = "internal_error"
@@ -57,6 +60,8 @@ class ErrorCode(enum.StrEnum):
     UPSTREAM_STREAM_CUT = "upstream_stream_cut"
     NO_AVAILABLE_DEPLOYMENT = "no_available_deployment"
     BREAKER_OPEN = "breaker_open"
+    # An attempt the data policy skipped (routing/residency.py).
+    DATA_POLICY = "data_policy"
     # Refusals of the gateway's own limits (routing.limits).
     RATE_LIMIT_REQUESTS = "rate_limit_requests"
     RATE_LIMIT_TOKENS = "rate_limit_tokens"

@@ -257,12 +257,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTH_USER_MODEL = "accounts.User"
-# django-axes first: it refuses a locked (username, address) pair before
-# the password is even checked (accounts/lockout.py).
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
 XROUTER_LOGIN_FAILURE_LIMIT = env_int("XROUTER_LOGIN_FAILURE_LIMIT", 5)
 XROUTER_LOGIN_COOLOFF_MINUTES = env_int("XROUTER_LOGIN_COOLOFF_MINUTES", 15)
 AXES_FAILURE_LIMIT = XROUTER_LOGIN_FAILURE_LIMIT
@@ -282,6 +276,44 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 XROUTER_INVITATION_TTL_HOURS = env_int("XROUTER_INVITATION_TTL_HOURS", 7 * 24)
 if XROUTER_INVITATION_TTL_HOURS < 1:
     raise ImproperlyConfigured("XROUTER_INVITATION_TTL_HOURS must be at least 1")
+
+# --- Single sign-on (OpenID Connect, mozilla-django-oidc; accounts/sso.py) ---
+# On when the provider's endpoints and a client id are set. Claims map to
+# teams and roles through XROUTER_SSO_TEAM_MAP, a JSON list of rules
+# [{"claim": "groups", "value": "acme-admins", "team": "acme", "role": "admin"}];
+# a user no rule maps is refused. XROUTER_PASSWORD_LOGIN=false turns the
+# local password login off (dashboard and admin).
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_secret("OIDC_RP_CLIENT_SECRET")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
+OIDC_AUTHENTICATION_CALLBACK_URL = "accounts:sso_callback"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=refused"
+XROUTER_SSO_ENABLED = bool(
+    OIDC_OP_AUTHORIZATION_ENDPOINT and OIDC_OP_TOKEN_ENDPOINT and OIDC_RP_CLIENT_ID
+)
+XROUTER_SSO_NAME = env_str("XROUTER_SSO_NAME", "SSO")
+XROUTER_SSO_TEAM_MAP = env_str("XROUTER_SSO_TEAM_MAP", "[]")
+# Accept an e-mail the provider has not verified (matching it to an
+# existing account would otherwise hand that account to whoever typed it).
+XROUTER_SSO_TRUST_UNVERIFIED_EMAIL = env_bool("XROUTER_SSO_TRUST_UNVERIFIED_EMAIL", False)
+XROUTER_PASSWORD_LOGIN = env_bool("XROUTER_PASSWORD_LOGIN", True)
+# django-axes' lockout goes first so a locked-out password login never
+# reaches the password check (accounts/lockout.py).
+AUTHENTICATION_BACKENDS = [
+    *(
+        ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+        if XROUTER_PASSWORD_LOGIN
+        else []
+    ),
+    *(["accounts.sso.TeamMappingOidcBackend"] if XROUTER_SSO_ENABLED else []),
+]
 
 # --- E-mail (password reset) ------------------------------------------------
 # SMTP when EMAIL_HOST names a server. Otherwise printed to stderr in DEBUG
@@ -452,6 +484,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "keys.api_schema.add_error_responses",
     ],
+    # A team's PII mode and a key's (which may also be "", the team's).
+    "ENUM_NAME_OVERRIDES": {
+        "PiiModeEnum": "accounts.models.PiiMode",
+        "KeyPiiModeEnum": ["", "off", "redact", "block"],
+    },
 }
 
 # --- XRouter gateway ------------------------------------------------------

@@ -86,8 +86,9 @@ def _load_from_db(checksum: str) -> KeyPrincipal | str:
     return principal
 
 
-# v2: KeyPrincipal moved to keys.principal; older pickles are never read.
-_tokens = PrincipalCache(what="oauth token", shared_prefix="oauthtok:v2:", load=_load_from_db)
+# v2: KeyPrincipal moved to keys.principal; v3: data policy and PII mode.
+# Older pickles are never read.
+_tokens = PrincipalCache(what="oauth token", shared_prefix="oauthtok:v3:", load=_load_from_db)
 
 
 def resolve_oauth_token(token: str) -> KeyPrincipal:

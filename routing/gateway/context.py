@@ -80,6 +80,8 @@ class CallContext:
     finish_reason: str = ""
     # Provider fields of the request the serving adapter does not know.
     ignored_params: list[str] = field(default_factory=list)
+    # What the PII guardrail found, as counts by kind (never the values).
+    pii_counts: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     # Called once when the call is over (the middleware's in-flight count).
     on_finish: Any = None
@@ -170,6 +172,7 @@ class CallContext:
                 stream=self.stream,
                 stream_complete=self.stream_complete,
                 finish_reason=self.finish_reason,
+                pii_counts=self.pii_counts,
             )
         )
 
@@ -187,7 +190,8 @@ class CallContext:
                 series.completion_tokens.inc(served.completion_tokens)
             if self.cost:
                 series.cost.inc(float(self.cost))
-            if len(self.attempts) > 1 and self.attempts[-1].status == 200:
+            tried = [a for a in self.attempts if not a.skipped]
+            if len(tried) > 1 and tried[-1].status == 200:
                 series.fallbacks.inc()
         except Exception:
             logger.debug("metrics failed", exc_info=True)
@@ -215,6 +219,8 @@ class CallContext:
             entry["attempts"] = len(self.attempts)
         if self.error_code:
             entry["error_code"] = self.error_code
+        if self.pii_counts:
+            entry["pii"] = self.pii_counts
         if self.stream:
             entry["stream"] = True
             entry["stream_complete"] = self.stream_complete

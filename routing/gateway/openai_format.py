@@ -92,6 +92,17 @@ def model_dict(route: ModelRoute) -> dict[str, Any]:
     out.update(version_fields(route))
     if route.context_length:
         out["context_length"] = route.context_length
+    if route.deployments:
+        # Residency per deployment (routing/residency.py), so a compliance
+        # officer can see where each model's requests may go.
+        out["deployments"] = [
+            {
+                "provider": d.provider,
+                "data_region": d.data_region or None,
+                "stores_prompts": d.stores_prompts,
+            }
+            for d in route.deployments
+        ]
     if route.prompt_price is not None or route.completion_price is not None:
         out["pricing"] = {
             "currency": "RUB",

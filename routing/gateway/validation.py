@@ -294,6 +294,28 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     raise _value_error("response_format.type", "must be 'text', 'json_object' or 'json_schema'.")
 
 
+def data_collection(body: dict[str, Any]) -> str | None:
+    """Return the request's ``provider.data_collection`` (``allow``/``deny``), if any.
+
+    OpenRouter's routing preference: ``deny`` keeps the request off
+    deployments that store request data (routing/residency.py). Other
+    ``provider`` fields are left to their own readers.
+    """
+    preferences = body.get("provider")
+    if preferences is None:
+        return None
+    if not isinstance(preferences, dict):
+        raise _type_error("provider", "an object", preferences)
+    value = preferences.get("data_collection")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _type_error("provider.data_collection", "a string", value)
+    if value not in ("allow", "deny"):
+        raise _value_error("provider.data_collection", f"must be 'allow' or 'deny', got {value!r}.")
+    return value
+
+
 @dataclass(slots=True)
 class ChatInput:
     """A validated chat request: the public model id plus the adapter request."""
@@ -304,6 +326,7 @@ class ChatInput:
     fallback_models: list[str] = field(default_factory=list)
     # Which parameter carried max_tokens (errors name what the client sent).
     max_tokens_param: str = "max_tokens"
+    data_collection: str | None = None
 
 
 #: OpenAI's reasoning_effort values; GigaChat takes the same word (v1 field,
@@ -419,6 +442,7 @@ def chat_input(body: Any) -> ChatInput:
         include_usage=include_usage,
         fallback_models=fallback_models,
         max_tokens_param=max_tokens_param,
+        data_collection=data_collection(body),
     )
 
 
@@ -427,6 +451,7 @@ class EmbeddingInput:
     model: str
     request: EmbeddingRequest
     encoding_format: str = "float"
+    data_collection: str | None = None
 
 
 def embedding_input(body: Any) -> EmbeddingInput:
@@ -462,4 +487,9 @@ def embedding_input(body: Any) -> EmbeddingInput:
         dimensions=_integer(body, "dimensions", 1),
         user=_string(body, "user"),
     )
-    return EmbeddingInput(model=model, request=request, encoding_format=encoding_format)
+    return EmbeddingInput(
+        model=model,
+        request=request,
+        encoding_format=encoding_format,
+        data_collection=data_collection(body),
+    )

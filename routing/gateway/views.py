@@ -37,7 +37,7 @@ from providers.base import (
     Provider,
 )
 from providers.errors import bad_response
-from routing import router
+from routing import pii, residency, router
 from routing.gateway import validation
 from routing.gateway.auth import authenticate
 from routing.gateway.context import CallContext
@@ -180,8 +180,21 @@ def _routes(
     return routes
 
 
-def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candidate]:
-    options = router.candidates(table, routes)
+def _options(
+    table: RoutingTable,
+    routes: list[ModelRoute],
+    principal: KeyPrincipal,
+    data_collection: str | None = None,
+) -> list[router.Candidate]:
+    policy = residency.residency_for(principal.data_policy, data_collection=data_collection)
+    options = router.candidates(table, routes, policy)
+    if options and all(option.refused for option in options):
+        # Never a silent downgrade: refuse before anything is sent.
+        raise PermissionDenied(
+            residency.violation_message(policy, routes[0].model_id),
+            code=ErrorCode.DATA_POLICY_VIOLATION,
+            headers={"x-xrouter-attempts": _chain([_skip(option) for option in options])},
+        )
     if not options:
         reasons = (
             "; ".join(
@@ -217,7 +230,7 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
     headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
     if last.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(last.retry_after)))
-    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN]
+    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN and not a.skipped]
     if len(tried) > 1:
         summary = "; ".join(
             f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
@@ -250,7 +263,21 @@ def _client_gone(ctx: CallContext) -> HttpResponse:
 
 
 def _chain(attempts: list[router.Attempt]) -> str:
-    return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
+    return ", ".join(
+        f"{a.provider}:skipped({a.skipped})" if a.skipped else f"{a.provider}:{a.status}"
+        for a in attempts
+    )
+
+
+def _skip(option: router.Candidate) -> router.Attempt:
+    return router.Attempt(
+        option.route.model_id,
+        option.deployment.provider,
+        option.deployment.deployment_id,
+        403,
+        ErrorCode.DATA_POLICY,
+        skipped=option.refused,
+    )
 
 
 def _served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
@@ -320,19 +347,22 @@ def _note_ignored(ctx: CallContext, adapter: Provider, request: ChatRequest) -> 
 _PUBLIC_EXTRA = {"reasoning_mode": "reasoningOptions"}
 
 
-def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
+def _chat_call(
+    request: ChatRequest, ctx: CallContext, guard: pii.ChatGuard | None
+) -> AttemptCall[ChatResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
         attempt = dataclasses.replace(
             request, model=candidate.deployment.upstream, request_id=ctx.request_id
         )
         _note_ignored(ctx, adapter, attempt)
-        return adapter.chat(attempt)
+        result = adapter.chat(attempt)
+        return guard.restore_response(result) if guard is not None else result
 
     return call
 
 
 def _stream_call(
-    request: ChatRequest, ctx: CallContext
+    request: ChatRequest, ctx: CallContext, guard: pii.ChatGuard | None
 ) -> AttemptCall[tuple[ChatStream, ChatChunk | None]]:
     def call(
         adapter: Provider, candidate: router.Candidate, remaining: float
@@ -342,6 +372,10 @@ def _stream_call(
         )
         _note_ignored(ctx, adapter, attempt)
         stream = adapter.stream(attempt)
+        if guard is not None:
+            # Placeholders the model echoes become the client's values again,
+            # also when one is split across chunks.
+            stream = guard.wrap_stream(stream)
         # Wait for the first chunk before answering, so a failure before any
         # byte reaches the client is still a proper HTTP error and a chance
         # to fall back.
@@ -356,6 +390,18 @@ def _stream_call(
     return call
 
 
+def _guard_chat(ctx: CallContext, request: ChatRequest, mode: str) -> pii.ChatGuard | None:
+    """Apply the PII mode; the counts go to the usage record and log either way."""
+    try:
+        guard = pii.guard_chat(request, mode)
+    except pii.PiiDetected as exc:
+        ctx.pii_counts = exc.counts
+        raise
+    if guard is not None:
+        ctx.pii_counts = guard.counts
+    return guard
+
+
 def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "chat"
     principal = authenticate(request, ctx)
@@ -365,9 +411,11 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         data.request.extra["session_id"] = session
     table = get_table()
     ctx.requested_model = data.model
+    guard = _guard_chat(ctx, data.request, principal.pii_mode)
+    outbound = guard.request if guard is not None else data.request
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
-    options = _options(table, routes)
+    options = _options(table, routes, principal, data.data_collection)
     max_tokens = data.request.max_tokens
     context = routes[0].context_length
     if max_tokens is not None and context and max_tokens > context:
@@ -385,6 +433,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         # The budget affords less than the reservation: the answer is capped
         # to what it can pay for instead of refusing the request.
         data.request = dataclasses.replace(data.request, max_tokens=allowed)
+        outbound = dataclasses.replace(outbound, max_tokens=allowed)
         ctx.capped_max_tokens = allowed
     ctx.max_tokens = data.request.max_tokens
     started = time.perf_counter()
@@ -393,7 +442,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         try:
             with watch_client(request.META):
                 outcome = router.execute(
-                    options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+                    options, _chat_call(outbound, ctx, guard), table.adapter, deadline=_deadline()
                 )
         except router.AllAttemptsFailed as exc:
             return _failure(ctx, exc)
@@ -424,7 +473,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     try:
         with watch_client(request.META):
             streamed = router.execute(
-                options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
+                options, _stream_call(outbound, ctx, guard), table.adapter, deadline=_deadline()
             )
     except router.AllAttemptsFailed as exc:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -475,9 +524,14 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     data = validation.embedding_input(_read_json(request, ctx))
     table = get_table()
     ctx.requested_model = data.model
+    try:
+        outbound, ctx.pii_counts = pii.guard_embedding(data.request, principal.pii_mode)
+    except pii.PiiDetected as exc:
+        ctx.pii_counts = exc.counts
+        raise
     routes = _routes(table, data.model, [], principal, "embedding")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
-    options = _options(table, routes)
+    options = _options(table, routes, principal, data.data_collection)
     ctx.max_tokens = 0
     ctx.decision, _none = admit(
         principal, routes[0], estimate_prompt_tokens(data.request.inputs), 0
@@ -486,7 +540,7 @@ def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     try:
         with watch_client(request.META):
             outcome = router.execute(
-                options, _embed_call(data.request, ctx), table.adapter, deadline=_deadline()
+                options, _embed_call(outbound, ctx), table.adapter, deadline=_deadline()
             )
     except router.AllAttemptsFailed as exc:
         return _failure(ctx, exc)

@@ -151,6 +151,8 @@ class UsageEvent:
     # OpenAI's finish reason of a served chat ("content_filter" when the
     # provider's filter cut or replaced the answer); "" when none applies.
     finish_reason: str = ""
+    # PII guardrail findings as counts by kind (routing/pii/); never values.
+    pii_counts: dict[str, int] = field(default_factory=dict)
     generation_id: str = ""
     upstream_id: str = ""
     usage_anomaly: str = ""
@@ -261,6 +263,7 @@ _COLUMNS = (
     "stream",
     "stream_complete",
     "finish_reason",
+    "pii_counts",
 )
 _GEN = _COLUMNS.index("generation_id")
 # A batch refused for these is retried row by row; anything else propagates.
@@ -304,7 +307,7 @@ _TEXT_COLUMNS = {
 def _row(e: UsageEvent) -> tuple[Any, ...]:
     key = e.key
     return (
-        key,  # the legacy unique column carries the key too (migration 0006)
+        key,  # the legacy unique column carries the key too (migration 0007)
         key,
         e.request_id[:128],
         e.upstream_id[:200],
@@ -331,6 +334,7 @@ def _row(e: UsageEvent) -> tuple[Any, ...]:
         e.stream,
         e.stream_complete,
         e.finish_reason[:32],
+        orjson.dumps(e.pii_counts).decode(),
     )
 
 
@@ -380,7 +384,7 @@ def _insert(rows: list[tuple[Any, ...]]) -> int:
         sql = (
             f'INSERT INTO "{table}" ({", ".join(_COLUMNS)}) VALUES %s '  # noqa: S608 (fixed names)
             # request_id holds the generation id too and is the unique index
-            # of this release (migration 0006).
+            # of this release (migration 0007).
             "ON CONFLICT (request_id) DO NOTHING"
         )
         with connection.cursor() as cursor:
@@ -390,6 +394,7 @@ def _insert(rows: list[tuple[Any, ...]]) -> int:
     for row in rows:
         fields = dict(zip(_COLUMNS, row, strict=True))
         fields["attempts"] = orjson.loads(fields["attempts"])
+        fields["pii_counts"] = orjson.loads(fields["pii_counts"])
         records.append(UsageRecord(**fields))
     UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
     return len(rows)

@@ -190,7 +190,7 @@ def usage_record_get(
 
     ``request_id`` is the generation id (``gen-...``); a record written
     before generation ids existed answers to its old request id, which
-    migration 0006 copied into ``generation_id``.
+    migration 0007 copied into ``generation_id``.
     """
     records = UsageRecord.objects.filter(
         Q(generation_id=request_id) | Q(generation_id__isnull=True, request_id=request_id),

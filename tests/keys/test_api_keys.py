@@ -194,6 +194,7 @@ def test_create_returns_secret_once_and_it_calls_the_gateway(cast: Cast, mgmt: C
         "rpm_limit": 60,
         "tpm_limit": 10000,
         "allowed_models": ["local/mock"],
+        "pii_mode": "",
         "created_at": data["created_at"],
         "expires_at": data["expires_at"],
         "revoked_at": None,
@@ -499,6 +500,8 @@ def test_team_current(cast: Cast, mgmt: Client) -> None:
         "authenticated_as": "management_key",
         "member_count": 3,
         "key_count": 2,
+        "data_policy": "any",
+        "pii_mode": "off",
     }
     session = cast.client_for(cast.bob).get("/api/v1/teams/current").json()["data"]
     assert (session["role"], session["authenticated_as"]) == ("member", "user")

@@ -97,6 +97,7 @@ def test_management_api_has_no_server_errors_or_violations(
         "PATCH /api/v1/keys/{public_id}",
         "DELETE /api/v1/keys/{public_id}",
         "GET /api/v1/teams/current",
+        "PATCH /api/v1/teams/current",
         "GET /api/v1/models",
         "GET /api/v1/generation",
         "Stateful tests",

@@ -55,7 +55,9 @@ def test_libpq_skips_a_dead_host_to_the_writable_one() -> None:
     dead = free_port()
     config = parse(
         f"postgres://{real.get('user', 'postgres')}@127.0.0.1:{dead},"
-        f"{real['host']}:{real.get('port', '5432')}/{real['dbname']}"
+        # The maintenance database: the one DATABASE_URL names may not exist yet
+        # (pytest-django creates only test_<name>).
+        f"{real['host']}:{real.get('port', '5432')}/postgres"
         "?target_session_attrs=read-write"
     )
     conn = psycopg2.connect(

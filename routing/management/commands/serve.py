@@ -87,7 +87,9 @@ models:
     versions:
       latest: {}
       rc: {}
-      deprecated: {}
+      # Dates make :deprecated answer with Deprecation and Sunset, not
+      # only Warning, as the README promises.
+      deprecated: {since: 2025-02-09, until: 2027-06-30}
   - id: yandex/yandexgpt-lite
     name: YandexGPT Lite (emulated)
     provider: yandex

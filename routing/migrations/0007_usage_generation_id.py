@@ -13,7 +13,7 @@ them still works)
 and backfills ``generation_id`` and ``correlation_id`` from ``request_id``
 for existing rows, in batches that commit one by one (the migration is not
 atomic, so no long transaction holds the table), so old ids keep answering
-``/api/v1/generation``. Migration 0007 adds their indexes CONCURRENTLY. Nothing is dropped or made stricter: workers of the
+``/api/v1/generation``. Migration 0008 adds their indexes CONCURRENTLY. Nothing is dropped or made stricter: workers of the
 previous release keep inserting with ``ON CONFLICT (request_id)`` during a
 rolling deploy (their rows get ``generation_id`` NULL and are still found by
 ``request_id``), and this release writes the generation id into
@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("accounts", "0003_team_limits_and_budget"),
-        ("routing", "0005_usage_finish_reason"),
+        ("routing", "0006_deployment_residency_usage_pii"),
     ]
 
     operations = [

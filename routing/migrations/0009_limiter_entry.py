@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0007_usage_generation_indexes'),
+        ('routing', '0008_usage_generation_indexes'),
     ]
 
     operations = [

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("routing", "0006_usage_generation_id"),
+        ("routing", "0007_usage_generation_id"),
     ]
 
     operations = [
