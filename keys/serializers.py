@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -23,6 +24,7 @@ from accounts.models import DataPolicy, PiiMode
 from keys.models import ApiKey
 from keys.selectors import KEY_STATUSES, catalog_model_ids
 
+_NOT_BLANK = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "The name must not be blank.")
 PG_INT_MAX = 2_147_483_647  # PositiveIntegerField is a PostgreSQL integer
 MAX_ALLOWED_MODELS = 100
 
@@ -142,7 +144,8 @@ def _validate_models(value: list[str]) -> list[str]:
 
 
 class _KeySettingsInput(StrictInputSerializer):
-    name = StrictCharField(max_length=100, allow_blank=False)
+    # Blank after trimming is refused; the pattern tells the schema so.
+    name = StrictCharField(max_length=100, allow_blank=False, validators=[_NOT_BLANK])
     limit = StrictDecimalField(
         max_digits=14,
         decimal_places=2,
@@ -187,7 +190,9 @@ class KeyCreateInputSerializer(_KeySettingsInput):
 class KeyUpdateInputSerializer(_KeySettingsInput):
     """What ``PATCH /api/v1/keys/{id}`` accepts; every field is optional."""
 
-    name = StrictCharField(max_length=100, allow_blank=False, required=False)
+    name = StrictCharField(
+        max_length=100, allow_blank=False, required=False, validators=[_NOT_BLANK]
+    )
     disabled = StrictBooleanField(required=False)
 
 
@@ -195,7 +200,8 @@ class KeyListQuerySerializer(StrictQuerySerializer):
     """Query parameters of ``GET /api/v1/keys``."""
 
     # No NUL: PostgreSQL text cannot hold it (the pattern tells clients).
-    search = serializers.RegexField(r"^[^\x00]*$", max_length=100, required=False, allow_blank=True)
+    # "+": with allow_blank the schema is oneOf [pattern, empty], which must not overlap.
+    search = serializers.RegexField(r"^[^\x00]+$", max_length=100, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=KEY_STATUSES, required=False, allow_blank=False)
     offset = serializers.IntegerField(min_value=0, max_value=PG_INT_MAX, default=0)
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=50)
