@@ -21,10 +21,10 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
@@ -44,7 +44,7 @@ from providers.base import (
     ProviderError,
     Usage,
 )
-from routing import budgets, metrics, router, usage, validation
+from routing import budgets, metrics, preferences, router, usage, validation
 from routing.limits import Decision, LimitCode, limiter
 from routing.table import ModelRoute, RoutingTable, get_table
 from routing.versions import deprecation_headers, resolve_model_id, version_fields
@@ -98,11 +98,14 @@ class CallContext:
     finished: bool = False
     # Called once when the call is over (the middleware's in-flight count).
     on_finish: Any = None
+    # Renders errors in the surface's dialect (OpenAI's unless a surface
+    # such as /v1/messages sets its own).
+    render_error: Callable[[XRouterError], HttpResponse] = error_response
 
     def fail(self, error: XRouterError) -> HttpResponse:
         self.status = error.http_status
         self.error_code = str(error.code)
-        return error_response(error)
+        return self.render_error(error)
 
     def finish(self) -> None:
         """Settle limits, record usage and metrics, write the log line; once."""
@@ -124,6 +127,14 @@ class CallContext:
             and settings.XROUTER_USAGE_RECORDS_ENABLED
         ):
             self._record_usage(served)
+        if self.status == 200 and self.deployment_id is not None and self.usage is not None:
+            elapsed = time.perf_counter() - self.started
+            preferences.observe(
+                self.deployment_id,
+                latency_ms=self.first_token_ms or self.upstream_ms or elapsed * 1000,
+                completion_tokens=served.completion_tokens,
+                seconds=elapsed,
+            )
         self._metrics(served)
         self._log()
 
@@ -237,14 +248,17 @@ def _series(endpoint: str, model: str, provider: str, status: int) -> _Series:
 # --- request plumbing -------------------------------------------------------
 
 
-def _authenticate(request: HttpRequest, ctx: CallContext) -> KeyPrincipal:
-    principal = authenticate_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
+def authenticate(request: HttpRequest, ctx: CallContext, header: str | None = None) -> KeyPrincipal:
+    """Resolve the caller from ``Authorization`` (or a surface's own ``header``)."""
+    if header is None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+    principal = authenticate_bearer(header)
     ctx.principal = principal
     activity.touch(principal.key_id)
     return principal
 
 
-def _read_json(request: HttpRequest) -> Any:
+def read_json(request: HttpRequest) -> Any:
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if content_type and content_type != "application/json":
         raise UnsupportedMediaType(
@@ -324,8 +338,15 @@ def _routes(
     return routes
 
 
-def _options(table: RoutingTable, routes: list[ModelRoute]) -> list[router.Candidate]:
+def _options(
+    table: RoutingTable,
+    routes: list[ModelRoute],
+    prefs: preferences.Preferences = preferences.DEFAULT,
+    request: ChatRequest | None = None,
+) -> list[router.Candidate]:
     options = router.candidates(table, routes)
+    if options and request is not None:
+        options = preferences.apply(options, prefs, table, request)
     if not options:
         reasons = (
             "; ".join(
@@ -410,6 +431,11 @@ def _refusal_headers(failed: Any) -> dict[str, str]:
 
 
 def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
+    return ctx.fail(_failure_error(ctx, exc))
+
+
+def _failure_error(ctx: CallContext, exc: router.AllAttemptsFailed) -> XRouterError:
+    """The client's error for a call whose every attempt failed."""
     ctx.attempts = exc.attempts
     last = exc.last
     logger.warning(
@@ -444,7 +470,7 @@ def _failure(ctx: CallContext, exc: router.AllAttemptsFailed) -> HttpResponse:
         )
         if last.status < 500 and last.status != 429:
             error.type = "invalid_request_error"
-    return ctx.fail(error)
+    return error
 
 
 def _chain(attempts: list[router.Attempt]) -> str:
@@ -547,22 +573,69 @@ def _is_usage_only(chunk: ChatChunk) -> bool:
     )
 
 
+class StreamEncoder(Protocol):
+    """Turns the internal chunk stream into one surface's wire events."""
+
+    def start(self) -> bytes:
+        """Bytes sent before the first chunk (may be empty)."""
+
+    def chunk(self, chunk: ChatChunk) -> bytes:
+        """Bytes for one upstream chunk (may be empty)."""
+
+    def end(self, usage: Usage) -> bytes:
+        """Bytes that close a complete stream; ``usage`` is what is billed."""
+
+    def error(self, exc: ProviderError) -> bytes:
+        """The terminal error event of a stream cut after its first byte."""
+
+
+class ChatEncoder:
+    """``chat.completion.chunk`` events, then usage (if asked) and ``[DONE]``."""
+
+    def __init__(self, stream: ChatStream, ctx: CallContext, include_usage: bool) -> None:
+        self.base = {
+            "id": stream.id or f"chatcmpl-{ctx.request_id}",
+            "object": "chat.completion.chunk",
+            "created": stream.created,
+            "model": ctx.model,
+        }
+        self.include_usage = include_usage
+
+    def start(self) -> bytes:
+        return b""
+
+    def chunk(self, chunk: ChatChunk) -> bytes:
+        return _sse({**self.base, "choices": [_chunk_dict(chunk)]})
+
+    def end(self, usage: Usage) -> bytes:
+        if not self.include_usage:
+            return SSE_DONE
+        return _sse({**self.base, "choices": [], "usage": usage.as_openai()}) + SSE_DONE
+
+    def error(self, exc: ProviderError) -> bytes:
+        # OpenAI's stream error shape.
+        return _sse(
+            {
+                "error": {
+                    "message": exc.message,
+                    "type": "api_error",
+                    "param": None,
+                    "code": exc.code,
+                }
+            }
+        )
+
+
 def _relay(
-    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, include_usage: bool
+    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, encoder: StreamEncoder
 ) -> Iterator[bytes]:
-    """Yield the client's SSE bytes chunk by chunk as upstream sends them.
+    """Yield the client's bytes chunk by chunk as upstream sends them.
 
     Closing this generator (the client went away: the WSGI server calls
     ``close()`` on the response) closes the upstream response at once. The
     client is billed for what it received: on a cut or a disconnect the
     usage is what upstream reported, or an estimate of the text relayed.
     """
-    base = {
-        "id": stream.id or f"chatcmpl-{ctx.request_id}",
-        "object": "chat.completion.chunk",
-        "created": stream.created,
-        "model": ctx.model,
-    }
     reported: Usage | None = None
     relayed_chars = 0
     ctx.stream_complete = False
@@ -574,7 +647,20 @@ def _relay(
             yield first
         yield from stream
 
+    def billed() -> Usage:
+        if reported is not None:
+            return reported
+        # Upstream never sent its count (cut or client gone): bill the text
+        # delivered so far, estimated like the reservation.
+        return Usage(
+            prompt_tokens=ctx.prompt_estimate,
+            completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
+        )
+
     try:
+        opening = encoder.start()
+        if opening:
+            yield opening
         for chunk in pending():
             if chunk.usage is not None:
                 reported = chunk.usage
@@ -582,44 +668,30 @@ def _relay(
                     continue
             if chunk.content:
                 relayed_chars += len(chunk.content)
-            yield _sse({**base, "choices": [_chunk_dict(chunk)]})
+            for call in chunk.tool_calls:
+                relayed_chars += len(call.arguments)
+            out = encoder.chunk(chunk)
+            if out:
+                yield out
             if ctx.decision is not None and time.monotonic() >= next_renewal:
                 # A long stream keeps its concurrency slot.
                 limiter.settle(ctx.decision, renew=True)
                 next_renewal = time.monotonic() + renew_every
-        if include_usage:
-            yield _sse({**base, "choices": [], "usage": (reported or Usage()).as_openai()})
-        yield SSE_DONE
+        yield encoder.end(billed())
         ctx.stream_complete = True
     except ProviderError as exc:
         # Bytes already reached the client: no switch to another provider,
-        # only a terminal error event in OpenAI's stream error shape.
+        # only the surface's terminal error event.
         ctx.status = exc.status
         ctx.error_code = exc.code
         logger.warning(
             "upstream stream failed",
             extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
         )
-        yield _sse(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": "api_error",
-                    "param": None,
-                    "code": exc.code,
-                }
-            }
-        )
+        yield encoder.error(exc)
     finally:
         stream.close()
-        if reported is None:
-            # Upstream never sent its count (cut or client gone): bill the
-            # text delivered so far, estimated like the reservation.
-            reported = Usage(
-                prompt_tokens=ctx.prompt_estimate,
-                completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
-            )
-        ctx.usage = reported
+        ctx.usage = billed()
         ctx.finish()
 
 
@@ -644,24 +716,30 @@ class RelayResponse(StreamingHttpResponse):
                 callback()
 
 
-def _chat_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+def _attempt_request(
+    request: ChatRequest, ctx: CallContext, candidate: router.Candidate
+) -> ChatRequest:
+    return dataclasses.replace(
+        request, model=candidate.deployment.upstream, request_id=ctx.request_id
+    )
+
+
+def _chat_call(
+    request: ChatRequest, ctx: CallContext
+) -> Callable[[Provider, router.Candidate, float], ChatResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
-        attempt = dataclasses.replace(
-            request, model=candidate.deployment.upstream, request_id=ctx.request_id
-        )
-        return adapter.chat(attempt)
+        return adapter.chat(_attempt_request(request, ctx, candidate))
 
     return call
 
 
-def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-untyped-def]
+def _stream_call(
+    request: ChatRequest, ctx: CallContext
+) -> Callable[[Provider, router.Candidate, float], tuple[ChatStream, ChatChunk | None]]:
     def call(
         adapter: Provider, candidate: router.Candidate, remaining: float
     ) -> tuple[ChatStream, ChatChunk | None]:
-        attempt = dataclasses.replace(
-            request, model=candidate.deployment.upstream, request_id=ctx.request_id
-        )
-        stream = adapter.stream(attempt)
+        stream = adapter.stream(_attempt_request(request, ctx, candidate))
         # Wait for the first chunk before answering, so a failure before any
         # byte reaches the client is still a proper HTTP error and a chance
         # to fall back.
@@ -676,15 +754,15 @@ def _stream_call(request: ChatRequest, ctx: CallContext):  # type: ignore[no-unt
     return call
 
 
-def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
-    ctx.endpoint = "chat"
-    principal = _authenticate(request, ctx)
-    data = validation.chat_input(_read_json(request))
+def _prepare_chat(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> tuple[RoutingTable, list[router.Candidate]]:
+    """Resolve routes and candidates, then admit the call against limits."""
     table = get_table()
     ctx.requested_model = data.model
     routes = _routes(table, data.model, data.fallback_models, principal, "chat")
     ctx.model, ctx.route = routes[0].model_id, routes[0]
-    options = _options(table, routes)
+    options = _options(table, routes, data.preferences, data.request)
     prompt_tokens = _estimate_prompt_tokens([m.text() for m in data.request.messages])
     ctx.prompt_estimate = prompt_tokens
     _admit(
@@ -694,47 +772,64 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
         prompt_tokens,
         data.request.max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE,
     )
+    return table, options
+
+
+def complete_chat(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> ChatResponse:
+    """Serve a whole completion on the hot path; raise the client's error."""
+    table, options = _prepare_chat(ctx, principal, data)
     started = time.perf_counter()
+    try:
+        outcome = router.execute(
+            options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
+        )
+    except router.AllAttemptsFailed as exc:
+        raise _failure_error(ctx, exc) from None
+    finally:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = outcome.result
+    _served(ctx, outcome)
+    ctx.usage = result.usage
+    ctx.model_version = result.model_version
+    return result
 
-    if not data.request.stream:
-        try:
-            outcome = router.execute(
-                options, _chat_call(data.request, ctx), table.adapter, deadline=_deadline()
-            )
-        except router.AllAttemptsFailed as exc:
-            return _failure(ctx, exc)
-        finally:
-            ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-        result = outcome.result
-        _served(ctx, outcome)
-        ctx.usage = result.usage
-        ctx.model_version = result.model_version
-        body = {
-            "id": result.id or f"chatcmpl-{ctx.request_id}",
-            "object": "chat.completion",
-            "created": result.created,
-            "model": ctx.model,
-            "choices": _message_dict(result),
-            "usage": result.usage.as_openai(),
-        }
-        response = json_response(body)
-        _served_headers(response, ctx)
-        return response
 
+def start_stream(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> tuple[ChatStream, ChatChunk | None]:
+    """Open a streamed completion up to its first chunk; raise the client's error."""
+    table, options = _prepare_chat(ctx, principal, data)
     ctx.stream = True
+    started = time.perf_counter()
     try:
         streamed = router.execute(
             options, _stream_call(data.request, ctx), table.adapter, deadline=_deadline()
         )
     except router.AllAttemptsFailed as exc:
         ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
-        return _failure(ctx, exc)
+        raise _failure_error(ctx, exc) from None
     stream, first = streamed.result
     _served(ctx, streamed)
     ctx.model_version = stream.model_version
     ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    return stream, first
+
+
+def served_json(ctx: CallContext, body: dict[str, Any]) -> HttpResponse:
+    """A served JSON answer with the routing and limit headers."""
+    response = json_response(body)
+    _served_headers(response, ctx)
+    return response
+
+
+def stream_response(
+    ctx: CallContext, stream: ChatStream, first: ChatChunk | None, encoder: StreamEncoder
+) -> RelayResponse:
+    """The SSE response relaying ``stream`` through ``encoder``."""
     streaming = RelayResponse(
-        _relay(stream, first, ctx, data.include_usage),
+        _relay(stream, first, ctx, encoder),
         content_type="text/event-stream",
         on_close=(stream.close, ctx.finish),
     )
@@ -743,6 +838,27 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     streaming["X-Accel-Buffering"] = "no"
     _served_headers(streaming, ctx)
     return streaming
+
+
+def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
+    ctx.endpoint = "chat"
+    principal = authenticate(request, ctx)
+    data = validation.chat_input(read_json(request))
+    if data.request.stream:
+        stream, first = start_stream(ctx, principal, data)
+        return stream_response(ctx, stream, first, ChatEncoder(stream, ctx, data.include_usage))
+    result = complete_chat(ctx, principal, data)
+    return served_json(
+        ctx,
+        {
+            "id": result.id or f"chatcmpl-{ctx.request_id}",
+            "object": "chat.completion",
+            "created": result.created,
+            "model": ctx.model,
+            "choices": _message_dict(result),
+            "usage": result.usage.as_openai(),
+        },
+    )
 
 
 # --- embeddings ---------------------------------------------------------------
@@ -775,8 +891,8 @@ def _embed_call(request: EmbeddingRequest, ctx: CallContext):  # type: ignore[no
 
 def embeddings(request: HttpRequest, ctx: CallContext) -> HttpResponse:
     ctx.endpoint = "embeddings"
-    principal = _authenticate(request, ctx)
-    data = validation.embedding_input(_read_json(request))
+    principal = authenticate(request, ctx)
+    data = validation.embedding_input(read_json(request))
     table = get_table()
     ctx.requested_model = data.model
     routes = _routes(table, data.model, [], principal, "embedding")
@@ -846,7 +962,7 @@ def _model_dict(route: ModelRoute) -> dict[str, Any]:
 
 
 def list_models(request: HttpRequest, ctx: CallContext) -> HttpResponse:
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     table = get_table()
     data = [
         _model_dict(route)
@@ -857,7 +973,7 @@ def list_models(request: HttpRequest, ctx: CallContext) -> HttpResponse:
 
 
 def retrieve_model(request: HttpRequest, ctx: CallContext, model_id: str) -> HttpResponse:
-    principal = _authenticate(request, ctx)
+    principal = authenticate(request, ctx)
     route = get_table().models.get(model_id)
     if route is None or not principal.allows_model(model_id):
         raise ModelNotFound(

@@ -139,6 +139,11 @@ class Deployment(models.Model):
     priority = models.PositiveSmallIntegerField(_("priority"), default=0)
     weight = models.PositiveSmallIntegerField(_("weight"), default=1)
     enabled = models.BooleanField(_("enabled"), default=True)
+    # Request parameters this deployment honours (providers.base.PARAMETERS);
+    # null means the defaults of its provider's kind.
+    supported_parameters = models.JSONField(
+        _("supported parameters"), null=True, blank=True, default=None
+    )
 
     class Meta:
         verbose_name = _("deployment")

@@ -12,6 +12,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from providers.base import PARAMETERS
 from providers.registry import PROVIDER_KINDS
 from routing.models import Deployment, Model, Provider
 from routing.versions import CatalogVersionError, expand_versions
@@ -40,8 +41,17 @@ _MODEL_FIELDS = {
     # Routing: models to fall back to (alone: an alias), per-key defaults.
     "fallbacks",
     "limits",
+    # Shorthand for the single deployment's own list.
+    "supported_parameters",
 }
-_DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled"}
+_DEPLOYMENT_FIELDS = {
+    "provider",
+    "upstream",
+    "priority",
+    "weight",
+    "enabled",
+    "supported_parameters",
+}
 
 
 class CatalogError(ValueError):
@@ -74,6 +84,21 @@ def _price(value: Any, where: str) -> Decimal | None:
     if price < 0:
         raise CatalogError(f"{where}: a price cannot be negative")
     return price
+
+
+def _parameters(value: Any, where: str) -> list[str] | None:
+    """Validate a ``supported_parameters`` list (None: the provider's defaults)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise CatalogError(f"{where}: expected a list of parameter names")
+    unknown = sorted(set(value) - PARAMETERS)
+    if unknown:
+        raise CatalogError(
+            f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(PARAMETERS))}"
+        )
+    return sorted(set(value))
 
 
 def _full_clean(obj: Any, where: str) -> None:
@@ -181,7 +206,13 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
             if not isinstance(deployments, list) or not deployments:
                 raise CatalogError(f"{where}.deployments: expected a non-empty list")
         else:
-            deployments = [{"provider": entry.get("provider"), "upstream": entry.get("upstream")}]
+            deployments = [
+                {
+                    "provider": entry.get("provider"),
+                    "upstream": entry.get("upstream"),
+                    "supported_parameters": entry.get("supported_parameters"),
+                }
+            ]
         keep: list[int] = []
         for j, raw_dep in enumerate(deployments):
             dep_where = f"{where}.deployments[{j}]" if "deployments" in entry else where
@@ -203,6 +234,9 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
                     "priority": int(dep.get("priority", j)),
                     "weight": int(dep.get("weight", 1)),
                     "enabled": bool(dep.get("enabled", True)),
+                    "supported_parameters": _parameters(
+                        dep.get("supported_parameters"), f"{dep_where}.supported_parameters"
+                    ),
                 },
             )
             keep.append(deployment.pk)

@@ -44,6 +44,8 @@ class DeploymentRoute:
     upstream: str
     priority: int
     weight: int
+    # Request parameters it honours (providers.base.PARAMETERS).
+    supported_parameters: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,15 @@ def _provider_config(provider: Provider) -> ProviderEntry:
     return ProviderEntry(config=config, unavailable=unavailable)
 
 
+def _supported_parameters(deployment: Deployment) -> frozenset[str]:
+    if deployment.supported_parameters is not None:
+        return frozenset(deployment.supported_parameters)
+    try:
+        return provider_class(deployment.provider.kind).supported_parameters
+    except KeyError:  # an unknown kind serves nothing anyway
+        return frozenset()
+
+
 def build_table(version: str) -> RoutingTable:
     """Read the enabled catalog from the database into a new table."""
     table = RoutingTable(version=version)
@@ -157,6 +168,7 @@ def build_table(version: str) -> RoutingTable:
                 upstream=dep.upstream,
                 priority=dep.priority,
                 weight=dep.weight,
+                supported_parameters=_supported_parameters(dep),
             )
         )
     for model in Model.objects.filter(enabled=True):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.base import ChatRequest, EmbeddingRequest, Message, Tool, ToolCall
+from routing import preferences
 from xrouter_site.errors import ErrorCode, InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -295,6 +296,7 @@ class ChatInput:
     request: ChatRequest
     include_usage: bool = False
     fallback_models: list[str] = field(default_factory=list)
+    preferences: preferences.Preferences = preferences.DEFAULT
 
 
 def chat_input(body: Any) -> ChatInput:
@@ -316,14 +318,6 @@ def chat_input(body: Any) -> ChatInput:
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1)
     tools = _tools(body)
-    fallback_models: list[str] = []
-    models = body.get("models")
-    if models is not None:
-        if not isinstance(models, list) or not all(
-            isinstance(m, str) and m.strip() for m in models
-        ):
-            raise _type_error("models", "an array of model ids", models)
-        fallback_models = [m.strip() for m in models]
     request = ChatRequest(
         model=model,
         messages=messages,
@@ -343,8 +337,22 @@ def chat_input(body: Any) -> ChatInput:
         user=_string(body, "user"),
     )
     return ChatInput(
-        model=model, request=request, include_usage=include_usage, fallback_models=fallback_models
+        model=model,
+        request=request,
+        include_usage=include_usage,
+        fallback_models=fallback_models(body),
+        preferences=preferences.parse(body.get("provider")),
     )
+
+
+def fallback_models(body: dict[str, Any]) -> list[str]:
+    """Return the request's ``models`` list (OpenRouter-style fallbacks)."""
+    models = body.get("models")
+    if models is None:
+        return []
+    if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
+        raise _type_error("models", "an array of model ids", models)
+    return [m.strip() for m in models]
 
 
 @dataclass(slots=True)

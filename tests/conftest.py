@@ -21,7 +21,7 @@ from accounts.models import Team
 from accounts.services import team_get_or_create
 from keys import activity, auth
 from keys.services import CreatedKey, api_key_create
-from routing import health, table, usage
+from routing import health, preferences, table, usage
 from routing.breaker import breakers
 from routing.limits import limiter
 from routing.services import catalog_load, parse_catalog
@@ -38,6 +38,7 @@ def _fresh_caches() -> Iterator[None]:
     limiter.reset()
     breakers.reset()
     health.reset()
+    preferences.reset_observations()
     # A test may have stopped Redis on purpose.
     with contextlib.suppress(Exception):
         cache.clear()
@@ -50,6 +51,7 @@ def _fresh_caches() -> Iterator[None]:
     limiter.reset()
     breakers.reset()
     health.reset()
+    preferences.reset_observations()
 
 
 @pytest.fixture
