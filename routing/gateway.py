@@ -613,17 +613,14 @@ class ChatEncoder:
         return _sse({**self.base, "choices": [], "usage": usage.as_openai()}) + SSE_DONE
 
     def error(self, exc: ProviderError) -> bytes:
-        # OpenAI's stream error shape.
-        return _sse(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": "api_error",
-                    "param": None,
-                    "code": exc.code,
-                }
-            }
-        )
+        return openai_stream_error(exc)
+
+
+def openai_stream_error(exc: ProviderError) -> bytes:
+    """OpenAI's terminal stream error event."""
+    return _sse(
+        {"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}}
+    )
 
 
 def _relay(

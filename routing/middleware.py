@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from routing import gateway
+from routing.surfaces import completions
 from xrouter_site.errors import (
     ErrorCode,
     MethodNotAllowed,
@@ -35,6 +36,7 @@ View = Callable[..., HttpResponseBase]
 # Exact paths: (allowed methods, view).
 ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/chat/completions": (("POST",), gateway.chat_completions),
+    "/v1/completions": (("POST",), completions.completions),
     "/v1/embeddings": (("POST",), gateway.embeddings),
     "/v1/models": (("GET", "HEAD"), gateway.list_models),
 }
