@@ -814,6 +814,40 @@ def start_stream(
     return stream, first
 
 
+def count_tokens(ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput) -> int:
+    """Count the prompt's tokens with the model's own tokenizer where it has one.
+
+    Routed like a call (preferences, breakers, fallback) and admitted as a
+    request without tokens; upstreams without a counting endpoint get the
+    limiter's estimate.
+    """
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = _routes(table, data.model, data.fallback_models, principal, "chat")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    options = _options(table, routes, data.preferences, data.request)
+    texts = [m.text() for m in data.request.messages if m.text()]
+    texts += [
+        tool.name + " " + orjson.dumps(tool.parameters).decode() for tool in data.request.tools
+    ]
+    estimate = _estimate_prompt_tokens(texts)
+    _admit(ctx, principal, routes[0], 0, 0)
+
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> int:
+        try:
+            return sum(adapter.count_tokens(candidate.deployment.upstream, texts)) if texts else 0
+        except NotImplementedError:
+            return estimate
+
+    try:
+        outcome = router.execute(options, call, table.adapter, deadline=_deadline())
+    except router.AllAttemptsFailed as exc:
+        raise _failure_error(ctx, exc) from None
+    _served(ctx, outcome)
+    ctx.usage = Usage()
+    return outcome.result
+
+
 def served_json(ctx: CallContext, body: dict[str, Any]) -> HttpResponse:
     """A served JSON answer with the routing and limit headers."""
     response = json_response(body)

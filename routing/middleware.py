@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from routing import gateway
-from routing.surfaces import completions
+from routing.surfaces import completions, messages
 from xrouter_site.errors import (
     ErrorCode,
     MethodNotAllowed,
@@ -31,6 +31,7 @@ from xrouter_site.middleware import request_id_from
 logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
+ANTHROPIC_PREFIX = "/v1/messages"
 View = Callable[..., HttpResponseBase]
 
 # Exact paths: (allowed methods, view).
@@ -38,6 +39,8 @@ ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/chat/completions": (("POST",), gateway.chat_completions),
     "/v1/completions": (("POST",), completions.completions),
     "/v1/embeddings": (("POST",), gateway.embeddings),
+    "/v1/messages": (("POST",), messages.messages),
+    "/v1/messages/count_tokens": (("POST",), messages.count_tokens),
     "/v1/models": (("GET", "HEAD"), gateway.list_models),
 }
 # Paths with one trailing argument: prefix -> (allowed methods, view).
@@ -103,6 +106,9 @@ class GatewayMiddleware:
     def _dispatch(
         self, request: HttpRequest, ctx: gateway.CallContext, path: str
     ) -> HttpResponseBase:
+        if path.startswith(ANTHROPIC_PREFIX):
+            # Wrong methods and paths there answer in Anthropic's dialect too.
+            ctx.render_error = messages.error_response
         try:
             resolved = _resolve(path)
             if resolved is None:
