@@ -563,6 +563,11 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def sse_event(name: str, payload: dict[str, Any]) -> bytes:
+    """A named SSE event (``event:`` line), as Anthropic and Responses streams use."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
 def _is_usage_only(chunk: ChatChunk) -> bool:
     return (
         chunk.usage is not None

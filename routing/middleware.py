@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from routing import gateway
-from routing.surfaces import completions, messages
+from routing.surfaces import completions, messages, responses
 from xrouter_site.errors import (
     ErrorCode,
     MethodNotAllowed,
@@ -42,10 +42,12 @@ ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/messages": (("POST",), messages.messages),
     "/v1/messages/count_tokens": (("POST",), messages.count_tokens),
     "/v1/models": (("GET", "HEAD"), gateway.list_models),
+    "/v1/responses": (("POST",), responses.create),
 }
 # Paths with one trailing argument: prefix -> (allowed methods, view).
 PREFIX_ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/models/": (("GET", "HEAD"), gateway.retrieve_model),
+    "/v1/responses/": (("GET", "DELETE"), responses.detail),
 }
 
 

@@ -448,6 +448,10 @@ CELERY_BEAT_SCHEDULE["usage-rollup"] = {
     "schedule": XROUTER_USAGE_ROLLUP_SECONDS,
 }
 CELERY_BEAT_SCHEDULE["usage-prune"] = {"task": "routing.usage_prune", "schedule": 3600.0}
+# /v1/responses results stored for previous_response_id and GET: kept this
+# many days (OpenAI keeps 30), then pruned hourly; 0 keeps them forever.
+XROUTER_RESPONSES_RETENTION_DAYS = env_int("XROUTER_RESPONSES_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE["responses-prune"] = {"task": "routing.responses_prune", "schedule": 3600.0}
 # Switches for measuring their cost (bench/): false skips writing usage
 # records / recording Prometheus metrics on the request path. Keep both on
 # in production: budgets are settled either way, but nothing is accounted.

@@ -390,10 +390,6 @@ def _message(result: ChatResponse, ctx: CallContext) -> dict[str, Any]:
     }
 
 
-def _event(name: str, payload: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-
 class MessagesEncoder:
     """Anthropic's stream: one content block per text run or tool call."""
 
@@ -415,27 +411,29 @@ class MessagesEncoder:
             "stop_sequence": None,
             "usage": {"input_tokens": self.ctx.prompt_estimate, "output_tokens": 0},
         }
-        return _event("message_start", {"type": "message_start", "message": message}) + _event(
-            "ping", {"type": "ping"}
-        )
+        return gateway.sse_event(
+            "message_start", {"type": "message_start", "message": message}
+        ) + gateway.sse_event("ping", {"type": "ping"})
 
     def _close(self) -> bytes:
         if self.open is None:
             return b""
         self.open = None
-        return _event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+        return gateway.sse_event(
+            "content_block_stop", {"type": "content_block_stop", "index": self.index}
+        )
 
     def _begin(self, block: dict[str, Any]) -> bytes:
         out = self._close()
         self.index += 1
         self.open = block["type"]
-        return out + _event(
+        return out + gateway.sse_event(
             "content_block_start",
             {"type": "content_block_start", "index": self.index, "content_block": block},
         )
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
-        return _event(
+        return gateway.sse_event(
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
 
@@ -468,7 +466,7 @@ class MessagesEncoder:
     def end(self, usage: Usage) -> bytes:
         return (
             self._close()
-            + _event(
+            + gateway.sse_event(
                 "message_delta",
                 {
                     "type": "message_delta",
@@ -476,11 +474,11 @@ class MessagesEncoder:
                     "usage": _usage(usage),
                 },
             )
-            + _event("message_stop", {"type": "message_stop"})
+            + gateway.sse_event("message_stop", {"type": "message_stop"})
         )
 
     def error(self, exc: ProviderError) -> bytes:
-        return _event("error", error_body(exc.status, exc.message, self.ctx.request_id))
+        return gateway.sse_event("error", error_body(exc.status, exc.message, self.ctx.request_id))
 
 
 # --- views --------------------------------------------------------------------------
