@@ -379,6 +379,11 @@ class LocalLimiter:
                         spent + actual.get("cost", limit.cost) - limit.cost,
                     )
 
+    def requests_in_window(self, key: str) -> int:
+        now = time.monotonic() * 1000
+        with self._lock:
+            return sum(1 for entry in self._logs.get(key, ()) if entry[0] > now - WINDOW_MS)
+
     def clear(self) -> None:
         with self._lock:
             self._logs.clear()
@@ -574,6 +579,22 @@ class Limiter:
             for i, result in zip(missing, send(missing), strict=True):
                 results[i] = result
         return results
+
+    def requests_in_window(self, key: str) -> int:
+        """How many requests a requests-per-minute log holds now (read only).
+
+        From Redis when it is in use, else this process's own log (which is
+        all a zero-config worker enforces).
+        """
+        if self.uses_redis:
+            try:
+                client = self._redis()
+                seconds, micros = client.time()
+                now = int(seconds) * 1000 + int(micros) // 1000
+                return int(client.zcount(key, f"({now - WINDOW_MS}", "+inf"))
+            except Exception as exc:
+                self._redis_failed(exc)
+        return self.local.requests_in_window(key)
 
     def reset(self) -> None:
         """Forget state and connections (tests)."""
