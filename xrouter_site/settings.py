@@ -363,7 +363,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "XRouter management API",
     "DESCRIPTION": (
-        "Manage a team's API keys and read the model catalog. Authenticate with a "
+        "The gateway (`/v1/`: OpenAI chat, completions, embeddings and Responses, "
+        "Anthropic Messages) and the management API (`/api/v1/`: keys, key info, "
+        "credits, the model catalog). `/v1/` takes an API key; the management API a "
         "management key (`Authorization: Bearer xr_live_...`, see `createapikey "
         "--management`) or a dashboard session."
     ),
@@ -371,6 +373,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The /v1/ gateway and the key exchange are plain Django views: a hook
+    # adds them (routing/surfaces/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routing.surfaces.openapi.add_gateway_api",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
