@@ -10,9 +10,9 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         """Connect the OAuth token-cache eviction receivers in every process.
 
-        They live with the resolver in accounts.oauth_tokens. Importing it
+        They live with the resolver in accounts.oauth.tokens. Importing it
         here, not only from the URLconf, means a shell, a management
         command or a Celery worker that revokes a token, deletes a user's
         membership or changes a team also evicts the cached principals.
         """
-        from accounts import oauth_tokens  # noqa: F401
+        from accounts.oauth import tokens as oauth_tokens  # noqa: F401

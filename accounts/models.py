@@ -47,7 +47,7 @@ class Team(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
-    # Caps on the whole team, shared by all its keys (routing.budgets).
+    # Caps on the whole team, shared by all its keys (routing.limits.plan).
     rpm_limit = _limit_field(_("team requests per minute"))
     tpm_limit = _limit_field(_("team tokens per minute"))
     concurrency_limit = _limit_field(_("team concurrent requests"))

@@ -72,8 +72,8 @@ def post_worker_init(worker: Any) -> None:
 
         patch_psycopg()
     # Without a broker there is no beat: run its schedule in this worker
-    # (routing.scheduler; a no-op unless XROUTER_INPROCESS_SCHEDULER is on).
-    from routing.scheduler import scheduler_start
+    # (xrouter_site.scheduler; a no-op unless XROUTER_INPROCESS_SCHEDULER is on).
+    from xrouter_site.scheduler import scheduler_start
 
     scheduler_start()
 

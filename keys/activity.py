@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from xrouter_site.state import on_reset
+
 logger = logging.getLogger(__name__)
 
 _pending: set[int] = set()
@@ -63,6 +65,15 @@ def _start_flusher() -> None:
             return
         _flusher = threading.Thread(target=_run, name="key-last-used", daemon=True)
         _flusher.start()
+
+
+def forget_pending() -> None:
+    """Drop unwritten last-used times (tests: the database they name is gone)."""
+    with _lock:
+        _pending.clear()
+
+
+on_reset("keys.activity", forget_pending)
 
 
 @atexit.register

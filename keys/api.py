@@ -1,4 +1,4 @@
-"""The management REST API under ``/api/v1/`` (keys, current team, models).
+"""The management REST API under ``/api/v1/``: keys and the current team.
 
 Views are thin: validate with an input serializer, call a service or a
 selector, serialise the output. Every key lookup is scoped to the caller's
@@ -24,7 +24,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import Membership, Team, User
-from accounts.oauth_api_auth import (
+from accounts.oauth.api_auth import (
     KEYS_READ,
     KEYS_WRITE,
     OAuthAccess,
@@ -33,8 +33,8 @@ from accounts.oauth_api_auth import (
 )
 from accounts.selectors import membership_current
 from keys import selectors, services
-from keys.auth import KeyPrincipal
 from keys.models import ApiKey
+from keys.principal import KeyPrincipal
 from keys.serializers import (
     DeletedSerializer,
     KeyCreatedSerializer,
@@ -44,9 +44,6 @@ from keys.serializers import (
     KeyListSerializer,
     KeySerializer,
     KeyUpdateInputSerializer,
-    ModelListQuerySerializer,
-    ModelListSerializer,
-    ModelSerializer,
     TeamEnvelopeSerializer,
 )
 
@@ -64,7 +61,8 @@ class Caller:
     role: str | None
 
 
-def _caller(request: Request) -> Caller:
+def caller_of(request: Request) -> Caller:
+    """Return who is calling and for which team; 404 without a team."""
     if isinstance(request.auth, KeyPrincipal):
         team = Team.objects.filter(pk=request.auth.team_id).first()
         if team is None:  # deleted since the key was cached
@@ -109,7 +107,7 @@ def _model_changes(data: dict[str, Any]) -> dict[str, Any]:
 class ManagementApiView(APIView):
     """Base view: JSON bodies only and responses that are never cached.
 
-    OAuth access tokens are accepted here (accounts.oauth_api_auth): reads
+    OAuth access tokens are accepted here (accounts.oauth.api_auth): reads
     need ``keys:read`` or ``keys:write``, writes ``keys:write``. A subclass
     that serves something else overrides the two scope tuples.
     """
@@ -148,7 +146,7 @@ class KeyListCreateApi(ManagementApiView):
         summary="List the team's keys",
     )
     def get(self, request: Request) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request)
         query = KeyListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
@@ -173,7 +171,7 @@ class KeyListCreateApi(ManagementApiView):
         summary="Create a key; the secret is in this response only",
     )
     def post(self, request: Request) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request)
         _require_manager(caller)
         serializer = KeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -194,7 +192,7 @@ class KeyListCreateApi(ManagementApiView):
 class KeyDetailApi(ManagementApiView):
     @extend_schema(operation_id="keys_retrieve", responses=KeyEnvelopeSerializer)
     def get(self, request: Request, public_id: Any) -> Response:
-        api_key = self._get_key(_caller(request), public_id)
+        api_key = self._get_key(caller_of(request), public_id)
         return Response({"data": KeySerializer(api_key).data})
 
     @extend_schema(
@@ -204,7 +202,7 @@ class KeyDetailApi(ManagementApiView):
         summary="Change a key's name, limits, allowed models, expiry or disabled flag",
     )
     def patch(self, request: Request, public_id: Any) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request)
         api_key = self._get_key(caller, public_id)
         _require_manager(caller)
         serializer = KeyUpdateInputSerializer(data=request.data)
@@ -221,7 +219,7 @@ class KeyDetailApi(ManagementApiView):
         summary="Revoke a key (it stays listed with status 'revoked')",
     )
     def delete(self, request: Request, public_id: Any) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request)
         api_key = self._get_key(caller, public_id)
         _require_manager(caller)
         services.api_key_revoke(api_key=api_key)
@@ -231,7 +229,7 @@ class KeyDetailApi(ManagementApiView):
 class TeamCurrentApi(ManagementApiView):
     @extend_schema(operation_id="teams_current", responses=TeamEnvelopeSerializer)
     def get(self, request: Request) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request)
         team = caller.team
         return Response(
             {
@@ -246,18 +244,3 @@ class TeamCurrentApi(ManagementApiView):
                 }
             }
         )
-
-
-class ModelListApi(ManagementApiView):
-    @extend_schema(
-        operation_id="models_list",
-        parameters=[ModelListQuerySerializer],
-        responses=ModelListSerializer,
-        summary="The model catalog with versions and prices (RUB per 1K tokens)",
-    )
-    def get(self, request: Request) -> Response:
-        _caller(request)
-        query = ModelListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        models = selectors.catalog_model_list(model_type=query.validated_data.get("type", ""))
-        return Response({"data": ModelSerializer(models, many=True).data})

@@ -18,7 +18,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from xrouter_site.errors import ErrorCode
+from xrouter_site.errors import ErrorCode, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +37,6 @@ _CODES: dict[str, str] = {
     "not_found": ErrorCode.NOT_FOUND,
     "unsupported_media_type": ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
-
-
-def error_body(
-    message: str, *, code: str, param: str | None = None, type_: str = "invalid_request_error"
-) -> dict[str, Any]:
-    """Return the error object clients of both APIs parse."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def _first_error(detail: Any, path: str = "") -> tuple[str | None, exceptions.ErrorDetail | str]:

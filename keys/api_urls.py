@@ -13,7 +13,6 @@ urlpatterns = [
     path("keys", api.KeyListCreateApi.as_view(), name="keys"),
     path("keys/<uuid:public_id>", api.KeyDetailApi.as_view(), name="key-detail"),
     path("teams/current", api.TeamCurrentApi.as_view(), name="team-current"),
-    path("models", api.ModelListApi.as_view(), name="models"),
     # Last: JSON 404 for everything else, never Django's HTML page.
     re_path(r"^(?P<unmatched>.*)$", api_not_found),
 ]

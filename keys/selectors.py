@@ -15,7 +15,10 @@ from django.utils import timezone
 
 from accounts.models import Team
 from keys.models import ApiKey
-from routing.table import ModelRoute, get_table
+
+# The key form and API validate model ids against the live catalog.
+from routing.table import catalog_model_ids as catalog_model_ids
+from routing.table import catalog_model_list as catalog_model_list
 
 KEY_STATUSES = ("active", "revoked", "expired", "disabled")
 
@@ -81,20 +84,3 @@ def api_key_summary(*, team: Team, now: datetime | None = None) -> KeySummary:
         last_used_at=Max("last_used_at"),
     )
     return KeySummary(**row)
-
-
-def catalog_model_list(*, model_type: str = "") -> list[ModelRoute]:
-    """Return the live catalog's models sorted by id, optionally of one type."""
-    models = get_table().models.values()
-    return sorted(
-        (m for m in models if not model_type or m.type == model_type), key=lambda m: m.model_id
-    )
-
-
-def catalog_model_ids() -> set[str]:
-    """Return every public model id and every version-less base id in the catalog."""
-    ids: set[str] = set()
-    for model_id in get_table().models:
-        ids.add(model_id)
-        ids.add(model_id.partition(":")[0])
-    return ids

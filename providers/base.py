@@ -19,7 +19,7 @@ dotted path in :data:`providers.registry.PROVIDER_KINDS`::
         def stream(self, request: ChatRequest) -> ChatStream:
             ...
 
-Upstream failures are raised as :class:`ProviderError`, never as an HTTP
+Upstream failures are raised as :class:`providers.errors.ProviderError`, never as an HTTP
 library exception; routing decides whether to retry or fall back from its
 ``retryable`` flag alone.
 """
@@ -293,48 +293,6 @@ class ProviderConfig:
     pool_size: int = 256
 
 
-class ProviderError(Exception):
-    """An upstream call failed.
-
-    ``retryable`` says whether another attempt (here or at another
-    deployment) may succeed: connection errors, timeouts, 429 and 5xx are
-    retryable; errors caused by the request itself (400, 404, 413, 422) and
-    bad credentials (401, 403) are not. ``status`` is the HTTP status the
-    gateway should answer with; ``retry_after`` is the upstream's hint in
-    seconds. ``message`` must be safe to show a client: adapters strip
-    tokens and upstream internals from it.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str,
-        retryable: bool,
-        status: int = 502,
-        upstream_status: int | None = None,
-        code: str = "upstream_error",
-        retry_after: float | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.provider = provider
-        self.retryable = retryable
-        self.status = status
-        self.upstream_status = upstream_status
-        self.code = code
-        self.retry_after = retry_after
-        self.param = param
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderError({self.message!r}, provider={self.provider!r}, "
-            f"retryable={self.retryable}, status={self.status}, "
-            f"upstream_status={self.upstream_status})"
-        )
-
-
 class Provider:
     """Base class of adapters: one instance per catalog provider per process.
 
@@ -394,100 +352,3 @@ class Provider:
 
     def close(self) -> None:
         self.http.close()
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a ``Retry-After`` header given in seconds; dates are ignored."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def sanitize_upstream_message(message: Any, limit: int = 300) -> str:
-    """Return an upstream error text that is safe to log and show a client.
-
-    Credentials that a provider may echo back are masked and the text is
-    cut short, so a verbose upstream cannot leak internals through us.
-    """
-    from xrouter_site.logging import redact
-
-    text = str(message or "").strip().replace("\n", " ")
-    text = redact(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def error_from_status(
-    provider: str,
-    upstream_status: int,
-    message: str,
-    *,
-    retry_after: float | None = None,
-    param: str | None = None,
-) -> ProviderError:
-    """Map an upstream HTTP error status to a :class:`ProviderError`.
-
-    The rules every adapter shares: the request's own faults (400, 404,
-    413, 422) pass through and are not retried; bad provider credentials
-    (401, 403) are the operator's problem, shown to the client as 502 and
-    not retried; 408, 429 and 5xx are retryable.
-    """
-    text = sanitize_upstream_message(message) or f"{provider} returned HTTP {upstream_status}"
-    common: dict[str, Any] = {
-        "provider": provider,
-        "upstream_status": upstream_status,
-        "retry_after": retry_after,
-        "param": param,
-    }
-    if upstream_status in (400, 422):
-        return ProviderError(text, retryable=False, status=400, code="invalid_request", **common)
-    if upstream_status == 413:
-        return ProviderError(text, retryable=False, status=413, code="request_too_large", **common)
-    if upstream_status == 404:
-        return ProviderError(
-            f"{provider} does not know this model or path: {text}",
-            retryable=False,
-            status=404,
-            code="model_not_found",
-            **common,
-        )
-    if upstream_status in (401, 403):
-        return ProviderError(
-            f"{provider} rejected the gateway's credentials",
-            retryable=False,
-            status=502,
-            code="upstream_auth_failed",
-            **common,
-        )
-    if upstream_status == 402:
-        return ProviderError(
-            f"{provider} refused the request: the provider account is out of quota",
-            retryable=True,
-            status=502,
-            code="upstream_payment_required",
-            **common,
-        )
-    if upstream_status == 429:
-        return ProviderError(
-            f"{provider} is rate limiting requests: {text}",
-            retryable=True,
-            status=429,
-            code="upstream_rate_limited",
-            **common,
-        )
-    if upstream_status == 408 or upstream_status == 504:
-        return ProviderError(text, retryable=True, status=504, code="upstream_timeout", **common)
-    if upstream_status == 503:
-        return ProviderError(
-            text, retryable=True, status=503, code="upstream_unavailable", **common
-        )
-    return ProviderError(
-        text,
-        retryable=upstream_status >= 500 or upstream_status == 409,
-        status=502,
-        code="upstream_error",
-        **common,
-    )

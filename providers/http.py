@@ -2,7 +2,7 @@
 
 Each provider gets its own :class:`HttpClient` and so its own connection pool
 (a bulkhead: a stuck provider cannot take the other's connections). Transport
-failures come out as :class:`~providers.base.ProviderError`; HTTP error
+failures come out as :class:`~providers.errors.ProviderError`; HTTP error
 statuses are returned to the adapter, which knows the provider's error body.
 """
 
@@ -21,6 +21,8 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from providers.errors import ProviderError, bad_response
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +96,6 @@ class HttpClient:
 
         Raises ProviderError (retryable) on connection errors and timeouts.
         """
-        from providers.base import ProviderError
-
         connect, read = timeout or self.timeout
         deadline = _deadline.get()
         if deadline is not None and not stream:
@@ -165,18 +165,14 @@ class HttpClient:
 
 def parse_json(response: requests.Response, *, provider: str) -> Any:
     """Return the JSON body or raise a retryable ProviderError if it is not JSON."""
-    from providers.base import ProviderError
 
     try:
         return orjson.loads(response.content)
     except (orjson.JSONDecodeError, requests.RequestException, Urllib3HTTPError) as exc:
-        raise ProviderError(
+        raise bad_response(
+            provider,
             f"{provider} sent a response that is not valid JSON",
-            provider=provider,
-            retryable=True,
-            status=502,
             upstream_status=response.status_code,
-            code="upstream_bad_response",
         ) from exc
 
 
@@ -213,8 +209,6 @@ def iter_lines(
     connection that drops raises a retryable ProviderError; a line longer
     than ``max_line`` a non-retryable one. The response is closed at the end.
     """
-    from providers.base import ProviderError
-
     read1 = _body_reader(response)
     buffer = b""
     try:
@@ -239,12 +233,10 @@ def iter_lines(
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             if len(buffer) > max_line:
-                raise ProviderError(
+                raise bad_response(
+                    provider,
                     f"{provider} sent an oversized stream line",
-                    provider=provider,
                     retryable=False,
-                    status=502,
-                    code="upstream_bad_response",
                 )
             for line in lines:
                 yield line.rstrip(b"\r")
@@ -281,15 +273,9 @@ def loads_event(payload: bytes, *, provider: str) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        # Imported here, on the error path only: this runs once per event.
-        from providers.base import ProviderError
-
-        raise ProviderError(
+        raise bad_response(
+            provider,
             f"{provider} sent a stream event that is not valid JSON",
-            provider=provider,
-            retryable=True,
-            status=502,
-            code="upstream_bad_response",
         ) from exc
 
 
@@ -301,8 +287,6 @@ def iter_sse_json(response: requests.Response, *, provider: str) -> Iterator[dic
     a retryable ProviderError, as a broken connection does. Events that are
     not JSON objects are skipped.
     """
-    from providers.base import ProviderError
-
     for payload in iter_sse_data(response, provider=provider):
         if payload == b"[DONE]":
             return

@@ -27,13 +27,11 @@ from providers.base import (
     Message,
     ModelInfo,
     Provider,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
-    error_from_status,
-    retry_after_seconds,
 )
+from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
 from providers.http import iter_sse_json, parse_json
 
 _FINISH_REASONS = {reason.value: reason for reason in FinishReason}
@@ -187,12 +185,9 @@ class OpenAICompatibleProvider(Provider):
                 model_version=data.get("system_fingerprint"),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent a chat completion in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
 
     def stream(self, request: ChatRequest) -> ChatStream:
@@ -269,12 +264,9 @@ class OpenAICompatibleProvider(Provider):
             items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent embeddings in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
         return EmbeddingResponse(
             model=str(data.get("model") or request.model),
@@ -296,10 +288,7 @@ class OpenAICompatibleProvider(Provider):
                 for item in data["data"]
             ]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.name,
                 f"{self.name} sent a model list in an unexpected shape",
-                provider=self.name,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from xrouter_site.state import on_reset
+
 logger = logging.getLogger(__name__)
 
 _REFRESH_SECONDS = 1.0
@@ -192,3 +194,6 @@ class Breakers:
 
 
 breakers = Breakers()
+
+
+on_reset("routing.breaker", breakers.reset)

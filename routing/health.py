@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from xrouter_site.state import on_reset
+
 logger = logging.getLogger(__name__)
 
 _REFRESH_SECONDS = 1.0
@@ -92,3 +94,6 @@ def reset() -> None:
     _local.clear()
     _known.clear()
     _next_refresh = 0.0
+
+
+on_reset("routing.health", reset)

@@ -32,6 +32,12 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.models import Team
+from keys.models import ApiKey
+from keys.principal import parse_bearer
+from routing.limits.plan import period_bounds, spent_micro
+from routing.usage.pricing import to_micro
+
 logger = logging.getLogger(__name__)
 
 # Families this view computes from shared state instead of worker files.
@@ -51,11 +57,11 @@ def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
 
 def _token_ok(request: HttpRequest) -> bool:
     token: str = settings.XROUTER_METRICS_TOKEN
-    scheme, _sep, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    credential = parse_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
     return bool(
         token
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(credential.strip().encode(), token.encode())
+        and credential is not None
+        and hmac.compare_digest(credential.encode(), token.encode())
     )
 
 
@@ -154,11 +160,6 @@ def budgets_near_limit() -> dict[str, int]:
     cached = cache.get(_BUDGET_CACHE_KEY)
     if isinstance(cached, dict):
         return cached
-    from accounts.models import Team
-    from keys.models import ApiKey
-    from routing.budgets import period_bounds, spent_micro
-    from routing.usage import to_micro
-
     counts = {"team": 0, "key": 0}
     budgets: list[tuple[str, int, int | None, Any, str]] = [
         ("team", team_id, None, limit, period)

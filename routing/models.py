@@ -209,9 +209,9 @@ class UsageRecord(models.Model):
 class UsageDaily(models.Model):
     """One day of usage for one (team, key, model, provider), from raw records.
 
-    Built by :func:`routing.rollups.usage_rollup_day`, which replaces a whole
+    Built by :func:`routing.usage.rollups.usage_rollup_day`, which replaces a whole
     day at once, so re-running it never double-counts. ``latency_histogram``
-    holds request counts per bucket of :data:`routing.rollups.LATENCY_BOUNDS_MS`
+    holds request counts per bucket of :data:`routing.usage.rollups.LATENCY_BOUNDS_MS`
     (plus one overflow bucket); histograms of several rows add up, so
     percentiles of any grouping (a model over all keys, a week) stay exact to
     the bucket instead of averaging per-row percentiles.

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from providers.base import ChatRequest
 from routing import health
 from xrouter_site.errors import ErrorCode, InvalidRequest
+from xrouter_site.state import on_reset
 
 if TYPE_CHECKING:
     from routing.router import Candidate
@@ -224,6 +225,9 @@ def observe(
 def reset_observations() -> None:
     with _observed_lock:
         _observed.clear()
+
+
+on_reset("routing.preferences", reset_observations)
 
 
 def _latency(deployment_id: int) -> float:

@@ -38,14 +38,9 @@ import uuid
 from django.conf import settings
 from django.core.cache import cache
 
-from providers.base import (
-    ChatRequest,
-    EmbeddingRequest,
-    Message,
-    ProviderConfig,
-    ProviderError,
-)
+from providers.base import ChatRequest, EmbeddingRequest, Message, ProviderConfig
 from providers.base import Provider as ProviderAdapter
+from providers.errors import ProviderError
 from providers.registry import provider_class
 from routing.health import Health, health_record
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable, get_table

@@ -22,11 +22,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from django.conf import settings
 
-from providers.base import Provider, ProviderError
+from providers.base import Provider
+from providers.errors import ProviderError
 from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers
@@ -34,6 +35,9 @@ from routing.table import DeploymentRoute, ModelRoute, RoutingTable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# One try at one deployment: (adapter, candidate, seconds left) -> result.
+AttemptCall: TypeAlias = Callable[[Provider, "Candidate", float], T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,7 @@ def backoff_seconds(attempt: int) -> float:
 
 def execute(
     options: list[Candidate],
-    call: Callable[[Provider, Candidate, float], T],
+    call: AttemptCall[T],
     adapter_for: Callable[[str], Provider],
     *,
     deadline: float,

@@ -29,6 +29,7 @@ from providers.base import Provider as ProviderAdapter
 from providers.base import ProviderConfig
 from providers.registry import provider_class
 from routing.models import Deployment, Model, Provider
+from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +283,23 @@ def catalog_version_bump() -> None:
         logger.error("could not publish the catalog version", exc_info=True)
 
 
+def catalog_model_list(*, model_type: str = "") -> list[ModelRoute]:
+    """Return the live catalog's models sorted by id, optionally of one type."""
+    models = get_table().models.values()
+    return sorted(
+        (m for m in models if not model_type or m.type == model_type), key=lambda m: m.model_id
+    )
+
+
+def catalog_model_ids() -> set[str]:
+    """Return every public model id and every version-less base id in the catalog."""
+    ids: set[str] = set()
+    for model_id in get_table().models:
+        ids.add(model_id)
+        ids.add(model_id.partition(":")[0])
+    return ids
+
+
 def reset_table() -> None:
     """Forget this worker's table and adapters (tests)."""
     global _table, _next_check
@@ -303,3 +321,6 @@ def _bump_on_change(**kwargs: Any) -> None:
     from django.db import transaction
 
     transaction.on_commit(catalog_version_bump)
+
+
+on_reset("routing.table", reset_table)

@@ -1,7 +1,7 @@
 """Celery entry points of the routing app: health probes, stored responses.
 
 Thin wrappers around :mod:`routing.probes`. Beat (or the in-process
-scheduler, :mod:`routing.scheduler`) runs :func:`probe_all_deployments`
+scheduler, :mod:`xrouter_site.scheduler`) runs :func:`probe_all_deployments`
 every ``XROUTER_HEALTH_INTERVAL_SECONDS``; it fans out one
 :func:`probe_deployment` per deployment so a hanging upstream delays only
 its own probe. Both are safe to run twice (``acks_late`` redelivers after a
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from routing.gateway.surfaces import store
 from routing.probes import deployment_ids_to_probe, deployment_probe
-from routing.surfaces import store
 from xrouter_site.celery import app
 
 
-@app.task(acks_late=True, ignore_result=True)
+# Task names are broker identifiers: explicit, so moving this module never
+# strands a queued task during a rolling deploy.
+@app.task(name="routing.tasks.probe_all_deployments", acks_late=True, ignore_result=True)
 def probe_all_deployments() -> int:
     """Queue a probe of every enabled deployment; return how many."""
     ids = deployment_ids_to_probe()
@@ -29,7 +31,7 @@ def probe_all_deployments() -> int:
     return len(ids)
 
 
-@app.task(acks_late=True, ignore_result=True)
+@app.task(name="routing.tasks.probe_deployment", acks_late=True, ignore_result=True)
 def probe_deployment(deployment_id: int) -> bool | None:
     """Probe one deployment; return its health, or None if skipped."""
     result = deployment_probe(deployment_id=deployment_id)

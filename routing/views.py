@@ -8,7 +8,7 @@ from django.shortcuts import render
 
 from accounts.decorators import TeamRequest, team_required
 from routing import selectors
-from routing.limits import limiter
+from routing.limits.limiter import limiter
 from routing.table import get_table
 from routing.versions import version_calendar
 

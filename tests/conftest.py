@@ -19,39 +19,27 @@ from django.core.cache import cache
 
 from accounts.models import Team
 from accounts.services import team_get_or_create
-from keys import activity, auth
 from keys.services import CreatedKey, api_key_create
-from routing import health, preferences, table, usage
-from routing.breaker import breakers
-from routing.limits import limiter
+from routing import table
+
+# The gateway imports every per-process singleton, each registering its reset.
+from routing.gateway import views as _gateway  # noqa: F401
 from routing.services import catalog_load, parse_catalog
+from xrouter_site.state import reset_process_state
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    """Each test starts with empty key caches and no routing table."""
-    auth.clear_local_cache()
-    table.reset_table()
-    usage.reset()
-    limiter.reset()
-    breakers.reset()
-    health.reset()
-    preferences.reset_observations()
+    """Each test starts and ends with no per-process state (caches, table, sinks)."""
+    reset_process_state()
     # A test may have stopped Redis on purpose.
     with contextlib.suppress(Exception):
         cache.clear()
     yield
-    auth.clear_local_cache()
-    table.reset_table()
-    # Nothing to write at interpreter exit, when the test database is gone.
-    activity._pending.clear()
-    usage.reset()
-    limiter.reset()
-    breakers.reset()
-    health.reset()
-    preferences.reset_observations()
+    # Also drops unwritten key activity: at exit the test database is gone.
+    reset_process_state()
 
 
 @pytest.fixture

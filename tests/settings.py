@@ -17,7 +17,7 @@ SECURE_SSL_REDIRECT = False
 # Tests flush explicitly; no background writer racing the test database.
 XROUTER_LAST_USED_FLUSH_SECONDS = 3600.0
 # The usage consumer would write from a background thread while tests hold
-# the database; tests consume explicitly (routing.usage.StreamSink.consume_once).
+# the database; tests consume explicitly (routing.usage.records.StreamSink.consume_once).
 XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", False)
 # WhiteNoise warns on every request when STATIC_ROOT is missing (production
 # runs collectstatic; the tests serve from the app folders instead).

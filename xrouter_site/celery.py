@@ -11,5 +11,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_site.settings")
 app = Celery("xrouter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Usage roll-ups live beside the health probes in the routing app.
-app.autodiscover_tasks(["routing"], related_name="usage_tasks")
+# Usage roll-ups live in the routing app's usage package.
+app.autodiscover_tasks(["routing.usage"], related_name="tasks")

@@ -47,6 +47,13 @@ class ErrorCode(enum.StrEnum):
     SERVICE_UNAVAILABLE = "service_unavailable"
     SERVER_OVERLOADED = "server_overloaded"
     INTERNAL_ERROR = "internal_error"
+    ALL_UPSTREAMS_FAILED = "all_upstreams_failed"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    # Refusals of the gateway's own limits (routing.limits).
+    RATE_LIMIT_REQUESTS = "rate_limit_requests"
+    RATE_LIMIT_TOKENS = "rate_limit_tokens"
+    CONCURRENCY_LIMIT = "concurrency_limit"
+    INSUFFICIENT_BUDGET = "insufficient_budget"
 
 
 class XRouterError(Exception):
@@ -76,14 +83,18 @@ class XRouterError(Exception):
         super().__init__(self.message)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": str(self.code),
-            }
-        }
+        return error_body(self.message, code=str(self.code), type_=self.type, param=self.param)
+
+
+def error_body(
+    message: str, *, code: str, param: str | None = None, type_: str = "invalid_request_error"
+) -> dict[str, Any]:
+    """Return OpenAI's error object; the one place that builds it.
+
+    ``/v1/``, the REST APIs, the key exchange and the SSE stream's terminal
+    error event all send this shape, so SDKs raise their usual exceptions.
+    """
+    return {"error": {"message": message, "type": type_, "param": param, "code": str(code)}}
 
 
 class InvalidRequest(XRouterError):
@@ -151,6 +162,30 @@ class UnsupportedMediaType(XRouterError):
     type = "invalid_request_error"
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
     default_message = "Send the request body as JSON (Content-Type: application/json)."
+
+
+class RateLimited(XRouterError):
+    """A per-minute or concurrency limit of the key, team or model refused."""
+
+    http_status = 429
+    type = "rate_limit_error"
+    code = ErrorCode.RATE_LIMIT_REQUESTS
+
+
+class BudgetExhausted(XRouterError):
+    """The key's or team's budget for the period is spent."""
+
+    http_status = 402
+    type = "api_error"
+    code = ErrorCode.INSUFFICIENT_BUDGET
+
+
+class AllUpstreamsFailed(XRouterError):
+    """More than one upstream was tried and every one failed."""
+
+    http_status = 503
+    type = "api_error"
+    code = ErrorCode.ALL_UPSTREAMS_FAILED
 
 
 class ServiceUnavailable(XRouterError):

@@ -110,7 +110,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: serves /v1/ entirely (no sessions, CSRF or auth middleware on
     # the hot path) and returns before the rest of the stack runs.
-    "routing.middleware.GatewayMiddleware",
+    "routing.gateway.middleware.GatewayMiddleware",
     "xrouter_site.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -300,11 +300,11 @@ OAUTH2_PROVIDER = {
     # The default "__all__" would hand out every scope, introspection too.
     "DEFAULT_SCOPES": ["chat"],
     # Which application may ask for which scope (introspection: resource servers).
-    "SCOPES_BACKEND_CLASS": "accounts.oauth_scopes.XRouterScopes",
+    "SCOPES_BACKEND_CLASS": "accounts.oauth.scopes.XRouterScopes",
     # Routes only the enabled grants: implicit/password/device are unsupported.
-    "OAUTH2_SERVER_CLASS": "accounts.oauth_server.XRouterServer",
+    "OAUTH2_SERVER_CLASS": "accounts.oauth.server.XRouterServer",
     # Code-reuse revocation, PKCE verifier syntax and downgrade checks.
-    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth_validators.XRouterOAuth2Validator",
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth.validators.XRouterOAuth2Validator",
     # RFC 6749 10.5: short codes; 60 s is DOT's default, kept explicit (<= 600).
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     # RFC 9700 2.3: short-lived access tokens (DOT's default is 10 h).
@@ -374,10 +374,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # The /v1/ gateway and the key exchange are plain Django views: a hook
-    # adds them (routing/surfaces/openapi.py).
+    # adds them (routing/gateway/surfaces/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "routing.surfaces.openapi.add_gateway_api",
+        "routing.gateway.surfaces.openapi.add_gateway_api",
     ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -445,7 +445,7 @@ XROUTER_USAGE_BATCH_SIZE = env_int("XROUTER_USAGE_BATCH_SIZE", 2000)
 XROUTER_USAGE_CONSUME_PAUSE_SECONDS = env_float("XROUTER_USAGE_CONSUME_PAUSE_SECONDS", 0.25)
 XROUTER_USAGE_BUFFER_SIZE = env_int("XROUTER_USAGE_BUFFER_SIZE", 100_000)
 XROUTER_USAGE_FLUSH_SECONDS = env_float("XROUTER_USAGE_FLUSH_SECONDS", 1.0)
-# Raw records are rolled up per UTC day (routing.rollups) every
+# Raw records are rolled up per UTC day (routing.usage.rollups) every
 # XROUTER_USAGE_ROLLUP_SECONDS; the dashboard reads the roll-ups. Raw records
 # older than XROUTER_USAGE_RETENTION_DAYS are deleted once rolled up (0 keeps
 # them forever).
@@ -496,7 +496,7 @@ CELERY_BEAT_SCHEDULE["deployment-health"] = {
     # A tick still queued when the next is due is dropped, not run late.
     "options": {"expires": XROUTER_HEALTH_INTERVAL_SECONDS},
 }
-# Run CELERY_BEAT_SCHEDULE in each gunicorn worker (routing.scheduler) when
+# Run CELERY_BEAT_SCHEDULE in each gunicorn worker (xrouter_site.scheduler) when
 # there is no broker, hence no beat; `manage.py serve` turns it on then.
 XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 

@@ -47,8 +47,9 @@ from typing import Any
 import orjson
 from django.core.cache import cache
 
-from providers.base import (
+from providers.errors import (
     ProviderError,
+    bad_response,
     error_from_status,
     retry_after_seconds,
     sanitize_upstream_message,
@@ -318,12 +319,9 @@ class TokenManager:
             if not isinstance(value, str) or not value:
                 raise ValueError("empty access token")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.provider,
                 f"{self.provider} sent an OAuth response in an unexpected shape",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
         lifetime = expires_at - started
         if lifetime <= 0:

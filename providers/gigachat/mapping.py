@@ -62,14 +62,8 @@ from typing import Any
 
 import orjson
 
-from providers.base import (
-    ChatRequest,
-    FinishReason,
-    Message,
-    ProviderError,
-    ToolCall,
-    Usage,
-)
+from providers.base import ChatRequest, FinishReason, Message, ToolCall, Usage
+from providers.errors import ProviderError
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": FinishReason.STOP,

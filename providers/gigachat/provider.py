@@ -72,13 +72,11 @@ from providers.base import (
     ModelInfo,
     Provider,
     ProviderConfig,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
-    error_from_status,
-    retry_after_seconds,
 )
+from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
 from providers.gigachat.auth import TokenManager
 from providers.gigachat.mapping import (
     ChatPlan,
@@ -262,12 +260,9 @@ class GigaChatProvider(Provider):
         )
 
     def _bad_shape(self, what: str) -> ProviderError:
-        return ProviderError(
+        return bad_response(
+            self.name,
             f"{self.name} sent {what} in an unexpected shape",
-            provider=self.name,
-            retryable=True,
-            status=502,
-            code="upstream_bad_response",
         )
 
     # ---- chat ----------------------------------------------------------------

@@ -72,10 +72,13 @@ from providers.base import (
     ModelInfo,
     Provider,
     ProviderConfig,
-    ProviderError,
     ToolCall,
     ToolCallDelta,
     Usage,
+)
+from providers.errors import (
+    ProviderError,
+    bad_response,
     error_from_status,
     retry_after_seconds,
     sanitize_upstream_message,
@@ -295,12 +298,9 @@ class YandexGPTProvider(Provider):
         return mapped
 
     def _bad_shape(self, what: str) -> ProviderError:
-        return ProviderError(
+        return bad_response(
+            self.name,
             f"{self.name} sent {what} in an unexpected shape",
-            provider=self.name,
-            retryable=True,
-            status=502,
-            code="upstream_bad_response",
         )
 
     # --- chat ----------------------------------------------------------------
@@ -442,12 +442,10 @@ class YandexGPTProvider(Provider):
             elif sent.startswith(text):
                 delta = ""  # a shorter repeat: nothing new yet
             else:
-                raise ProviderError(
+                raise bad_response(
+                    self.name,
                     f"{self.name} revised text it had already streamed",
-                    provider=self.name,
                     retryable=False,
-                    status=502,
-                    code="upstream_bad_response",
                 )
             sent += delta
             finish = _STATUS.get(status) if status in _FINAL_STATUSES else None

@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.cache import cache
 
-from providers.base import ProviderConfig, ProviderError, sanitize_upstream_message
+from providers.base import ProviderConfig
+from providers.errors import ProviderError, bad_response, sanitize_upstream_message
 from providers.http import HttpClient
 
 logger = logging.getLogger(__name__)
@@ -282,12 +283,9 @@ class IamTokenSource:
             token = str(data["iamToken"])
             expires_at = _parse_expiry(data["expiresAt"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ProviderError(
+            raise bad_response(
+                self.provider,
                 f"{self.provider}: the IAM API sent a token in an unexpected shape",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code="upstream_bad_response",
             ) from exc
         now = time.time()
         lifetime = max(0.0, expires_at - now)

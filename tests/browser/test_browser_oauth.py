@@ -34,7 +34,7 @@ import pytest
 import requests
 
 from accounts.models import Team
-from accounts.oauth_pkce import s256_challenge
+from accounts.oauth.pkce import s256_challenge
 from tests.accounts.cast import PASSWORD, Cast, build_cast
 
 pytestmark = pytest.mark.slow

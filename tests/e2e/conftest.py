@@ -34,8 +34,8 @@ from celery import Celery
 
 from keys.services import CreatedKey
 from providers.emulators.testing import RunningEmulator, start_emulator
-from routing import usage
 from routing.models import UsageRecord
+from routing.usage import records as usage
 from tests.gateway_process import REPO_ROOT, Gateway, running_gateway, test_database_url
 
 BROKER_URL = os.environ.get("XROUTER_E2E_BROKER_URL", "redis://127.0.0.1:6379/9")

@@ -1,7 +1,7 @@
 """Health checks without a broker: the in-process scheduler in gunicorn workers.
 
 What ``make run`` does when ``CELERY_BROKER_URL`` is empty: each gunicorn
-worker runs ``CELERY_BEAT_SCHEDULE`` itself (routing.scheduler). With a
+worker runs ``CELERY_BEAT_SCHEDULE`` itself (xrouter_site.scheduler). With a
 shared cache (here) the workers split the ticks; without one see
 test_e2e_zero_config.py.
 """

@@ -1,7 +1,7 @@
 """Zero-config health checks: no broker, no Redis, two gunicorn workers.
 
 Each worker has its own memory cache, so each runs the schedule and probes
-every deployment for its own routing decisions (routing.scheduler).
+every deployment for its own routing decisions (xrouter_site.scheduler).
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ from django.utils import timezone
 
 from keys import auth, tokens
 from keys.services import CreatedKey, api_key_revoke, api_key_update
+from routing.gateway.auth import authenticate_bearer
 from xrouter_site.errors import AuthenticationFailed
 
 pytestmark = pytest.mark.django_db
 
 
 def test_resolves_a_valid_key(api_key: CreatedKey) -> None:
-    principal = auth.authenticate_bearer(f"Bearer {api_key.plaintext}")
+    principal = authenticate_bearer(f"Bearer {api_key.plaintext}")
     assert principal.key_id == api_key.api_key.pk
     assert principal.team_slug == "acme"
     assert principal.prefix == api_key.plaintext[:12]
@@ -59,7 +60,7 @@ def test_unknown_key_miss_is_cached(db: None) -> None:
 )
 def test_bad_authorization_headers(header: str) -> None:
     with pytest.raises(AuthenticationFailed):
-        auth.authenticate_bearer(header)
+        authenticate_bearer(header)
 
 
 def test_every_failure_has_the_same_client_body(

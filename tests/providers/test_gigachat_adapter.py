@@ -26,11 +26,11 @@ from providers.base import (
     FinishReason,
     Message,
     ProviderConfig,
-    ProviderError,
     Tool,
     ToolCall,
 )
 from providers.emulators.testing import RunningEmulator, start_emulator
+from providers.errors import ProviderError
 from providers.gigachat import GigaChatProvider
 from providers.gigachat.auth import expires_at_seconds
 from providers.gigachat.mapping import StopScanner, function_result, tool_call_id

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from providers.base import ProviderError
+from providers.errors import ProviderError
 from providers.http import HttpClient, _body_reader, iter_sse_json
 
 EVENTS = [

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 
-from providers.base import ChatRequest, Message, ProviderConfig, ProviderError
+from providers.base import ChatRequest, Message, ProviderConfig
 from providers.emulators.testing import RunningEmulator, start_emulator
+from providers.errors import ProviderError
 from providers.yandexgpt import YandexGPTProvider
 
 FOLDER = "b1gemulatorfolder"

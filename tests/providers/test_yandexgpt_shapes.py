@@ -17,8 +17,9 @@ import orjson
 import pytest
 import requests
 
-from providers.base import FinishReason, ProviderError
+from providers.base import FinishReason
 from providers.emulators.testing import RunningEmulator, start_emulator
+from providers.errors import ProviderError
 from providers.yandexgpt import iter_json_lines, tool_call_id
 from providers.yandexgpt.adapter import _alternative, usage_from_yandex
 from routing.table import ModelRoute

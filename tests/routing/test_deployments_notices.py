@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from accounts.models import Team
-from routing.limits import Limit, limiter
+from routing.limits.limiter import limiter
+from routing.limits.types import Limit
 from tests.accounts.cast import Cast, build_cast
 
 CATALOG = """

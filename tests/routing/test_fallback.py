@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from providers.emulators.testing import start_emulator
-from routing import usage
 from routing.breaker import breakers
 from routing.models import UsageRecord
+from routing.usage import records as usage
 from tests.conftest import LiveGateway
 
 

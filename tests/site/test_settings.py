@@ -121,7 +121,8 @@ def test_check_deploy_refuses_the_placeholder_secret_key() -> None:
 WORKER_PROBE = (
     "import json, sys, django; django.setup();"
     "from xrouter_site.wsgi import application;"
-    "import routing.gateway, routing.middleware, routing.usage, routing.limits;"
+    "import routing.gateway.views, routing.gateway.middleware;"
+    "import routing.usage.records, routing.limits.limiter;"
     "before = 'celery' in sys.modules;"
     "from routing.tasks import probe_deployment; from xrouter_site.celery import app;"
     "print(json.dumps({'celery_loaded_by_web': before, 'bound': probe_deployment.app is app,"

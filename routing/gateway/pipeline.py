@@ -1,0 +1,375 @@
+"""The chat call on the hot path, shared by every API surface.
+
+Each surface (``views.chat_completions``, ``surfaces.completions``,
+``surfaces.messages``, ``surfaces.responses``) validates its own wire format
+into a :class:`validation.ChatInput`, then calls :func:`complete_chat` or
+:func:`start_stream` here: resolve the model(s), apply the request's routing
+preferences, admit the call against limits, try deployments until one
+serves (:mod:`routing.router`). Errors are raised as the client's
+:class:`XRouterError`; the surface renders them in its own dialect
+(``CallContext.render_error``). The surface then renders the answer with
+:func:`served_json` or :func:`stream_response` and its own stream encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from keys.principal import KeyPrincipal
+from providers.base import ChatChunk, ChatRequest, ChatResponse, ChatStream, Provider, Usage
+from routing import preferences, router
+from routing.gateway import validation
+from routing.gateway.context import CallContext
+from routing.gateway.relay import RelayResponse, StreamEncoder, relay
+from routing.limits.admission import admit, estimate_prompt_tokens
+from routing.router import AttemptCall
+from routing.table import ModelRoute, RoutingTable, get_table
+from routing.versions import deprecation_headers, resolve_model_id
+from xrouter_site.errors import (
+    AllUpstreamsFailed,
+    ErrorCode,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RequestTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    XRouterError,
+    json_response,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def read_json(request: HttpRequest) -> Any:
+    """The request's JSON body, refused with a clear error when it is not one."""
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type and content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type {content_type!r}; send application/json."
+        )
+    limit = settings.XROUTER_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidRequest("The Content-Length header is not a number.") from None
+    if length > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    if not raw.strip():
+        raise InvalidRequest(
+            "The request body is empty; send a JSON object.", code=ErrorCode.INVALID_JSON
+        )
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} (at character {exc.pos}).",
+            code=ErrorCode.INVALID_JSON,
+        ) from None
+
+
+def _lookup(
+    table: RoutingTable, model_id: str, principal: KeyPrincipal, kind: str, param: str = "model"
+) -> ModelRoute:
+    # A bare id of a versioned model means its ":latest" branch; the
+    # resolved id is what keys are checked against and responses report.
+    model_id = resolve_model_id(model_id, table.models)
+    route = table.models.get(model_id)
+    if route is None:
+        raise ModelNotFound(
+            f"The model '{model_id}' does not exist. GET /v1/models lists the available ones.",
+            param=param,
+            code=ErrorCode.MODEL_NOT_FOUND,
+        )
+    if not principal.allows_model(model_id):
+        raise PermissionDenied(
+            f"This API key is not allowed to use the model '{model_id}'.",
+            param=param,
+            code=ErrorCode.MODEL_NOT_ALLOWED,
+        )
+    if route.type != kind:
+        raise InvalidRequest(
+            f"The model '{model_id}' is a {route.type} model and cannot serve this endpoint.",
+            param=param,
+            code=ErrorCode.UNSUPPORTED_OPERATION,
+        )
+    return route
+
+
+def routes_for(
+    table: RoutingTable, model_id: str, extra: list[str], principal: KeyPrincipal, kind: str
+) -> list[ModelRoute]:
+    """Return the requested model, then the request's and the catalog's fallbacks."""
+    primary = _lookup(table, model_id, principal, kind)
+    routes = [primary]
+    for i, other in enumerate(extra):
+        route = _lookup(table, other, principal, kind, param=f"models[{i}]")
+        if route not in routes:
+            routes.append(route)
+    for other in primary.fallbacks:
+        fallback = table.models.get(other)
+        # Catalog fallbacks the key may not use are skipped, not errors.
+        if (
+            fallback is not None
+            and fallback.type == kind
+            and fallback not in routes
+            and principal.allows_model(fallback.model_id)
+        ):
+            routes.append(fallback)
+    return routes
+
+
+def candidates_for(
+    table: RoutingTable,
+    routes: list[ModelRoute],
+    prefs: preferences.Preferences = preferences.DEFAULT,
+    request: ChatRequest | None = None,
+) -> list[router.Candidate]:
+    """The deployments to try, in order, after the request's routing preferences."""
+    options = router.candidates(table, routes)
+    if options and request is not None:
+        options = preferences.apply(options, prefs, table, request)
+    if not options:
+        reasons = (
+            "; ".join(
+                f"{d.provider}: {table.providers[d.provider].unavailable}"
+                for route in routes
+                for d in route.deployments
+            )
+            or "no deployment is configured"
+        )
+        logger.error(
+            "model has no usable deployment",
+            extra={"model": routes[0].model_id, "reasons": reasons},
+        )
+        raise ServiceUnavailable(f"The model '{routes[0].model_id}' is not available right now.")
+    return options
+
+
+def failure_error(ctx: CallContext, exc: router.AllAttemptsFailed) -> XRouterError:
+    """The client's error for a call whose every attempt failed."""
+    ctx.attempts = exc.attempts
+    last = exc.last
+    logger.warning(
+        "upstream call failed",
+        extra={
+            "request_id": ctx.request_id,
+            "provider": last.provider,
+            "upstream_status": last.upstream_status,
+            "retryable": last.retryable,
+            "code": last.code,
+            "error": last.message,
+            "attempts": len(exc.attempts),
+        },
+    )
+    headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
+    if last.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(last.retry_after)))
+    tried = [a for a in exc.attempts if a.error_code != "breaker_open"]
+    if len(tried) > 1:
+        summary = "; ".join(
+            f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts
+        )
+        return AllUpstreamsFailed(f"Every upstream failed ({summary}).", headers=headers)
+    error = XRouterError(
+        last.message, param=last.param, code=last.code, http_status=last.status, headers=headers
+    )
+    if last.status < 500 and last.status != 429:
+        error.type = "invalid_request_error"
+    return error
+
+
+def _chain(attempts: list[router.Attempt]) -> str:
+    return ", ".join(f"{a.provider}:{a.status}" for a in attempts)
+
+
+def mark_served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
+    ctx.attempts = outcome.attempts
+    ctx.route = outcome.candidate.route
+    ctx.model = outcome.candidate.route.model_id
+    ctx.provider = outcome.candidate.deployment.provider
+    ctx.deployment_id = outcome.candidate.deployment.deployment_id
+
+
+def served_headers(response: HttpResponseBase, ctx: CallContext) -> None:
+    response["x-xrouter-provider"] = ctx.provider or ""
+    response["x-xrouter-model"] = ctx.model or ""
+    response["x-xrouter-attempts"] = _chain(ctx.attempts)
+    if ctx.model_version:
+        response["x-xrouter-model-version"] = ctx.model_version
+    for name, value in deprecation_headers(ctx.route).items() if ctx.route else ():
+        response[name] = value
+    if ctx.decision is not None:
+        for name, value in ctx.decision.headers().items():
+            response[name] = value
+
+
+def deadline() -> float:
+    return time.monotonic() + settings.XROUTER_REQUEST_DEADLINE_SECONDS
+
+
+def _attempt(request: ChatRequest, ctx: CallContext, candidate: router.Candidate) -> ChatRequest:
+    return dataclasses.replace(
+        request, model=candidate.deployment.upstream, request_id=ctx.request_id
+    )
+
+
+def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
+        return adapter.chat(_attempt(request, ctx, candidate))
+
+    return call
+
+
+def _stream_call(
+    request: ChatRequest, ctx: CallContext
+) -> AttemptCall[tuple[ChatStream, ChatChunk | None]]:
+    def call(
+        adapter: Provider, candidate: router.Candidate, remaining: float
+    ) -> tuple[ChatStream, ChatChunk | None]:
+        stream = adapter.stream(_attempt(request, ctx, candidate))
+        # Wait for the first chunk before answering, so a failure before any
+        # byte reaches the client is still a proper HTTP error and a chance
+        # to fall back.
+        try:
+            return stream, next(stream)
+        except StopIteration:
+            return stream, None
+        except BaseException:
+            stream.close()
+            raise
+
+    return call
+
+
+def _prepare(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> tuple[RoutingTable, list[ModelRoute], list[router.Candidate]]:
+    table = get_table()
+    ctx.requested_model = data.model
+    routes = routes_for(table, data.model, data.fallback_models, principal, "chat")
+    ctx.model, ctx.route = routes[0].model_id, routes[0]
+    return table, routes, candidates_for(table, routes, data.preferences, data.request)
+
+
+def _admit_chat(
+    ctx: CallContext, principal: KeyPrincipal, route: ModelRoute, request: ChatRequest
+) -> None:
+    prompt_tokens = estimate_prompt_tokens([m.text() for m in request.messages])
+    ctx.prompt_estimate = prompt_tokens
+    ctx.decision = admit(
+        principal,
+        route,
+        prompt_tokens,
+        request.max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE,
+    )
+
+
+def complete_chat(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> ChatResponse:
+    """Serve a whole completion; raise the client's error."""
+    table, routes, options = _prepare(ctx, principal, data)
+    _admit_chat(ctx, principal, routes[0], data.request)
+    started = time.perf_counter()
+    try:
+        outcome = router.execute(
+            options, _chat_call(data.request, ctx), table.adapter, deadline=deadline()
+        )
+    except router.AllAttemptsFailed as exc:
+        raise failure_error(ctx, exc) from None
+    finally:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = outcome.result
+    mark_served(ctx, outcome)
+    ctx.usage = result.usage
+    ctx.model_version = result.model_version
+    return result
+
+
+def start_stream(
+    ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput
+) -> tuple[ChatStream, ChatChunk | None]:
+    """Open a streamed completion up to its first chunk; raise the client's error."""
+    table, routes, options = _prepare(ctx, principal, data)
+    _admit_chat(ctx, principal, routes[0], data.request)
+    ctx.stream = True
+    started = time.perf_counter()
+    try:
+        streamed = router.execute(
+            options, _stream_call(data.request, ctx), table.adapter, deadline=deadline()
+        )
+    except router.AllAttemptsFailed as exc:
+        ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+        raise failure_error(ctx, exc) from None
+    stream, first = streamed.result
+    mark_served(ctx, streamed)
+    ctx.model_version = stream.model_version
+    ctx.first_token_ms = ctx.upstream_ms = round((time.perf_counter() - started) * 1000, 2)
+    return stream, first
+
+
+def count_tokens(ctx: CallContext, principal: KeyPrincipal, data: validation.ChatInput) -> int:
+    """Count the prompt's tokens with the model's own tokenizer where it has one.
+
+    Routed like a call (preferences, breakers, fallback) and admitted as a
+    request without tokens; upstreams without a counting endpoint get the
+    limiter's estimate.
+    """
+    table, routes, options = _prepare(ctx, principal, data)
+    texts = [m.text() for m in data.request.messages if m.text()]
+    texts += [
+        tool.name + " " + orjson.dumps(tool.parameters).decode() for tool in data.request.tools
+    ]
+    estimate = estimate_prompt_tokens(texts)
+    ctx.decision = admit(principal, routes[0], 0, 0)
+
+    def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> int:
+        if not texts:
+            return 0
+        try:
+            return sum(adapter.count_tokens(candidate.deployment.upstream, texts))
+        except NotImplementedError:
+            return estimate
+
+    try:
+        outcome = router.execute(options, call, table.adapter, deadline=deadline())
+    except router.AllAttemptsFailed as exc:
+        raise failure_error(ctx, exc) from None
+    mark_served(ctx, outcome)
+    ctx.usage = Usage()
+    return outcome.result
+
+
+def served_json(ctx: CallContext, body: dict[str, Any]) -> HttpResponse:
+    """A served JSON answer with the routing and limit headers."""
+    response = json_response(body)
+    served_headers(response, ctx)
+    return response
+
+
+def stream_response(
+    ctx: CallContext, stream: ChatStream, first: ChatChunk | None, encoder: StreamEncoder
+) -> RelayResponse:
+    """The SSE response relaying ``stream`` through the surface's ``encoder``."""
+    streaming = RelayResponse(
+        relay(stream, first, ctx, encoder),
+        content_type="text/event-stream",
+        on_close=(stream.close, ctx.finish),
+    )
+    streaming["Cache-Control"] = "no-cache"
+    # Tell nginx-style proxies not to buffer the stream.
+    streaming["X-Accel-Buffering"] = "no"
+    served_headers(streaming, ctx)
+    return streaming

@@ -1,0 +1,177 @@
+"""Usage pages of the dashboard: charts, request log, one request, CSV export.
+
+Everything is read for ``request.membership.team`` only; a request id of
+another team answers 404 exactly like one that does not exist. Charts come
+from the daily roll-ups, so their cost does not grow with raw records; the
+log and the export read raw records through the ``(team, created_at)``
+index, a page at a time or streamed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Max
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+from accounts.decorators import TeamRequest, team_required
+from routing.models import UsageRollupDay
+from routing.usage import charts, selectors
+from routing.usage.forms import RequestLogForm, UsageOverviewForm, UsageRangeForm
+
+REQUESTS_PER_PAGE = 50
+# Deep OFFSET pages get slow on millions of rows; narrow the dates instead.
+MAX_PAGE = 200
+
+
+def _rub(value: float) -> str:
+    return f"{value:,.2f}".replace(",", "\u202f") if value >= 1 else f"{value:.4f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms"
+
+
+@team_required
+def usage_overview(request: TeamRequest) -> HttpResponse:
+    """Per-day charts by model, key or provider, and totals for the range."""
+    form = UsageOverviewForm(request.GET or None)
+    start, end = form.range()
+    group = form.group_value()
+    summary = selectors.usage_summary(
+        team=request.membership.team, start=start, end=end, group=group
+    )
+    days = summary.days
+
+    def by_group(attr: str) -> dict[str, list[float]]:
+        return {
+            label: [float(getattr(t, attr)) for t in totals]
+            for label, totals in summary.series.items()
+        }
+
+    chart_list = [
+        (_("Requests"), charts.stacked_bars(days, by_group("requests"), title=_("Requests"))),
+        (_("Tokens"), charts.stacked_bars(days, by_group("tokens"), title=_("Tokens"))),
+        (
+            _("Cost, RUB"),
+            charts.stacked_bars(days, by_group("cost_rub"), title=_("Cost, RUB"), fmt=_rub),
+        ),
+        (_("Errors"), charts.stacked_bars(days, by_group("errors"), title=_("Errors"))),
+        (
+            _("Latency percentiles"),
+            charts.lines(
+                days,
+                {
+                    "p50": [t.p50_ms if t.requests else None for t in summary.per_day],
+                    "p95": [t.p95_ms if t.requests else None for t in summary.per_day],
+                },
+                title=_("Latency percentiles"),
+                fmt=_ms,
+            ),
+        ),
+    ]
+    rolled = UsageRollupDay.objects.filter(day__gte=start, day__lte=end).aggregate(
+        last=Max("rolled_at")
+    )["last"]
+    return render(
+        request,
+        "usage/overview.html",
+        {
+            "form": form,
+            "start": start,
+            "end": end,
+            "group": group,
+            "summary": summary,
+            "charts": chart_list,
+            "legend": [(label, charts.color(i)) for i, label in enumerate(summary.labels)],
+            "latency_legend": [("p50", charts.color(0)), ("p95", charts.color(1))],
+            "rolled_at": rolled,
+            "cost_total": summary.overall.cost_rub.quantize(Decimal("0.01")),
+        },
+    )
+
+
+@team_required
+def usage_requests(request: TeamRequest) -> HttpResponse:
+    """The request log: raw records newest first, with search by request id."""
+    form = RequestLogForm(request.GET or None)
+    start, end = form.range()
+    request_id = form.cleaned_data.get("request_id", "").strip() if form.is_valid() else ""
+    try:
+        page = min(max(1, int(request.GET.get("page", "1"))), MAX_PAGE)
+    except ValueError:
+        page = 1
+    records = selectors.usage_record_list(
+        team=request.membership.team, start=start, end=end, request_id=request_id
+    )
+    offset = (page - 1) * REQUESTS_PER_PAGE
+    # One row more than a page tells whether a next page exists without
+    # counting millions of rows.
+    rows = list(records[offset : offset + REQUESTS_PER_PAGE + 1])
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "usage/requests.html",
+        {
+            "form": form,
+            "records": rows[:REQUESTS_PER_PAGE],
+            "page": page,
+            "has_next": len(rows) > REQUESTS_PER_PAGE and page < MAX_PAGE,
+            "query": query.urlencode(),
+            "start": start,
+            "end": end,
+            "request_id": request_id,
+        },
+    )
+
+
+@team_required
+def usage_request_detail(request: TeamRequest, request_id: str) -> HttpResponse:
+    """One request: models, provider, attempts, tokens, cost and timings."""
+    record = selectors.usage_record_get(request_id=request_id, team_id=request.membership.team.pk)
+    if record is None:
+        raise Http404
+    return render(request, "usage/request_detail.html", {"record": record})
+
+
+def _cell(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    # Model names come from clients: a leading =, +, - or @ would run as a
+    # formula when the file is opened in a spreadsheet.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    """A file-like object whose ``write`` returns the line for streaming."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@team_required
+def usage_export(request: TeamRequest) -> StreamingHttpResponse:
+    """Stream the team's raw records in the date range as CSV."""
+    form = UsageRangeForm(request.GET or None)
+    start, end = form.range()
+    writer: Any = csv.writer(_Echo())
+    rows = selectors.usage_record_export_rows(team=request.membership.team, start=start, end=end)
+
+    def lines() -> Iterator[str]:
+        yield writer.writerow(selectors.CSV_COLUMNS)
+        for row in rows:
+            yield writer.writerow([_cell(value) for value in row])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    filename = f"xrouter-usage-{request.membership.team.slug}-{start}-{end}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
