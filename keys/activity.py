@@ -11,26 +11,25 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from xrouter_site.batching import PeriodicFlusher
 from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
 
 _pending: set[int] = set()
 _lock = threading.Lock()
-_flusher: threading.Thread | None = None
 
 
 def touch(key_id: int) -> None:
     """Note that ``key_id`` was used just now."""
     _pending.add(key_id)
-    if _flusher is None:
-        _start_flusher()
+    if not _flusher.started:
+        _flusher.start()
 
 
 def flush() -> int:
@@ -45,26 +44,17 @@ def flush() -> int:
     return ApiKey.objects.filter(pk__in=ids).update(last_used_at=timezone.now())
 
 
-def _run() -> None:
-    interval = settings.XROUTER_LAST_USED_FLUSH_SECONDS
-    while True:
-        time.sleep(interval)
-        try:
-            close_old_connections()
-            flush()
-        except Exception:
-            logger.warning("could not record key last-used times", exc_info=True)
-        finally:
-            connection.close()
+def _flush_in_thread() -> None:
+    close_old_connections()
+    try:
+        flush()
+    finally:
+        connection.close()
 
 
-def _start_flusher() -> None:
-    global _flusher
-    with _lock:
-        if _flusher is not None:
-            return
-        _flusher = threading.Thread(target=_run, name="key-last-used", daemon=True)
-        _flusher.start()
+_flusher = PeriodicFlusher(
+    "key-last-used", _flush_in_thread, lambda: settings.XROUTER_LAST_USED_FLUSH_SECONDS
+)
 
 
 def forget_pending() -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from xrouter_site.errors import ErrorCode
 from xrouter_site.logging import redact
-
-BAD_RESPONSE = "upstream_bad_response"
 
 
 class ProviderError(Exception):
@@ -35,7 +34,7 @@ class ProviderError(Exception):
         retryable: bool,
         status: int = 502,
         upstream_status: int | None = None,
-        code: str = "upstream_error",
+        code: str = ErrorCode.UPSTREAM_ERROR,
         retry_after: float | None = None,
         param: str | None = None,
     ) -> None:
@@ -102,15 +101,19 @@ def error_from_status(
         "param": param,
     }
     if upstream_status in (400, 422):
-        return ProviderError(text, retryable=False, status=400, code="invalid_request", **common)
+        return ProviderError(
+            text, retryable=False, status=400, code=ErrorCode.INVALID_REQUEST, **common
+        )
     if upstream_status == 413:
-        return ProviderError(text, retryable=False, status=413, code="request_too_large", **common)
+        return ProviderError(
+            text, retryable=False, status=413, code=ErrorCode.REQUEST_TOO_LARGE, **common
+        )
     if upstream_status == 404:
         return ProviderError(
             f"{provider} does not know this model or path: {text}",
             retryable=False,
             status=404,
-            code="model_not_found",
+            code=ErrorCode.MODEL_NOT_FOUND,
             **common,
         )
     if upstream_status in (401, 403):
@@ -118,7 +121,7 @@ def error_from_status(
             f"{provider} rejected the gateway's credentials",
             retryable=False,
             status=502,
-            code="upstream_auth_failed",
+            code=ErrorCode.UPSTREAM_AUTH_FAILED,
             **common,
         )
     if upstream_status == 402:
@@ -126,7 +129,7 @@ def error_from_status(
             f"{provider} refused the request: the provider account is out of quota",
             retryable=True,
             status=502,
-            code="upstream_payment_required",
+            code=ErrorCode.UPSTREAM_PAYMENT_REQUIRED,
             **common,
         )
     if upstream_status == 429:
@@ -134,20 +137,22 @@ def error_from_status(
             f"{provider} is rate limiting requests: {text}",
             retryable=True,
             status=429,
-            code="upstream_rate_limited",
+            code=ErrorCode.UPSTREAM_RATE_LIMITED,
             **common,
         )
     if upstream_status == 408 or upstream_status == 504:
-        return ProviderError(text, retryable=True, status=504, code="upstream_timeout", **common)
+        return ProviderError(
+            text, retryable=True, status=504, code=ErrorCode.UPSTREAM_TIMEOUT, **common
+        )
     if upstream_status == 503:
         return ProviderError(
-            text, retryable=True, status=503, code="upstream_unavailable", **common
+            text, retryable=True, status=503, code=ErrorCode.UPSTREAM_UNAVAILABLE, **common
         )
     return ProviderError(
         text,
         retryable=upstream_status >= 500 or upstream_status == 409,
         status=502,
-        code="upstream_error",
+        code=ErrorCode.UPSTREAM_ERROR,
         **common,
     )
 
@@ -171,5 +176,5 @@ def bad_response(
         retryable=retryable,
         status=502,
         upstream_status=upstream_status,
-        code=BAD_RESPONSE,
+        code=ErrorCode.UPSTREAM_BAD_RESPONSE,
     )

@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from providers.errors import ProviderError, bad_response
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class HttpClient:
                 provider=self.provider,
                 retryable=True,
                 status=504,
-                code="upstream_timeout",
+                code=ErrorCode.UPSTREAM_TIMEOUT,
             ) from exc
         except requests.exceptions.ChunkedEncodingError as exc:
             # The body broke off mid-way: the connection dropped, so another
@@ -135,7 +136,7 @@ class HttpClient:
                 provider=self.provider,
                 retryable=True,
                 status=502,
-                code="upstream_stream_cut",
+                code=ErrorCode.UPSTREAM_STREAM_CUT,
             ) from exc
         except (requests.ConnectionError, Urllib3HTTPError) as exc:
             raise ProviderError(
@@ -143,7 +144,7 @@ class HttpClient:
                 provider=self.provider,
                 retryable=True,
                 status=502,
-                code="upstream_unreachable",
+                code=ErrorCode.UPSTREAM_UNREACHABLE,
             ) from exc
         except requests.RequestException as exc:
             raise ProviderError(
@@ -226,7 +227,7 @@ def iter_lines(
                     provider=provider,
                     retryable=True,
                     status=502,
-                    code="upstream_stream_cut",
+                    code=ErrorCode.UPSTREAM_STREAM_CUT,
                 ) from exc
             if not chunk:
                 break
@@ -298,5 +299,5 @@ def iter_sse_json(response: requests.Response, *, provider: str) -> Iterator[dic
         provider=provider,
         retryable=True,
         status=502,
-        code="upstream_stream_cut",
+        code=ErrorCode.UPSTREAM_STREAM_CUT,
     )

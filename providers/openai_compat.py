@@ -33,6 +33,7 @@ from providers.base import (
 )
 from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
 from providers.http import iter_sse_json, parse_json
+from xrouter_site.errors import ErrorCode
 
 _FINISH_REASONS = {reason.value: reason for reason in FinishReason}
 # Legacy "function_call" finish reason maps onto tool calls.
@@ -222,7 +223,7 @@ class OpenAICompatibleProvider(Provider):
                     provider=self.name,
                     retryable=False,
                     status=502,
-                    code="upstream_error",
+                    code=ErrorCode.UPSTREAM_ERROR,
                 )
             if not stream.id and data.get("id"):
                 stream.id = str(data["id"])

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from routing.cache_mirror import CacheMirror
 from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
@@ -46,18 +47,22 @@ class Breakers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._states: dict[int, BreakerState] = {}
+        self._states: CacheMirror[BreakerState] = CacheMirror(
+            what="breaker",
+            key=lambda deployment_id: f"breaker:{deployment_id}",
+            decode=lambda value: BreakerState(*value),
+            enabled=lambda: bool(settings.XROUTER_SHARED_CACHE),
+            interval=_REFRESH_SECONDS,
+        )
         self._failures: dict[int, list[float]] = {}
-        self._next_refresh = 0.0
-        self._known: set[int] = set()
 
     # --- reading (hot path) -------------------------------------------------
 
     def allows(self, deployment_id: int) -> bool:
         """Return True if a call to this deployment may go out now."""
-        self._known.add(deployment_id)
-        self._refresh()
-        state = self._states.get(deployment_id)
+        # Unlike state(), a first look does not force a re-read: the next
+        # refresh (at most a second away) picks the deployment up.
+        state = self._states.get(deployment_id, read_new_now=False)
         if state is None or state.open_until == 0.0:
             return True
         now = time.time()
@@ -72,43 +77,21 @@ class Breakers:
             return True
 
     def state(self, deployment_id: int) -> str:
-        if deployment_id not in self._known:
-            # First look from this process (e.g. the dashboard): read the
-            # shared state now instead of reporting "closed" for a second.
-            self._known.add(deployment_id)
-            self._next_refresh = 0.0
-        self._refresh()
+        # A first look from this process (e.g. the dashboard) reads the
+        # shared state now instead of reporting "closed" for a second.
         state = self._states.get(deployment_id)
         if state is None or state.open_until == 0.0:
             return "closed"
         return "open" if time.time() < state.open_until else "half-open"
 
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if now < self._next_refresh or not settings.XROUTER_SHARED_CACHE or not self._known:
-            return
-        self._next_refresh = now + _REFRESH_SECONDS
-        try:
-            shared = cache.get_many([f"breaker:{d}" for d in self._known])
-        except Exception:
-            logger.warning("breaker: cache unavailable; keeping local states", exc_info=True)
-            return
-        with self._lock:
-            for deployment_id in self._known:
-                value = shared.get(f"breaker:{deployment_id}")
-                if value is None:
-                    self._states.pop(deployment_id, None)
-                else:
-                    self._states[deployment_id] = BreakerState(*value)
-
     # --- writing (after a call) ---------------------------------------------------
 
     def record_success(self, deployment_id: int) -> None:
-        state = self._states.get(deployment_id)
+        state = self._states.peek(deployment_id)
         if state is None or state.open_until == 0.0:
             return
+        self._states.put(deployment_id, None)
         with self._lock:
-            self._states.pop(deployment_id, None)
             self._failures.pop(deployment_id, None)
         self._publish(deployment_id, None)
         self._metric(deployment_id, 0)
@@ -118,7 +101,7 @@ class Breakers:
         now = time.time()
         window = settings.XROUTER_BREAKER_WINDOW_SECONDS
         with self._lock:
-            state = self._states.get(deployment_id)
+            state = self._states.peek(deployment_id)
             half_open = state is not None and state.open_until and now >= state.open_until
             failures = [t for t in self._failures.get(deployment_id, []) if t > now - window]
             failures.append(now)
@@ -132,8 +115,8 @@ class Breakers:
             settings.XROUTER_BREAKER_MAX_COOLDOWN_SECONDS,
         )
         new = BreakerState(open_until=now + cooldown, cooldown=cooldown)
+        self._states.put(deployment_id, new)
         with self._lock:
-            self._states[deployment_id] = new
             self._failures[deployment_id] = []
         self._publish(deployment_id, new)
         self._metric(deployment_id, 1)
@@ -186,11 +169,9 @@ class Breakers:
             logger.debug("metrics unavailable", exc_info=True)
 
     def reset(self) -> None:
+        self._states.reset()
         with self._lock:
-            self._states.clear()
             self._failures.clear()
-            self._known.clear()
-            self._next_refresh = 0.0
 
 
 breakers = Breakers()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
 
+from routing.cache_mirror import CacheMirror
 from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ def health_record(
     result = Health(healthy=healthy, latency_ms=latency_ms, checked_at=time.time(), error=error)
     ttl = int(settings.XROUTER_HEALTH_INTERVAL_SECONDS * 5) + 1
     cache.set(_key(deployment_id), result, ttl)
-    _local[deployment_id] = result
+    _mirror.put(deployment_id, result)
     try:
         from routing import metrics
 
@@ -53,47 +55,22 @@ def health_record(
     return result
 
 
-_local: dict[int, Health] = {}
-_known: set[int] = set()
-_next_refresh = 0.0
+def _decode(value: Any) -> Health:
+    return cast(Health, value)
 
 
-def _refresh() -> None:
-    global _next_refresh
-    now = time.monotonic()
-    if now < _next_refresh or not _known:
-        return
-    _next_refresh = now + _REFRESH_SECONDS
-    try:
-        values = cache.get_many([_key(d) for d in _known])
-    except Exception:
-        logger.warning("health: cache unavailable; keeping the last results", exc_info=True)
-        return
-    for deployment_id in _known:
-        value = values.get(_key(deployment_id))
-        if value is None:
-            _local.pop(deployment_id, None)
-        else:
-            _local[deployment_id] = value
+_mirror: CacheMirror[Health] = CacheMirror(
+    what="health", key=_key, decode=_decode, interval=_REFRESH_SECONDS
+)
 
 
 def health_of(deployment_id: int) -> Health | None:
     """Return the last probe result of a deployment, or None if unknown."""
-    global _next_refresh
-    if deployment_id not in _known:
-        # First look from this process: read the shared result now instead
-        # of treating the deployment as unknown until the next refresh.
-        _known.add(deployment_id)
-        _next_refresh = 0.0
-    _refresh()
-    return _local.get(deployment_id)
+    return _mirror.get(deployment_id)
 
 
 def reset() -> None:
-    global _next_refresh
-    _local.clear()
-    _known.clear()
-    _next_refresh = 0.0
+    _mirror.reset()
 
 
 on_reset("routing.health", reset)

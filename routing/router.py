@@ -32,6 +32,7 @@ from providers.http import deadline_scope
 from routing import health
 from routing.breaker import breakers
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,7 +165,7 @@ def execute(
                     deployment.provider,
                     deployment.deployment_id,
                     503,
-                    "breaker_open",
+                    ErrorCode.BREAKER_OPEN,
                 )
             )
             continue
@@ -203,7 +204,7 @@ def execute(
             provider=options[0].deployment.provider if options else "",
             retryable=True,
             status=503,
-            code="no_available_deployment",
+            code=ErrorCode.NO_AVAILABLE_DEPLOYMENT,
         )
     raise AllAttemptsFailed(last, attempts)
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from providers.base import PARAMETERS
 from providers.registry import PROVIDER_KINDS
 from routing.models import Deployment, Model, Provider
+from routing.table import catalog_version_bump
 from routing.versions import CatalogVersionError, expand_versions
 
 logger = logging.getLogger(__name__)
@@ -256,8 +257,6 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         .update(enabled=False)
     )
     # update() sends no signals: bump the version so workers reload.
-    from routing.table import catalog_version_bump
-
     transaction.on_commit(catalog_version_bump)
     return CatalogLoadResult(
         providers=len(providers_seen), models=len(models_seen), retired=retired

@@ -55,6 +55,7 @@ from providers.errors import (
     sanitize_upstream_message,
 )
 from providers.http import HttpClient
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class TokenManager:
                     provider=self.provider,
                     retryable=True,
                     status=503,
-                    code="upstream_auth_pending",
+                    code=ErrorCode.UPSTREAM_AUTH_PENDING,
                 )
             time.sleep(self.poll_interval_s)
 
@@ -255,7 +256,7 @@ class TokenManager:
             retryable=False,
             status=502,
             upstream_status=upstream_status if isinstance(upstream_status, int) else None,
-            code="upstream_auth_failed",
+            code=ErrorCode.UPSTREAM_AUTH_FAILED,
         )
 
     def _fetch(self) -> AccessToken:

@@ -64,6 +64,7 @@ import orjson
 
 from providers.base import ChatRequest, FinishReason, Message, ToolCall, Usage
 from providers.errors import ProviderError
+from xrouter_site.errors import ErrorCode
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": FinishReason.STOP,
@@ -102,7 +103,7 @@ def bad_request(provider: str, message: str, param: str | None = None) -> Provid
         provider=provider,
         retryable=False,
         status=400,
-        code="invalid_request",
+        code=ErrorCode.INVALID_REQUEST,
         param=param,
     )
 

@@ -91,6 +91,7 @@ from providers.gigachat.mapping import (
     usage_from_gigachat,
 )
 from providers.http import HttpClient, iter_sse_json, parse_json
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class GigaChatProvider(Provider):
                 provider=self.name,
                 retryable=True,
                 status=502,
-                code="upstream_misconfigured",
+                code=ErrorCode.UPSTREAM_MISCONFIGURED,
             )
         if stream:
             headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}

@@ -86,6 +86,7 @@ from providers.errors import (
 from providers.http import HttpClient, iter_lines, loads_event, parse_json
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.yandexgpt.auth import IamTokenSource
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class YandexGPTProvider(Provider):
                 retryable=False,
                 status=502,
                 upstream_status=status,
-                code="upstream_misconfigured",
+                code=ErrorCode.UPSTREAM_MISCONFIGURED,
             )
         if status == 403:
             return ProviderError(
@@ -271,7 +272,7 @@ class YandexGPTProvider(Provider):
                 retryable=False,
                 status=502,
                 upstream_status=status,
-                code="upstream_auth_failed",
+                code=ErrorCode.UPSTREAM_AUTH_FAILED,
             )
         return error_from_status(
             self.name, status, message, retry_after=retry_after_seconds(retry_after)
@@ -313,7 +314,7 @@ class YandexGPTProvider(Provider):
                 provider=self.name,
                 retryable=False,
                 status=400,
-                code="invalid_request",
+                code=ErrorCode.INVALID_REQUEST,
                 param="n",
             )
         options: dict[str, Any] = {"stream": stream}
@@ -474,7 +475,7 @@ class YandexGPTProvider(Provider):
                 provider=self.name,
                 retryable=True,
                 status=502,
-                code="upstream_stream_cut",
+                code=ErrorCode.UPSTREAM_STREAM_CUT,
             )
         if usage is not None:
             yield ChatChunk(usage=usage)

@@ -43,6 +43,7 @@ from django.core.cache import cache
 from providers.base import ProviderConfig
 from providers.errors import ProviderError, bad_response, sanitize_upstream_message
 from providers.http import HttpClient
+from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ class IamTokenSource:
                 retryable=retryable,
                 status=502 if not retryable else 503,
                 upstream_status=response.status_code,
-                code="upstream_auth_failed" if not retryable else "upstream_unavailable",
+                code=ErrorCode.UPSTREAM_AUTH_FAILED if not retryable else "upstream_unavailable",
             )
         try:
             data = orjson.loads(response.content)

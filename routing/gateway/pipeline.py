@@ -176,7 +176,7 @@ def failure_error(ctx: CallContext, exc: router.AllAttemptsFailed) -> XRouterErr
     headers = {"x-xrouter-attempts": _chain(exc.attempts)} if exc.attempts else {}
     if last.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(last.retry_after)))
-    tried = [a for a in exc.attempts if a.error_code != "breaker_open"]
+    tried = [a for a in exc.attempts if a.error_code != ErrorCode.BREAKER_OPEN]
     if len(tried) > 1:
         summary = "; ".join(
             f"{a.model} via {a.provider}: {a.status} {a.error_code}" for a in exc.attempts

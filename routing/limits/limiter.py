@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,9 +42,13 @@ from django.conf import settings
 
 from routing.limits.local import LocalLimiter
 from routing.limits.types import WINDOW_MS, Decision, Limit
+from xrouter_site.batching import GroupCommit
 from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
+
+# One script call: (KEYS, ARGV).
+_Call = tuple[list[str], list[Any]]
 
 _LUA = Path(__file__).resolve().parent / "lua"
 # KEYS and ARGV are flat lists; see the header of each script.
@@ -68,8 +71,9 @@ class Limiter:
         self._settle_script: Any = None
         self._down_until = 0.0
         self.fail_open_events = 0
-        self._batcher: _SettleBatcher | None = None
-        self._acquirer: _AcquireBatcher | None = None
+        # Concurrent requests' scripts share pipelined round trips.
+        self._settler: GroupCommit[_Call] | None = None
+        self._acquirer: GroupCommit[_Call] | None = None
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -141,8 +145,15 @@ class Limiter:
                 # Concurrent requests' checks share one pipelined round trip;
                 # each still waits for its own answer before going upstream.
                 if self._acquirer is None or self._acquirer.pid != os.getpid():
-                    self._acquirer = _AcquireBatcher(self)
-                result = self._acquirer.call(keys, args)
+                    self._acquirer = GroupCommit(
+                        "limiter-acquire",
+                        self._acquire_many,
+                        timeout=1.0,
+                        timeout_message="the limiter's Redis did not answer in time",
+                    )
+                result = self._acquirer.submit((keys, args))
+                if isinstance(result, Exception):
+                    raise result
             else:
                 result = self._acquire_script(keys=keys, args=args, client=client)
             status = int(result[0])
@@ -194,9 +205,9 @@ class Limiter:
         if settings.XROUTER_LIMITER_ASYNC_SETTLE and not settings.XROUTER_REDIS_CLUSTER:
             # Nobody waits for a settle: hand it to the batcher, which sends
             # everything queued in one pipeline.
-            if self._batcher is None or self._batcher.pid != os.getpid():
-                self._batcher = _SettleBatcher(self)
-            self._batcher.submit(keys, args)
+            if self._settler is None or self._settler.pid != os.getpid():
+                self._settler = GroupCommit("limiter-settle", self._settle_many)
+            self._settler.send((keys, args))
             return
         try:
             self._settle_script(keys=keys, args=args, client=self._redis())
@@ -205,7 +216,10 @@ class Limiter:
             # expire with their TTL.
             self._redis_failed(exc)
 
-    def _settle_many(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+    def _acquire_many(self, calls: list[_Call]) -> list[Any]:
+        return self._evalsha_many(self._acquire_script, calls)
+
+    def _settle_many(self, batch: list[_Call]) -> None:
         try:
             for result in self._evalsha_many(self._settle_script, batch):
                 if isinstance(result, Exception):
@@ -275,88 +289,6 @@ def _is_noscript(result: Any) -> bool:
     from redis.exceptions import NoScriptError
 
     return isinstance(result, NoScriptError)
-
-
-class _AcquireBatcher:
-    """Pipeline the acquire scripts of concurrent requests; each waits for its own.
-
-    A writer thread (a greenlet under gevent) takes every queued call, sends
-    them in one pipeline and hands each caller its reply. At low load a
-    batch is one call and costs a plain round trip.
-    """
-
-    def __init__(self, owner: Limiter, timeout: float = 1.0) -> None:
-        self.pid = os.getpid()
-        self._owner = owner
-        self._timeout = timeout
-        self._cond = threading.Condition()
-        self._queue: list[tuple[list[str], list[Any], _Reply]] = []
-        self._thread = threading.Thread(target=self._run, name="limiter-acquire", daemon=True)
-        self._thread.start()
-
-    def call(self, keys: list[str], args: list[Any]) -> Any:
-        reply = _Reply()
-        with self._cond:
-            self._queue.append((keys, args, reply))
-            self._cond.notify()
-        if not reply.done.wait(self._timeout):
-            raise TimeoutError("the limiter's Redis did not answer in time")
-        if isinstance(reply.value, Exception):
-            raise reply.value
-        return reply.value
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-            try:
-                values: list[Any] = self._owner._evalsha_many(
-                    self._owner._acquire_script, [(keys, args) for keys, args, _r in batch]
-                )
-            except Exception as exc:  # the whole batch failed: each caller falls back
-                values = [exc] * len(batch)
-            for (_keys, _args, reply), value in zip(batch, values, strict=True):
-                reply.value = value
-                reply.done.set()
-
-
-class _Reply:
-    __slots__ = ("done", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-
-
-class _SettleBatcher:
-    """Send queued settles in one pipeline, from a background thread.
-
-    A settle happens after the response; batching them turns one Redis
-    round trip per request into one per batch under load.
-    """
-
-    def __init__(self, owner: Limiter) -> None:
-        self.pid = os.getpid()
-        self._owner = owner
-        self._cond = threading.Condition()
-        self._queue: list[tuple[list[str], list[Any]]] = []
-        self._thread = threading.Thread(target=self._run, name="limiter-settle", daemon=True)
-        self._thread.start()
-
-    def submit(self, keys: list[str], args: list[Any]) -> None:
-        with self._cond:
-            self._queue.append((keys, args))
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-            self._owner._settle_many(batch)
 
 
 limiter = Limiter()

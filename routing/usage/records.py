@@ -35,6 +35,8 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from routing.models import UsageRecord
+from xrouter_site.batching import GroupCommit, PeriodicFlusher
 from xrouter_site.state import on_reset
 
 logger = logging.getLogger(__name__)
@@ -131,8 +133,6 @@ def _insert_postgres(events: list[UsageEvent]) -> int:
     """
     from psycopg2.extras import execute_values
 
-    from routing.models import UsageRecord
-
     rows = [
         (
             e.request_id,
@@ -171,8 +171,6 @@ def _insert_postgres(events: list[UsageEvent]) -> int:
 
 
 def _insert_orm(events: list[UsageEvent]) -> int:
-    from routing.models import UsageRecord
-
     rows = [
         UsageRecord(
             request_id=e.request_id,
@@ -212,7 +210,7 @@ class LocalBuffer:
         self.interval = interval
         self._events: collections.deque[UsageEvent] = collections.deque()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._flusher = PeriodicFlusher("usage-flush", self._flush_in_thread, lambda: self.interval)
         self.dropped = 0
 
     def add(self, event: UsageEvent) -> bool:
@@ -231,8 +229,8 @@ class LocalBuffer:
             _metric("USAGE_DROPPED", "inc")
             return False
         _metric("USAGE_BUFFER_DEPTH", "set", len(self._events))
-        if self._thread is None:
-            self._start()
+        if not self._flusher.started:
+            self._flusher.start()
         return True
 
     def flush(self) -> int:
@@ -257,75 +255,14 @@ class LocalBuffer:
     def __len__(self) -> int:
         return len(self._events)
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._run, name="usage-flush", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            try:
-                close_old_connections()
-                self.flush()
-            except Exception:
-                logger.debug("usage flush will be retried", exc_info=True)
-            finally:
-                connection.close()
-
-
-class _GroupCommit:
-    """Write submitted payloads in batches; each submitter waits for its own.
-
-    One writer thread (a greenlet under gevent) takes everything queued,
-    writes it in one call, then wakes the submitters of that batch. At low
-    load a batch is one event and costs what a direct call would; under
-    load one round trip carries many.
-    """
-
-    def __init__(self, write: Any, timeout: float = 2.0) -> None:
-        self.pid = os.getpid()
-        self._write = write
-        self._timeout = timeout
-        self._cond = threading.Condition()
-        self._queue: list[tuple[bytes, _Ticket]] = []
-        self._thread = threading.Thread(target=self._run, name="usage-commit", daemon=True)
-        self._thread.start()
-
-    def submit(self, payload: bytes) -> None:
-        ticket = _Ticket()
-        with self._cond:
-            self._queue.append((payload, ticket))
-            self._cond.notify()
-        if not ticket.done.wait(self._timeout):
-            raise TimeoutError("the usage stream did not confirm the record in time")
-        if ticket.error is not None:
-            raise ticket.error
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-            error: BaseException | None = None
-            try:
-                self._write([payload for payload, _ticket in batch])
-            except Exception as exc:  # handed to every submitter of the batch
-                error = exc
-            for _payload, ticket in batch:
-                ticket.error = error
-                ticket.done.set()
-
-
-class _Ticket:
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
+    def _flush_in_thread(self) -> None:
+        close_old_connections()
+        try:
+            self.flush()
+        except Exception:  # flush() logged it and kept the batch
+            logger.debug("usage flush will be retried", exc_info=True)
+        finally:
+            connection.close()
 
 
 class StreamSink:
@@ -342,7 +279,7 @@ class StreamSink:
             retry=None,
         )
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self._committer: _GroupCommit | None = None
+        self._committer: GroupCommit[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._group_ready = False
 
@@ -356,7 +293,12 @@ class StreamSink:
         if self._committer is None or self._committer.pid != os.getpid():
             with _lock:
                 if self._committer is None or self._committer.pid != os.getpid():
-                    self._committer = _GroupCommit(self._write_batch)
+                    self._committer = GroupCommit(
+                        "usage-commit",
+                        self._write_batch,
+                        timeout=2.0,
+                        timeout_message="the usage stream did not confirm the record in time",
+                    )
         self._committer.submit(event.to_bytes())
         if self._thread is None and settings.XROUTER_USAGE_CONSUMER:
             self._start()
