@@ -183,3 +183,17 @@ def test_upstream_failure_mid_stream_ends_with_an_error_event(
     assert events[0] == "event: message_start"
     assert events[-1] == "event: error"
     assert "event: message_stop" not in events
+
+
+def test_limits_apply_and_refuse_in_anthropic_dialect(gateway: LiveGateway, make_key: Any) -> None:
+    limited = make_key(rpm_limit=1)
+    sdk = client(gateway, api_key=limited.plaintext)
+    sdk.messages.create(
+        model="local/mock", max_tokens=5, messages=[{"role": "user", "content": "one"}]
+    )
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        sdk.messages.create(
+            model="local/mock", max_tokens=5, messages=[{"role": "user", "content": "two"}]
+        )
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert caught.value.response.headers["retry-after"]

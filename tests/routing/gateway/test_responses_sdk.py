@@ -256,3 +256,14 @@ def test_bad_requests_are_openai_400s_naming_the_parameter(
     with pytest.raises(openai.BadRequestError) as caught:
         gateway.client().post("/responses", body={"model": "local/mock", **body}, cast_to=object)
     assert caught.value.body["param"] == param
+
+
+def test_limits_apply_to_responses(gateway: LiveGateway, make_key: Any) -> None:
+    limited = make_key(rpm_limit=1)
+    client = openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=limited.plaintext, max_retries=0, timeout=10
+    )
+    client.responses.create(model="local/mock", input="one", store=False)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="local/mock", input="two", store=False)
+    assert caught.value.body["code"] == "rate_limit_requests"
