@@ -14,6 +14,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list (NaN when empty)."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
 @dataclass(frozen=True)
 class Target:
     host: str

@@ -19,14 +19,7 @@ import sys
 import time
 from typing import Any
 
-from httpclient import Target, build_request, read_body, read_head
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
+from httpclient import Target, build_request, percentile, read_body, read_head
 
 
 class Driver:

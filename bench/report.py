@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,27 @@ def _throughput_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 TTFT_TARGET_MS = 20.0
 
 
+ADDED = ("added p50 ms", "added p99 ms")
+
+
+def _percentiles(lat: dict[str, float], keys: tuple[str, ...]) -> list[str]:
+    return [_f(lat.get(key), 2) for key in keys]
+
+
+def _latency_rows(
+    runs: dict[str, Any], cells: Callable[[dict[str, Any], dict[str, float], list[str]], list[str]]
+) -> list[list[str]]:
+    """One row per target of a latency table: its label, then ``cells`` of
+    (its figures, its latency_ms, its added p50/p99 over nginx direct)."""
+    base = runs.get("direct", {}).get("latency_ms", {})
+    rows = []
+    for name in ("direct", "bare", "gateway"):
+        if name in runs:
+            lat = runs[name]["latency_ms"]
+            rows.append([LABELS[name], *cells(runs[name], lat, _added_latency(lat, base, name))])
+    return rows
+
+
 def _added_latency(lat: dict[str, float], base: dict[str, float], name: str) -> list[str]:
     """p50 and p99 of ``lat`` over the direct-to-upstream ``base``."""
     if not base or name == "direct":
@@ -146,13 +168,19 @@ def _rerun_note(section: dict[str, Any]) -> list[str]:
     ]
 
 
+def _skipped(name: str, md: list[str], section: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """A section whose scenario did not run: its title and why."""
+    reason = section["skipped"]
+    return md + [f"Skipped: {reason}", ""], [f"{name}: skipped ({reason})"]
+
+
 def _stream_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     st = s.get("stream")
     if not st:
         return [], []
     md = ["## Streaming (SSE through the gateway vs direct to the upstream)", ""]
     if "skipped" in st:
-        return md + [f"Skipped: {st['skipped']}", ""], [f"stream: skipped ({st['skipped']})"]
+        return _skipped("stream", md, st)
     upstream = (
         "nginx with the echo module (C; `bench/harness.py:stream_nginx_config`)"
         if st.get("upstream") == "nginx"
@@ -242,7 +270,7 @@ def _workers_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
         return [], []
     md = ["## Worker model: gevent vs gthread (mixed load)", ""]
     if "skipped" in w:
-        return md + [f"Skipped: {w['skipped']}", ""], [f"workers: skipped ({w['skipped']})"]
+        return _skipped("workers", md, w)
     md += [
         f"{w['streams']} SSE streams held open while wrk sends short requests on "
         f"{w['connections']} connections; the same gateway, 2 workers each, gthread with "
@@ -299,7 +327,7 @@ def _litellm_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     md = ["## LiteLLM proxy side by side (wrk, 64 connections, same nginx upstream)", ""]
     md += _rerun_note(lt)
     if "skipped" in lt:
-        return md + [f"Skipped: {lt['skipped']}", ""], [f"litellm: skipped ({lt['skipped']})"]
+        return _skipped("litellm", md, lt)
     rows = []
     for label, key in (("XRouter gateway", "gateway"), (f"LiteLLM {lt['version']}", "litellm")):
         r = lt[key]
@@ -392,6 +420,12 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
     headline: list[str] = []
     load_before = ", ".join(f"{x:.2f}" for x in results.get("load_before", []))
     load_after = ", ".join(f"{x:.2f}" for x in results.get("load_after", []))
+    if results.get("quick"):
+        md += [
+            "**A `--quick` smoke run**: every duration and count cut to seconds. It shows "
+            "that the scenarios run; its figures measure nothing.",
+            "",
+        ]
     md += [
         f"- **Date**: {results.get('started', '?')} (UTC), run took {results.get('elapsed_s')} s",
         f"- **Command**: `{results.get('command', 'python bench/run.py')}` "
@@ -406,7 +440,9 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
         "(other sessions' test suites may share these 2 cores: compare ratios, not absolutes)",
         "- **Set-up**: nginx (1 worker) returns a fixed `chat.completion`; the gateway runs under "
         "gunicorn with `deploy/gunicorn.conf.py` (2 gevent workers) against PostgreSQL "
-        "(`xr_bench`) and Redis (db 11); wrk, the Python drivers, nginx and the gateway all "
+        # Runs saved before --database-url/--redis-url used these two.
+        f"(`{results.get('database', 'xr_bench')}`) and Redis (db {results.get('redis_db', 11)}); "
+        "wrk, the Python drivers, nginx and the gateway all "
         "share the same 2 cores.",
         "",
     ]
@@ -567,41 +603,21 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
             lat_open.setdefault(name, data)
     if lat_wrk:
         md += ["## Latency, closed loop (wrk --latency, 16 connections)", ""]
-        rows = []
-        base = lat_wrk.get("direct", {}).get("latency_ms", {})
-        for name in ("direct", "bare", "gateway"):
-            if name not in lat_wrk:
-                continue
-            d = lat_wrk[name]
-            lat = d["latency_ms"]
-            added = _added_latency(lat, base, name)
-            rows.append(
-                [
-                    LABELS[name],
-                    _f(d["rps"], 0),
-                    _f(lat.get("p50"), 2),
-                    _f(lat.get("p90"), 2),
-                    _f(lat.get("p99"), 2),
-                    _f(lat.get("max"), 1),
-                    *added,
-                    str(d["non_2xx"] + d["socket_errors"]),
-                ]
-            )
-        md += _table(
-            [
-                "target",
-                "req/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "max ms",
-                "added p50 ms",
-                "added p99 ms",
-                "errors",
+        rows = _latency_rows(
+            lat_wrk,
+            lambda d, lat, added: [
+                _f(d["rps"], 0),
+                *_percentiles(lat, ("p50", "p90", "p99")),
+                _f(lat.get("max"), 1),
+                *added,
+                str(d["non_2xx"] + d["socket_errors"]),
             ],
-            rows,
+        )
+        md += _table(
+            ["target", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", *ADDED, "errors"], rows
         )
         md += [""]
+        base = lat_wrk.get("direct", {}).get("latency_ms", {})
         if "gateway" in lat_wrk and base:
             g = lat_wrk["gateway"]["latency_ms"]
             headline.append(
@@ -618,29 +634,19 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
             "request's scheduled send time, bench/openloop.py)",
             "",
         ]
-        rows = []
+        rows = _latency_rows(
+            lat_open,
+            lambda d, lat, added: [
+                _f(d["achieved_rps"], 0),
+                f"{d['completed']}/{d['scheduled']}",
+                str(d["non_2xx"] + d["errors"]),
+                *_percentiles(lat, ("p50", "p90", "p99", "p99.9")),
+                _f(lat["max"], 1),
+                *added,
+                _f(d["driver_send_lag_ms"]["p99"], 2),
+            ],
+        )
         base = lat_open.get("direct", {}).get("latency_ms", {})
-        for name in ("direct", "bare", "gateway"):
-            if name not in lat_open:
-                continue
-            d = lat_open[name]
-            lat = d["latency_ms"]
-            added = _added_latency(lat, base, name)
-            rows.append(
-                [
-                    LABELS[name],
-                    _f(d["achieved_rps"], 0),
-                    f"{d['completed']}/{d['scheduled']}",
-                    str(d["non_2xx"] + d["errors"]),
-                    _f(lat["p50"], 2),
-                    _f(lat["p90"], 2),
-                    _f(lat["p99"], 2),
-                    _f(lat["p99.9"], 2),
-                    _f(lat["max"], 1),
-                    *added,
-                    _f(d["driver_send_lag_ms"]["p99"], 2),
-                ]
-            )
         md += _table(
             [
                 "target",
@@ -652,8 +658,7 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
                 "p99 ms",
                 "p99.9 ms",
                 "max ms",
-                "added p50 ms",
-                "added p99 ms",
+                *ADDED,
                 "driver send lag p99 ms",
             ],
             rows,

@@ -28,18 +28,11 @@ import time
 from typing import Any
 
 from harness import memory_of
-from httpclient import Target, build_request
+from httpclient import Target, build_request, percentile
 
 DATA = b"data: "
 DONE = b"data: [DONE]"
 ERROR = b'data: {"error"'
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 class Result:

@@ -144,9 +144,17 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts in OpenAI's terms: ``prompt_tokens`` include ``cached_tokens``.
+
+    ``billed_prompt_tokens`` is set by adapters whose provider does not bill
+    cached prompt tokens (GigaChat); ``None`` means every prompt token is
+    billed at the prompt price.
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    billed_prompt_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -205,6 +213,9 @@ class ChatChunk:
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # OpenAI's ``delta.refusal``: the provider's refusal text when a content
+    # filter replaced an answer whose start was already streamed.
+    refusal: str | None = None
 
 
 class ChatStream:
@@ -304,6 +315,13 @@ class Provider:
     # What this kind of upstream honours (see PARAMETERS); a deployment in
     # the catalog may declare its own list instead.
     supported_parameters: ClassVar[frozenset[str]] = frozenset()
+    #: Keys of ``ChatRequest.extra`` this adapter sends upstream; the gateway
+    #: names the others in ``x-xrouter-ignored-params``.
+    extra_params: ClassVar[frozenset[str]] = frozenset()
+
+    def accepted_extra(self) -> frozenset[str]:
+        """Return the ``ChatRequest.extra`` keys this instance sends upstream."""
+        return self.extra_params
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         self.config = config

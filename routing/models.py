@@ -192,6 +192,10 @@ class UsageRecord(models.Model):
     stream = models.BooleanField(default=False)
     # None for non-streams; False when the stream ended early (partial).
     stream_complete = models.BooleanField(null=True, blank=True)
+    # OpenAI's finish reason of the served answer; "content_filter" marks an
+    # answer the provider's filter cut or replaced. The database default lets
+    # workers that predate the column keep inserting during a rolling deploy.
+    finish_reason = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         verbose_name = _("usage record")

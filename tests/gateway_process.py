@@ -27,6 +27,8 @@ from pathlib import Path
 import requests
 from django.db import connection
 
+from tests.waiting import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -109,21 +111,27 @@ def running_gateway(
         )
     gateway = Gateway(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        started = time.monotonic()
+
+        def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early:\n{gateway.log()[-3000:]}")
-            try:
-                if requests.get(gateway.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start:\n{gateway.log()[-3000:]}")
-            time.sleep(0.1)
+            return requests.get(gateway.url + "/healthz", timeout=1).status_code == 200
+
+        wait_until(
+            healthy,
+            timeout=timeout,
+            interval=0.1,
+            what=lambda: f"gunicorn to answer /healthz:\n{gateway.log()[-3000:]}",
+            ignoring=(requests.RequestException,),
+        )
         # Every worker must be up, not only the first to answer.
-        while len(gateway.worker_pids()) < workers and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(gateway.worker_pids()) >= workers,
+            timeout=max(0.1, timeout - (time.monotonic() - started)),
+            interval=0.1,
+            what=lambda: f"{workers} gunicorn workers:\n{gateway.log()[-3000:]}",
+        )
         yield gateway
     finally:
         process.terminate()

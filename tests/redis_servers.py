@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import redis
 
 from tests.gateway_process import free_port
+from tests.waiting import wait_until
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -60,15 +60,12 @@ class RedisServer:
             ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on {self.port} did not start") from None
-                time.sleep(0.05)
+        wait_until(
+            client.ping,
+            timeout=10,
+            what=f"redis-server on {self.port} to answer a ping",
+            ignoring=(redis.RedisError,),
+        )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -125,11 +122,12 @@ def redis_cluster(nodes: int = 6, replicas: int = 1) -> Iterator[list[RedisServe
                 timeout=60,
             )
             client = redis.Redis(port=servers[0].port)
-            deadline = time.monotonic() + 30
-            while client.cluster("info").get("cluster_state") != "ok":
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Redis cluster did not become ready")
-                time.sleep(0.2)
+            wait_until(
+                lambda: client.cluster("info").get("cluster_state") == "ok",
+                timeout=30,
+                interval=0.2,
+                what="the Redis cluster to be ready",
+            )
             yield servers
         finally:
             for server in servers:

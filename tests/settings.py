@@ -22,5 +22,5 @@ XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", False)
 # WhiteNoise warns on every request when STATIC_ROOT is missing (production
 # runs collectstatic; the tests serve from the app folders instead).
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-# Tests read limiter state right after a settle; tests/limits opts back in.
+# Tests read limiter state right after a settle; tests/routing/limits opts back in.
 XROUTER_LIMITER_ASYNC_SETTLE = env_bool("XROUTER_LIMITER_ASYNC_SETTLE", False)

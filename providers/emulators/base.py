@@ -1,9 +1,11 @@
-"""Framework for wire-level fake LLM providers ("emulators").
+"""Wire-level fake LLM providers ("emulators"): the shared machinery.
 
 An emulator is a small gevent WSGI server that speaks one provider's HTTP
 wire format closely enough that the real client code (our gateway, the
 official SDKs) cannot tell it from the real thing, while letting tests inject
-latency and faults.  Nothing here imports Django: the package must run as a
+latency and faults.  Requests, responses and routing are werkzeug's; this
+module adds what is particular to emulators: knobs, fault injection, paced
+streams and stats.  Nothing here imports Django: the package must run as a
 bare subprocess in tests, benchmarks and the zero-config demo.
 
 Writing a new emulator kind
@@ -11,55 +13,56 @@ Writing a new emulator kind
 1. Create ``providers/emulators/<kind>.py`` with a subclass of
    :class:`Emulator` and expose it as the module attribute ``EMULATOR``::
 
-       from __future__ import annotations
-
        from dataclasses import dataclass, field
 
        from providers.emulators.base import (
-           Emulator, EmulatorConfig, Request, Response, Router,
+           Emulator, EmulatorConfig, HTTPError, Request, Response,
            StreamResponse, json_response, sse_response,
        )
 
        @dataclass
-       class GigaChatConfig(EmulatorConfig):
+       class AcmeConfig(EmulatorConfig):
            # Extra knobs become CLI flags (--token-ttl-s) and
            # /_emulator/config keys automatically.
            token_ttl_s: int = field(default=1800, metadata={"help": "..."})
 
-       class GigaChatEmulator(Emulator):
-           kind = "gigachat"
-           config_class = GigaChatConfig
+       class AcmeEmulator(Emulator):
+           kind = "acme"
+           config_class = AcmeConfig
 
-           def register_routes(self, router: Router) -> None:
-               router.add("POST", "/api/v1/chat/completions", self.chat)
-               router.add("GET", "/api/v1/models/{model_id:path}", self.model)
+           def register_routes(self) -> None:
+               self.route("POST", "/api/v1/chat/completions", self.chat)
+               # werkzeug rule syntax; parameters arrive as keyword arguments
+               self.route("GET", "/api/v1/models/<path:model_id>", self.model)
 
            def error_payload(self, status, message, *, code=None,
                              param=None, error_type=None) -> object:
                return {"status": status, "message": message}
 
            def chat(self, request: Request) -> Response | StreamResponse:
-               body = request.json()      # raises BadRequestBody on bad JSON
+               body = request.json_object()   # BadRequestBody -> 400
                if body.get("stream"):
                    return sse_response([{"choices": [...]}, ...])
                return json_response({"choices": [...]})
 
-       EMULATOR = GigaChatEmulator
+           def model(self, request: Request, model_id: str) -> Response:
+               raise HTTPError(404, f"no model {model_id}")
 
-2. Register the kind in ``EMULATORS`` in ``providers/emulators/__init__.py``
-   (``gigachat`` and ``yandexgpt`` are pre-registered and resolve to
-   ``providers.emulators.<kind>:EMULATOR``, so adding the module is enough).
+       EMULATOR = AcmeEmulator
+
+2. Register the kind in ``EMULATORS`` in ``providers/emulators/__init__.py``.
 
 3. Start it with ``python -m providers.emulators <kind> --port N`` or, from
    tests, ``providers.emulators.testing.start_emulator("<kind>")``.
 
-Handlers receive a :class:`Request` and return a :class:`Response` (built with
-:func:`json_response` / :meth:`Emulator.error`) or a :class:`StreamResponse`
-(built with :func:`sse_response`, or directly with pre-framed bytes for non-SSE
-streams such as newline-delimited JSON).  The framework, not the handler,
-applies latency, pacing and faults, so every kind gets them for free.
-Override :meth:`Emulator.error_payload` so errors (including injected
-``http_<status>`` faults, 404 and 405) use the provider's error shape, and
+Handlers receive a :class:`Request` (werkzeug's, plus :meth:`Request.json_object`)
+and return a werkzeug :class:`Response` (built with :func:`json_response` or
+:meth:`Emulator.error`) or a :class:`StreamResponse` (built with
+:func:`sse_response`, or directly with pre-framed bytes for non-SSE streams
+such as newline-delimited JSON).  The emulator, not the handler, applies
+latency, pacing and faults, so every kind gets them for free.  Override
+:meth:`Emulator.error_payload` so errors (including injected ``http_<status>``
+faults, 404 and 405) use the provider's error shape, and
 :meth:`Emulator.malformed_body` / ``StreamResponse.malformed_frame`` if the
 default broken JSON does not suit the format.  Handlers raise
 :class:`HTTPError` to bail out with a provider-shaped error from deep inside
@@ -148,6 +151,11 @@ import gevent
 import orjson
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.socket import wait_read
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request as _WerkzeugRequest
+from werkzeug.wrappers import Response
 
 __all__ = [
     "SSE_DONE",
@@ -158,8 +166,6 @@ __all__ = [
     "HTTPError",
     "Request",
     "Response",
-    "Route",
-    "Router",
     "Stats",
     "StreamResponse",
     "fault_status",
@@ -184,9 +190,6 @@ BODY_FAULTS = ("cut", "malformed", "slow")
 #: Request header that overrides the configured fault for a single request.
 FAULT_HEADER = "x-emulator-fault"
 
-#: Prefix of the control endpoints.
-CONTROL_PREFIX = "/_emulator/"
-
 #: WSGI environ key under which our handler exposes the client socket, so
 #: faults can reset the connection and hangs can notice a client leaving.
 SOCKET_ENVIRON_KEY = "emulator.socket"
@@ -195,27 +198,6 @@ SOCKET_ENVIRON_KEY = "emulator.socket"
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 _HTTP_FAULT_RE = re.compile(r"^http_(\d{3})$")
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 # --------------------------------------------------------------------------
@@ -384,7 +366,7 @@ def _coerce(name: str, value: object, base: type, optional: bool) -> object:
 
 
 # --------------------------------------------------------------------------
-# Requests, responses and routing
+# Requests and responses (werkzeug's, plus what emulators need on top)
 # --------------------------------------------------------------------------
 
 
@@ -418,70 +400,40 @@ class HTTPError(Exception):
 _UNSET: Any = object()
 
 
-@dataclass
-class Request:
-    """An incoming request with the body already read."""
+class Request(_WerkzeugRequest):
+    """werkzeug's request with an orjson body parser that never answers by itself.
 
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    params: dict[str, str] = field(default_factory=dict)
-    environ: dict[str, Any] = field(default_factory=dict, repr=False)
-    _json: Any = field(default=_UNSET, repr=False)
+    werkzeug's own ``get_json`` raises its generic 400 page; emulators must
+    answer in the provider's error shape, so parsing failures surface as
+    :class:`BadRequestBody` for the emulator to translate.
+    """
 
-    @classmethod
-    def from_environ(cls, environ: dict[str, Any], body: bytes) -> Request:
-        """Build a request from a WSGI environ; header names are lower-cased."""
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                headers[key[5:].replace("_", "-").lower()] = value
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        if environ.get("CONTENT_LENGTH"):
-            headers["content-length"] = environ["CONTENT_LENGTH"]
-        return cls(
-            method=environ.get("REQUEST_METHOD", "GET").upper(),
-            path=environ.get("PATH_INFO", "/") or "/",
-            query=environ.get("QUERY_STRING", ""),
-            headers=headers,
-            body=body,
-            environ=environ,
-        )
+    max_content_length = MAX_BODY_BYTES
+    _parsed: Any = _UNSET
 
-    def json(self) -> Any:
+    def json_payload(self) -> Any:
         """Return the parsed JSON body; raise :class:`BadRequestBody` if invalid."""
-        if not self.body:
-            raise BadRequestBody("empty request body; expected JSON")
-        if self._json is _UNSET:
+        if self._parsed is _UNSET:
+            data = self.get_data()
+            if not data:
+                raise BadRequestBody("empty request body; expected JSON")
             try:
-                self._json = orjson.loads(self.body)
+                self._parsed = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise BadRequestBody(f"invalid JSON body: {exc}") from None
-        return self._json
+        return self._parsed
 
     def json_object(self) -> dict[str, Any]:
         """Return the JSON body, insisting that it is an object."""
-        data = self.json()
+        data = self.json_payload()
         if not isinstance(data, dict):
             raise BadRequestBody("request body must be a JSON object")
         return data
 
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """Return a header value by case-insensitive name."""
-        return self.headers.get(name.lower(), default)
 
-
-@dataclass
-class Response:
-    """A complete (non-streaming) response."""
-
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "application/json"
+def status_line(status: int) -> str:
+    """Return ``"429 Too Many Requests"``: werkzeug's default upper-cases the reason."""
+    return f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}"
 
 
 @dataclass
@@ -505,7 +457,12 @@ def json_response(
     payload: object, status: int = 200, headers: Sequence[tuple[str, str]] = ()
 ) -> Response:
     """Serialise ``payload`` with orjson into a JSON response."""
-    return Response(status=status, body=orjson.dumps(payload), headers=list(headers))
+    return Response(
+        orjson.dumps(payload),
+        status=status_line(status),
+        headers=list(headers),
+        content_type="application/json",
+    )
 
 
 def sse_event(payload: object) -> bytes:
@@ -525,67 +482,16 @@ def sse_response(
     )
 
 
-Handler = Callable[[Request], "Response | StreamResponse"]
+#: A route handler: the request plus the rule's parameters as keyword arguments.
+Handler = Callable[..., "Response | StreamResponse"]
 
 
 @dataclass(frozen=True)
-class Route:
-    """One method + path template bound to a handler."""
+class _Endpoint:
+    """What a werkzeug rule points at: the handler and whether it is a control route."""
 
-    method: str
-    template: str
-    regex: re.Pattern[str]
     handler: Handler
-    control: bool = False
-
-
-@dataclass
-class RouteMatch:
-    """Result of :meth:`Router.match`: a route, or the methods the path allows."""
-
-    route: Route | None
-    params: dict[str, str]
-    allowed: list[str]
-
-
-_PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
-
-
-class Router:
-    """Method + path router with ``{name}`` and ``{name:path}`` parameters.
-
-    ``{name}`` matches one path segment; ``{name:path}`` matches the rest of
-    the path including slashes (model ids such as ``org/model``).
-    """
-
-    def __init__(self) -> None:
-        """Start with no routes."""
-        self.routes: list[Route] = []
-
-    def add(self, method: str, template: str, handler: Handler, *, control: bool = False) -> None:
-        """Register ``handler`` for ``method`` on ``template``."""
-        pattern = ""
-        pos = 0
-        for m in _PARAM_RE.finditer(template):
-            pattern += re.escape(template[pos : m.start()])
-            pattern += f"(?P<{m.group(1)}>.+)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)"
-            pos = m.end()
-        pattern += re.escape(template[pos:])
-        self.routes.append(
-            Route(method.upper(), template, re.compile(f"^{pattern}$"), handler, control)
-        )
-
-    def match(self, method: str, path: str) -> RouteMatch:
-        """Find the route for ``method`` + ``path``."""
-        allowed: list[str] = []
-        for route in self.routes:
-            m = route.regex.match(path)
-            if m is None:
-                continue
-            if route.method == method:
-                return RouteMatch(route, m.groupdict(), [])
-            allowed.append(route.method)
-        return RouteMatch(None, {}, allowed)
+    control: bool
 
 
 # --------------------------------------------------------------------------
@@ -631,16 +537,17 @@ class Stats:
         entry: dict[str, Any] = {
             "method": request.method,
             "path": request.path,
-            "query": request.query,
-            "headers": dict(request.headers),
+            "query": request.query_string.decode("latin-1"),
+            "headers": {name.lower(): value for name, value in request.headers.items()},
             "json": None,
             "fault": fault,
         }
-        if request.body:
+        body = request.get_data()
+        if body:
             try:
-                entry["json"] = request.json()
+                entry["json"] = request.json_payload()
             except BadRequestBody:
-                entry["body"] = request.body[:10_000].decode("utf-8", "replace")
+                entry["body"] = body[:10_000].decode("utf-8", "replace")
         self.recent.append(entry)
 
     def stream_opened(self) -> int:
@@ -873,17 +780,13 @@ def _slow_body(body: bytes, delay_s: float, pieces: int = 4) -> Iterator[bytes]:
         yield body[start : start + size]
 
 
-def _status_line(status: int) -> str:
-    return f"{status} {_REASONS.get(status, 'Status')}"
-
-
 # --------------------------------------------------------------------------
 # The emulator application
 # --------------------------------------------------------------------------
 
 
 class Emulator:
-    """Base WSGI application: routing, knobs, stats and fault injection.
+    """Base WSGI application: knobs, stats and fault injection around werkzeug routing.
 
     Subclasses set :attr:`kind`, optionally :attr:`config_class`, implement
     :meth:`register_routes` and override :meth:`error_payload`.
@@ -900,18 +803,30 @@ class Emulator:
         self.config = dataclasses.replace(initial)
         self.stats = Stats(self.config.history_size)
         self.rng = random.Random(self.config.seed)
-        self.router = Router()
-        self.router.add("GET", "/_emulator/health", self._health, control=True)
-        self.router.add("GET", "/_emulator/stats", self._get_stats, control=True)
-        self.router.add("GET", "/_emulator/config", self._get_config, control=True)
-        self.router.add("POST", "/_emulator/config", self._set_config, control=True)
-        self.router.add("POST", "/_emulator/reset", self._reset, control=True)
-        self.register_routes(self.router)
+        # Exact paths only: no slash merging or trailing-slash redirects,
+        # which no provider does either.
+        self.url_map = Map(strict_slashes=False, merge_slashes=False)
+        self.route("GET", "/_emulator/health", self._health, control=True)
+        self.route("GET", "/_emulator/stats", self._get_stats, control=True)
+        self.route("GET", "/_emulator/config", self._get_config, control=True)
+        self.route("POST", "/_emulator/config", self._set_config, control=True)
+        self.route("POST", "/_emulator/reset", self._reset, control=True)
+        self.register_routes()
+        # One adapter for the process: binding per request would redo host
+        # and scheme work that an emulator never varies on.
+        self._urls = self.url_map.bind("emulator")
+
+    def route(self, method: str, rule: str, handler: Handler, *, control: bool = False) -> None:
+        """Serve ``method`` on the werkzeug ``rule`` with ``handler``.
+
+        Control routes are neither faulted, delayed nor counted in the stats.
+        """
+        self.url_map.add(Rule(rule, methods=[method], endpoint=_Endpoint(handler, control)))
 
     # ---- hooks for subclasses -------------------------------------------
 
-    def register_routes(self, router: Router) -> None:
-        """Add the provider's routes to ``router``."""
+    def register_routes(self) -> None:
+        """Add the provider's routes with :meth:`route`."""
         raise NotImplementedError
 
     def error_payload(
@@ -985,7 +900,7 @@ class Emulator:
 
     def _choose_fault(self, request: Request) -> str:
         """Pick the fault for this request (header first, then the knobs)."""
-        override = request.header(FAULT_HEADER)
+        override = request.headers.get(FAULT_HEADER)
         if override:
             # Invalid header values raise ValueError; the caller answers 400.
             return parse_fault(override)
@@ -1008,102 +923,100 @@ class Emulator:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         """Serve one request (the WSGI entry point)."""
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY_BYTES:
-            return self._finish(start_response, self.error(413, "request body too large"))
-        body = environ["wsgi.input"].read() if "wsgi.input" in environ else b""
-        request = Request.from_environ(environ, body)
-        sock: socket.socket | None = environ.get(SOCKET_ENVIRON_KEY)
+        response: Iterable[bytes] = self.dispatch(Request(environ))(environ, start_response)
+        return response
 
-        match = self.router.match(request.method, request.path)
-        route = match.route
-        if route is None:
-            if not request.path.startswith(CONTROL_PREFIX):
-                # A client calling a wrong URL is exactly what tests want to see.
-                self.stats.record_request(request, "none")
-            if match.allowed:
-                resp = self.error(
-                    405,
-                    f"Method {request.method} not allowed for {request.path}",
-                    headers=[("Allow", ", ".join(sorted(set(match.allowed))))],
-                    error_type="invalid_request_error",
-                )
-            else:
-                resp = self.error(
-                    404,
-                    f"Invalid URL ({request.method} {request.path})",
-                    error_type="invalid_request_error",
-                )
-            return self._finish(start_response, resp)
-        request.params = match.params
-        if route.control:
-            return self._finish(start_response, self._run_handler(route, request))
+    def dispatch(self, request: Request) -> Response:
+        """Route ``request`` and apply latency and faults to the handler's answer."""
+        try:
+            # Read the whole body now: the stats record it even for 404s.
+            request.get_data()
+        except HTTPException:
+            return self.error(413, "request body too large")
+        try:
+            endpoint, params = self._urls.match(request.path, request.method)
+        except MethodNotAllowed as exc:
+            self.stats.record_request(request, "none")
+            return self.error(
+                405,
+                f"Method {request.method} not allowed for {request.path}",
+                headers=[("Allow", ", ".join(sorted(exc.valid_methods or ())))],
+                error_type="invalid_request_error",
+            )
+        except HTTPException:
+            # A client calling a wrong URL is exactly what tests want to see.
+            self.stats.record_request(request, "none")
+            return self.error(
+                404,
+                f"Invalid URL ({request.method} {request.path})",
+                error_type="invalid_request_error",
+            )
+        if endpoint.control:
+            return self._respond(self._run_handler(endpoint.handler, request, params))
 
         try:
             fault = self._choose_fault(request)
         except ValueError as exc:
             self.stats.record_request(request, "invalid")
-            return self._finish(start_response, self.error(400, str(exc)))
+            return self.error(400, str(exc))
         self.stats.record_request(request, fault)
         cfg = self.config
 
         if fault == "timeout":
-            timeout_body = self.error(504, "emulated upstream timeout (fault timeout)")
-            start_response(_status_line(504), [("Content-Type", "application/json")])
-            return _hang_body(self.stats, sock, cfg.timeout_s, timeout_body.body)
+            timeout_body = self.error(504, "emulated upstream timeout (fault timeout)").get_data()
+            hang = _hang_body(self.stats, _socket(request), cfg.timeout_s, timeout_body)
+            return Response(
+                hang,
+                status=status_line(504),
+                content_type="application/json",
+                direct_passthrough=True,
+            )
 
         if cfg.latency_ms:
             gevent.sleep(cfg.latency_ms / 1000.0)
 
         status = fault_status(fault)
         if status is not None:
-            resp = self.error(status, f"emulated upstream error (fault {fault})")
-            return self._finish(start_response, resp)
+            return self.error(status, f"emulated upstream error (fault {fault})")
 
-        result = self._run_handler(route, request)
+        result = self._run_handler(endpoint.handler, request, params)
         slow_s = (cfg.latency_ms or cfg.slow_chunk_ms) / 1000.0
         if isinstance(result, StreamResponse):
             if result.status >= 300:
                 fault = "none"
-            start_response(
-                _status_line(result.status),
-                [
-                    ("Content-Type", result.content_type),
-                    ("Cache-Control", "no-cache"),
-                    *result.headers,
-                ],
-            )
-            return _StreamBody(
+            body = _StreamBody(
                 self.stats,
                 result,
                 interval_s=cfg.chunk_interval_ms / 1000.0,
                 extra_s=slow_s if fault == "slow" else 0.0,
                 fault=fault,
-                sock=sock,
+                sock=_socket(request),
             )
-        if result.status >= 300 or fault not in BODY_FAULTS:
-            return self._finish(start_response, result)
+            return Response(
+                body,
+                status=status_line(result.status),
+                headers=[("Cache-Control", "no-cache"), *result.headers],
+                content_type=result.content_type,
+                direct_passthrough=True,
+            )
+        if result.status_code >= 300 or fault not in BODY_FAULTS:
+            return result
         if fault == "malformed":
-            return self._finish(
-                start_response, Response(200, self.malformed_body(), result.headers)
-            )
-        headers = [
-            ("Content-Type", result.content_type),
-            ("Content-Length", str(len(result.body))),
-            *result.headers,
-        ]
-        start_response(_status_line(result.status), headers)
-        if fault == "cut":
-            return _cut_body(sock, result.body)
-        return _slow_body(result.body, slow_s)
+            result.set_data(self.malformed_body())
+            return result
+        # The headers keep the full Content-Length of the intact body.
+        data = result.get_data()
+        paced = _cut_body(_socket(request), data) if fault == "cut" else _slow_body(data, slow_s)
+        return Response(
+            paced, status=result.status, headers=result.headers, direct_passthrough=True
+        )
 
-    def _run_handler(self, route: Route, request: Request) -> Response | StreamResponse:
+    def _run_handler(
+        self, handler: Handler, request: Request, params: Mapping[str, Any]
+    ) -> Response | StreamResponse:
         """Call a handler, turning exceptions into provider-shaped errors."""
         try:
-            return route.handler(request)
+            return handler(request, **params)
         except HTTPError as exc:
             return self.error(
                 exc.status,
@@ -1119,26 +1032,23 @@ class Emulator:
             traceback.print_exc(file=sys.stderr)
             return self.error(500, "emulator handler crashed", error_type="server_error")
 
-    def _finish(
-        self,
-        start_response: Callable[..., Any],
-        response: Response | StreamResponse,
-    ) -> Iterable[bytes]:
-        """Send a complete response (control endpoints and early errors)."""
-        if isinstance(response, StreamResponse):
-            # Only reachable from a control route returning a stream: unpaced.
-            start_response(
-                _status_line(response.status),
-                [("Content-Type", response.content_type), *response.headers],
-            )
-            tail = [response.terminator] if response.terminator else []
-            return [*response.frames, *tail]
-        start_response(
-            _status_line(response.status),
-            [("Content-Type", response.content_type), *response.headers],
+    @staticmethod
+    def _respond(result: Response | StreamResponse) -> Response:
+        """Send a control route's answer as it is (a stream unpaced)."""
+        if isinstance(result, Response):
+            return result
+        tail = [result.terminator] if result.terminator else []
+        return Response(
+            [*result.frames, *tail],
+            status=status_line(result.status),
+            headers=result.headers,
+            content_type=result.content_type,
         )
-        # A list has __len__, so pywsgi sends Content-Length instead of chunks.
-        return [response.body]
+
+
+def _socket(request: Request) -> socket.socket | None:
+    sock: socket.socket | None = request.environ.get(SOCKET_ENVIRON_KEY)
+    return sock
 
 
 def _control_error(message: str, field_name: str | None) -> Response:

@@ -1,4 +1,4 @@
-"""GigaChat emulator: the OAuth host and the classic v1 API in one process.
+"""GigaChat emulator: the OAuth host, the classic v1 API and v2 chat in one process.
 
 Wire formats follow ``shared/specs/gigachat-api.md`` (real traffic recorded
 by the official SDK), so the official ``gigachat`` SDK and our adapter
@@ -25,6 +25,8 @@ cannot tell this process from Sber's hosts:
   ``<model>:<model_version>``. Function calls use ``functions`` /
   ``function_call`` with ``arguments`` as a JSON **object**, one call per
   turn, plus a ``functions_state_id`` uuid.
+* ``POST /api/v2/chat/completions``: the v2 contract, see
+  :mod:`providers.emulators.gigachat_v2`.
 * ``GET /api/v1/models``, ``GET /api/v1/models/{id}``, ``POST
   /api/v1/embeddings`` (per-item usage, no top-level usage), ``POST
   /api/v1/tokens/count`` (a bare JSON array), ``GET /api/v1/balance``.
@@ -39,7 +41,15 @@ Deterministic behaviour (tests rely on it):
   5 per function spec. ``precached_prompt_tokens`` is the larger of the
   ``precached_tokens`` knob and, when the request repeats an
   ``X-Session-ID``, the previous prompt size of that session (the real
-  service caches per session), capped at ``prompt_tokens``.
+  service caches per session), capped at the prompt size. As on the real
+  service the cached part is reported on top: ``prompt_tokens`` is the
+  prompt size minus ``precached_prompt_tokens`` and ``total_tokens`` is
+  ``prompt_tokens + completion_tokens``.
+* Function schemas using ``$ref``, ``anyOf``/``oneOf`` or a list of types
+  are refused with 422 (``strict_schemas``, default on); with
+  ``reject_state_ids`` a ``functions_state_id`` in history is a 422 too.
+* A system message asking for a "JSON object" gets
+  ``{"answer": "Echo: ..."}`` back inside a Markdown ``json`` fence.
 * Function calling: with ``functions`` and ``function_call`` not ``"none"``,
   the reply is a function call when ``function_call`` names a function or
   the last message is a user message containing "weather". The function is
@@ -57,6 +67,7 @@ Deterministic behaviour (tests rely on it):
 Extra knobs: ``token_ttl_s`` (token lifetime; tests shorten it to make
 tokens expire), ``credentials``/``scope`` (accept only that key/scope),
 ``oauth_rps``, ``finish_reason``, ``model_version``, ``precached_tokens``,
+``strict_schemas``, ``reject_state_ids``,
 ``embedding_dim``, ``balance_forbidden`` (``/balance`` answers 403 as for
 non-prepaid accounts), ``max_concurrent`` (more in-flight chat requests
 than this -> 429, like the personal tier's single stream).
@@ -82,12 +93,13 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from werkzeug.wsgi import ClosingIterator
 
 from providers.emulators.base import (
     ConfigError,
@@ -96,11 +108,19 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
     sse_response,
 )
+from providers.emulators.gigachat_text import (
+    JSON_ASKED_RE,
+    PLACE_RE,
+    REPLY_PREFIX,
+    WEATHER_RE,
+    echo_words,
+    fake_value,
+)
+from providers.emulators.gigachat_v2 import V2_PATH, ChatV2
 from providers.emulators.openai import count_tokens, embedding_vector
 
 __all__ = ["CHAT_MODELS", "EMBEDDING_MODELS", "EMULATOR", "GigaChatConfig", "GigaChatEmulator"]
@@ -141,8 +161,6 @@ ROLES = frozenset(
     {"system", "user", "assistant", "function", "search_result", "function_in_progress"}
 )
 FINISH_REASONS = ("", "stop", "length", "function_call", "blacklist", "error")
-REPLY_PREFIX = "Ответ: "
-ECHO_WORDS = 50
 #: What GigaChat answers when a topic is on Sber's blacklist.
 BLACKLIST_REPLY = (
     "Не люблю менять тему разговора, но вот сейчас тот самый случай. "
@@ -150,8 +168,32 @@ BLACKLIST_REPLY = (
 )
 _RQUID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_WEATHER_RE = re.compile(r"\bweather\b", re.IGNORECASE)
-_PLACE_RE = re.compile(r"\bin\s+([A-ZА-ЯЁ][\w-]*)")
+
+
+def _unsupported_schema_part(node: object, path: str = "") -> str:
+    """Return where a schema uses what GigaChat refuses, or "" if nothing."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            found = _unsupported_schema_part(item, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    if not isinstance(node, dict):
+        return ""
+    for key in ("$ref", "anyOf", "oneOf"):
+        if key in node:
+            return f"{path or '.'} uses {key}, which is not supported"
+    if isinstance(node.get("type"), list):
+        return f"{path or '.'} has a list of types, which is not supported"
+    for key, value in node.items():
+        if key in ("enum", "default", "examples", "const"):
+            continue
+        found = _unsupported_schema_part(value, f"{path}.{key}")
+        if found:
+            return found
+    return ""
+
+
 #: Sessions remembered for prompt-cache accounting; old ones drop out first.
 MAX_SESSIONS = 10_000
 
@@ -185,6 +227,14 @@ class GigaChatConfig(EmulatorConfig):
     embedding_dim: int = field(default=1024, metadata={"help": "embedding vector size"})
     balance_forbidden: bool = field(
         default=False, metadata={"help": "answer /balance with 403 (not a prepaid account)"}
+    )
+    strict_schemas: bool = field(
+        default=True,
+        metadata={"help": "422 for $ref, anyOf/oneOf and type arrays in function schemas"},
+    )
+    reject_state_ids: bool = field(
+        default=False,
+        metadata={"help": "422 for functions_state_id in history (some deployments do)"},
     )
     max_concurrent: int = field(
         default=0, metadata={"help": "in-flight chat requests before 429 (0: unlimited)"}
@@ -220,11 +270,6 @@ def _invalid(message: str) -> HTTPError:
     return HTTPError(422, f"Invalid params: {message}")
 
 
-def _words(text: str, limit: int = ECHO_WORDS) -> str:
-    words = text.split()
-    return " ".join(words[:limit]) if words else "(empty)"
-
-
 def _split_text(text: str, pieces: int) -> list[str]:
     """Split ``text`` into at most ``pieces`` non-empty runs of whole characters."""
     if not text:
@@ -239,62 +284,12 @@ def _split_text(text: str, pieces: int) -> list[str]:
     return out
 
 
-def fake_value(name: str, schema: object, place: str, depth: int = 0) -> object:
-    """Return a deterministic value for a JSON-schema property."""
-    if not isinstance(schema, dict) or depth > 8:
-        return None
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind is None and isinstance(schema.get("properties"), dict):
-        kind = "object"
-    if kind == "string":
-        lowered = name.lower()
-        return place if any(k in lowered for k in ("location", "city", "place")) else "mock"
-    if kind in ("integer", "number"):
-        return 1
-    if kind == "boolean":
-        return True
-    if kind == "array":
-        return []
-    if kind == "object":
-        properties = schema.get("properties")
-        if not isinstance(properties, dict):
-            return {}
-        return {key: fake_value(key, sub, place, depth + 1) for key, sub in properties.items()}
-    return None
-
-
 @dataclass
 class _Reply:
     content: str
     function_call: dict[str, Any] | None
     finish_reason: str
     completion_tokens: int
-
-
-class _Tracked:
-    """WSGI iterable that runs ``on_close`` once when the server closes it."""
-
-    def __init__(self, inner: Iterable[bytes], on_close: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_close: Callable[[], None] | None = on_close
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._inner)
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        try:
-            if close is not None:
-                close()
-        finally:
-            if self._on_close is not None:
-                self._on_close()
-                self._on_close = None
 
 
 class GigaChatEmulator(Emulator):
@@ -311,6 +306,7 @@ class GigaChatEmulator(Emulator):
         self.sessions: dict[str, int] = {}
         self.oauth_window: deque[float] = deque()
         self.in_flight = 0
+        self.v2 = ChatV2(self)
         self._zero_counters()
         super().__init__(config)
 
@@ -322,16 +318,17 @@ class GigaChatEmulator(Emulator):
 
     # ---- framework hooks -------------------------------------------------
 
-    def register_routes(self, router: Router) -> None:
+    def register_routes(self) -> None:
         """Mount the OAuth route, the v1 API and the extra control endpoint."""
-        router.add("POST", OAUTH_PATH, self.oauth)
-        router.add("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
-        router.add("GET", f"{API_PREFIX}/models", self.list_models)
-        router.add("GET", f"{API_PREFIX}/models/{{model_id:path}}", self.retrieve_model)
-        router.add("POST", f"{API_PREFIX}/embeddings", self.embeddings)
-        router.add("POST", f"{API_PREFIX}/tokens/count", self.tokens_count)
-        router.add("GET", f"{API_PREFIX}/balance", self.balance)
-        router.add("POST", "/_emulator/gigachat/expire_tokens", self._expire_tokens, control=True)
+        self.route("POST", OAUTH_PATH, self.oauth)
+        self.route("POST", f"{API_PREFIX}/chat/completions", self.chat_completions)
+        self.route("POST", V2_PATH, self.v2.handle)
+        self.route("GET", f"{API_PREFIX}/models", self.list_models)
+        self.route("GET", f"{API_PREFIX}/models/<path:model_id>", self.retrieve_model)
+        self.route("POST", f"{API_PREFIX}/embeddings", self.embeddings)
+        self.route("POST", f"{API_PREFIX}/tokens/count", self.tokens_count)
+        self.route("GET", f"{API_PREFIX}/balance", self.balance)
+        self.route("POST", "/_emulator/gigachat/expire_tokens", self._expire_tokens, control=True)
 
     def error_payload(
         self,
@@ -361,26 +358,25 @@ class GigaChatEmulator(Emulator):
         byte), which only a wrapper of the WSGI iterable can see.
         """
         cap = self.config.max_concurrent
-        if not cap or environ.get("PATH_INFO") != f"{API_PREFIX}/chat/completions":
+        if not cap or environ.get("PATH_INFO") not in (f"{API_PREFIX}/chat/completions", V2_PATH):
             return super().__call__(environ, start_response)
         if self.in_flight >= cap:
-            self.stats.record_request(Request.from_environ(environ, b""), "concurrency")
-            response = self.error(429, "Too many requests")
-            start_response(
-                "429 Too Many Requests", [("Content-Type", "application/json"), *response.headers]
-            )
-            return [response.body]
-        self.in_flight += 1
+            self.stats.record_request(Request(environ), "concurrency")
+            refusal: Iterable[bytes] = self.error(429, "Too many requests")(environ, start_response)
+            return refusal
 
         def done() -> None:
             self.in_flight -= 1
 
+        self.in_flight += 1
         try:
             result = super().__call__(environ, start_response)
         except BaseException:
             done()
             raise
-        return _Tracked(result, done)
+        # The server closes the iterable when the last byte went out (or the
+        # client left), which is when the request stops being in flight.
+        return ClosingIterator(result, done)
 
     def _get_stats(self, request: Request) -> Response:
         now_ms = int(time.time() * 1000)
@@ -420,10 +416,10 @@ class GigaChatEmulator(Emulator):
                 self.oauth_rate_limited += 1
                 raise _oauth_error(429, 429, "Too Many Requests")
             self.oauth_window.append(now)
-        rquid = request.header("rquid") or ""
+        rquid = request.headers.get("rquid") or ""
         if not _RQUID_RE.match(rquid):
             raise _oauth_error(400, 400, "Bad Request")
-        scheme, _, key = (request.header("authorization") or "").partition(" ")
+        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
         key = key.strip()
         if scheme.lower() != "basic" or not key:
             raise _oauth_error(401, 4, "Can't decode 'Authorization' header")
@@ -433,7 +429,7 @@ class GigaChatEmulator(Emulator):
             raise _oauth_error(400, 4, "Can't decode 'Authorization' header") from None
         if self.config.credentials and key != self.config.credentials:
             raise _oauth_error(401, 6, "credentials doesn't match db data")
-        form = parse_qs(request.body.decode("utf-8", "replace"))
+        form = parse_qs(request.get_data(as_text=True))
         scope = (form.get("scope") or [""])[0].strip()
         if not scope:
             raise _oauth_error(400, 5, "scope is empty")
@@ -456,7 +452,7 @@ class GigaChatEmulator(Emulator):
     # ---- shared API checks ---------------------------------------------------
 
     def _authenticate(self, request: Request) -> None:
-        scheme, _, token = (request.header("authorization") or "").partition(" ")
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
         expires_at = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if expires_at is None:
             self.auth_failures += 1
@@ -469,11 +465,11 @@ class GigaChatEmulator(Emulator):
     def _x_headers(request: Request) -> list[tuple[str, str]]:
         """Echo the tracing headers; the real API makes up the ids it was not sent."""
         headers = [
-            ("X-Request-ID", request.header("x-request-id") or str(uuid.uuid4())),
-            ("X-Session-ID", request.header("x-session-id") or str(uuid.uuid4())),
+            ("X-Request-ID", request.headers.get("x-request-id") or str(uuid.uuid4())),
+            ("X-Session-ID", request.headers.get("x-session-id") or str(uuid.uuid4())),
         ]
-        if request.header("x-client-id"):
-            headers.append(("X-Client-ID", request.header("x-client-id") or ""))
+        if request.headers.get("x-client-id"):
+            headers.append(("X-Client-ID", request.headers.get("x-client-id") or ""))
         return headers
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -499,7 +495,9 @@ class GigaChatEmulator(Emulator):
         body = self._body(request)
         model = self._known_model(body, ("chat",))
         messages = self._messages(body.get("messages"))
-        functions = self._functions(body.get("functions"))
+        if self.config.reject_state_ids and any("functions_state_id" in m for m in messages):
+            raise _invalid("messages.functions_state_id: extra fields not permitted")
+        functions = self._functions(body.get("functions"), strict=self.config.strict_schemas)
         function_call = body.get("function_call")
         self._check_function_call(function_call, functions)
         self._check_sampling(body)
@@ -509,19 +507,15 @@ class GigaChatEmulator(Emulator):
 
         reply = self._reply(body, messages, functions, function_call)
         prompt_tokens = self._prompt_tokens(messages, functions)
-        session = request.header("x-session-id")
-        cached = self.config.precached_tokens
-        if session:
-            cached = max(cached, self.sessions.get(session, 0))
-            self.sessions.pop(session, None)
-            self.sessions[session] = prompt_tokens
-            if len(self.sessions) > MAX_SESSIONS:
-                self.sessions.pop(next(iter(self.sessions)))
+        cached = self._session_cache(request, prompt_tokens)
+        # GigaChat reports the cached part of the prompt on top of the part it
+        # processed: prompt_tokens excludes it, total_tokens too.
+        cached = min(cached, prompt_tokens)
         usage = {
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": prompt_tokens - cached,
             "completion_tokens": reply.completion_tokens,
-            "total_tokens": prompt_tokens + reply.completion_tokens,
-            "precached_prompt_tokens": min(cached, prompt_tokens),
+            "total_tokens": prompt_tokens - cached + reply.completion_tokens,
+            "precached_prompt_tokens": cached,
         }
         served = f"{model}:{self.config.model_version}"
         created = int(time.time())
@@ -542,6 +536,18 @@ class GigaChatEmulator(Emulator):
             },
             headers=headers,
         )
+
+    def _session_cache(self, request: Request, prompt_tokens: int) -> int:
+        """Return the prompt tokens cached for this request's X-Session-ID (and remember it)."""
+        session = request.headers.get("x-session-id")
+        cached = self.config.precached_tokens
+        if session:
+            cached = max(cached, self.sessions.get(session, 0))
+            self.sessions.pop(session, None)
+            self.sessions[session] = prompt_tokens
+            if len(self.sessions) > MAX_SESSIONS:
+                self.sessions.pop(next(iter(self.sessions)))
+        return cached
 
     @staticmethod
     def _messages(raw: object) -> list[dict[str, Any]]:
@@ -586,7 +592,7 @@ class GigaChatEmulator(Emulator):
         return raw
 
     @staticmethod
-    def _functions(raw: object) -> list[dict[str, Any]]:
+    def _functions(raw: object, *, strict: bool) -> list[dict[str, Any]]:
         if raw is None:
             return []
         if not isinstance(raw, list):
@@ -600,6 +606,10 @@ class GigaChatEmulator(Emulator):
             params = spec.get("parameters")
             if params is not None and not isinstance(params, dict):
                 raise _invalid(f"parameters of {spec['name']} must be an object")
+            if strict and params:
+                problem = _unsupported_schema_part(params)
+                if problem:
+                    raise _invalid(f"functions[{spec['name']}].parameters: {problem}")
         if bad:
             raise HTTPError(422, f"Invalid function names: {', '.join(bad)}")
         return raw
@@ -651,7 +661,7 @@ class GigaChatEmulator(Emulator):
         last_user = next(
             (m.get("content", "") for m in reversed(messages) if m["role"] == "user"), ""
         )
-        place_match = _PLACE_RE.search(last_user)
+        place_match = PLACE_RE.search(last_user)
         place = place_match.group(1) if place_match else "Moscow"
 
         if forced == "blacklist":
@@ -662,7 +672,7 @@ class GigaChatEmulator(Emulator):
             and (
                 isinstance(function_call, dict)
                 or forced == "function_call"
-                or (last["role"] == "user" and _WEATHER_RE.search(last.get("content", "")))
+                or (last["role"] == "user" and WEATHER_RE.search(last.get("content", "")))
             )
         )
         if wants_call:
@@ -682,13 +692,19 @@ class GigaChatEmulator(Emulator):
             )
 
         response_format = body.get("response_format")
+        system = messages[0].get("content", "") if messages[0]["role"] == "system" else ""
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             document = fake_value("", response_format.get("schema") or {}, place)
             text = orjson.dumps(document).decode()
+        elif JSON_ASKED_RE.search(system):
+            # Asked for bare JSON in words: answers in JSON, but fenced, as
+            # chat models like to.
+            document = {"answer": "Echo: " + echo_words(last_user)}
+            text = "```json\n" + orjson.dumps(document).decode() + "\n```"
         elif last["role"] == "function":
-            text = REPLY_PREFIX + "Function result: " + _words(last.get("content", ""))
+            text = REPLY_PREFIX + "Function result: " + echo_words(last.get("content", ""))
         else:
-            text = REPLY_PREFIX + "Echo: " + _words(last_user)
+            text = REPLY_PREFIX + "Echo: " + echo_words(last_user)
         words = text.split()
         finish = "error" if forced == "error" else "stop"
         limit = body.get("max_tokens")
@@ -764,10 +780,9 @@ class GigaChatEmulator(Emulator):
             headers=self._x_headers(request),
         )
 
-    def retrieve_model(self, request: Request) -> Response:
+    def retrieve_model(self, request: Request, model_id: str) -> Response:
         """Handle ``GET /api/v1/models/{id}``."""
         self._authenticate(request)
-        model_id = request.params["model_id"]
         if model_id not in MODELS:
             raise HTTPError(404, "No such model")
         return json_response(self._model_object(model_id), headers=self._x_headers(request))

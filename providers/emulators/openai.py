@@ -51,7 +51,7 @@ import secrets
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -62,7 +62,6 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
     sse_response,
@@ -151,7 +150,7 @@ class _Reply:
     """What the model "generated" for a chat request."""
 
     content: str | None
-    tool_call: dict[str, Any] | None
+    tool_calls: list[dict[str, Any]]
     finish_reason: str
     completion_tokens: int
 
@@ -162,13 +161,25 @@ class OpenAIEmulator(Emulator):
     kind = "openai"
     config_class = OpenAIConfig
     config: OpenAIConfig
+    #: OpenAI sends ``"finish_reason": null`` on every unfinished stream chunk;
+    #: Yandex's OpenAI surface leaves the key out (and its SDK relies on that).
+    omit_null_finish_reason: ClassVar[bool] = False
+    #: One tool call per "in <City>" of the question (else only the first).
+    call_per_place: ClassVar[bool] = False
+    #: Yandex's surface answers YandexGPT-style calls with the function name
+    #: as the id, so one function called twice gives two equal ids.
+    call_ids_are_names: ClassVar[bool] = False
 
-    def register_routes(self, router: Router) -> None:
+    def served_model(self, model: str) -> str:
+        """Return the model name as answers spell it (the request's, here)."""
+        return model
+
+    def register_routes(self) -> None:
         """Mount the OpenAI routes."""
-        router.add("POST", "/v1/chat/completions", self.chat_completions)
-        router.add("POST", "/v1/embeddings", self.embeddings)
-        router.add("GET", "/v1/models", self.list_models)
-        router.add("GET", "/v1/models/{model_id:path}", self.retrieve_model)
+        self.route("POST", "/v1/chat/completions", self.chat_completions)
+        self.route("POST", "/v1/embeddings", self.embeddings)
+        self.route("GET", "/v1/models", self.list_models)
+        self.route("GET", "/v1/models/<path:model_id>", self.retrieve_model)
 
     def error_payload(
         self,
@@ -192,7 +203,7 @@ class OpenAIEmulator(Emulator):
     # ---- shared checks ---------------------------------------------------
 
     def _authenticate(self, request: Request) -> None:
-        header = request.header("authorization") or ""
+        header = request.headers.get("authorization") or ""
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
@@ -296,14 +307,14 @@ class OpenAIEmulator(Emulator):
             "refusal": None,
             "annotations": [],
         }
-        if reply.tool_call is not None:
-            message["tool_calls"] = [reply.tool_call]
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
         return json_response(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
-                "model": model,
+                "model": self.served_model(model),
                 "choices": [
                     {
                         "index": 0,
@@ -430,10 +441,18 @@ class OpenAIEmulator(Emulator):
         if tools and tool_choice != "none" and last.get("role") == "user":
             forced = tool_choice == "required" or isinstance(tool_choice, dict)
             if forced or _WEATHER_RE.search(last_text):
-                call = self._tool_call(tools, tool_choice, last_text, len(messages))
-                fn = call["function"]
-                tokens = count_tokens(fn["name"]) + count_tokens(fn["arguments"])
-                return _Reply(None, call, "tool_calls", tokens)
+                places = [m.rstrip("?.!,") for m in _PLACE_RE.findall(last_text)] or ["Moscow"]
+                if not self.call_per_place:
+                    places = places[:1]
+                calls = [
+                    self._tool_call(tools, tool_choice, place, len(messages) + index, index)
+                    for index, place in enumerate(places)
+                ]
+                tokens = sum(
+                    count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])
+                    for c in calls
+                )
+                return _Reply(None, calls, "tool_calls", tokens)
 
         if last.get("role") == "tool":
             text = REPLY_PREFIX + "Tool result: " + _first_words(last_text)
@@ -466,11 +485,15 @@ class OpenAIEmulator(Emulator):
                 kept.append(word)
             text = " ".join(kept).rstrip(" ")
             finish_reason = "length"
-        return _Reply(text, None, finish_reason, count_tokens(text))
+        return _Reply(text, [], finish_reason, count_tokens(text))
 
-    @staticmethod
     def _tool_call(
-        tools: list[dict[str, Any]], tool_choice: object, text: str, position: int
+        self,
+        tools: list[dict[str, Any]],
+        tool_choice: object,
+        place: str,
+        position: int,
+        index: int,
     ) -> dict[str, Any]:
         functions = [t["function"] for t in tools]
         chosen: dict[str, Any] | None = None
@@ -484,8 +507,6 @@ class OpenAIEmulator(Emulator):
                 )
         if chosen is None:
             chosen = next((f for f in functions if "weather" in f["name"].lower()), functions[0])
-        place_match = _PLACE_RE.search(text)
-        place = place_match.group(1).rstrip("?.!,") if place_match else "Moscow"
         params = chosen.get("parameters")
         properties = params.get("properties") if isinstance(params, dict) else None
         arguments: dict[str, Any] = {}
@@ -495,7 +516,7 @@ class OpenAIEmulator(Emulator):
         args_json = orjson.dumps(arguments).decode()
         digest = hashlib.sha256(f"{chosen['name']}|{args_json}|{position}".encode()).hexdigest()
         return {
-            "id": "call_" + digest[:24],
+            "id": chosen["name"] if self.call_ids_are_names else "call_" + digest[:24],
             "type": "function",
             "function": {"name": chosen["name"], "arguments": args_json},
         }
@@ -514,48 +535,38 @@ class OpenAIEmulator(Emulator):
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": model,
+                "model": self.served_model(model),
                 "service_tier": "default",
                 "system_fingerprint": SYSTEM_FINGERPRINT,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": delta,
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
+                "choices": [{"index": 0, "delta": delta, "logprobs": None}],
             }
+            if finish_reason is not None or not self.omit_null_finish_reason:
+                payload["choices"][0]["finish_reason"] = finish_reason
             if include_usage:
                 payload["usage"] = None
             return payload
 
         pieces = self.config.stream_tokens
         payloads: list[dict[str, Any]] = []
-        if reply.tool_call is not None:
-            call = reply.tool_call
-            payloads.append(
-                chunk(
+        for index, call in enumerate(reply.tool_calls):
+            start: dict[str, Any] = {
+                "tool_calls": [
                     {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": call["function"]["name"], "arguments": ""},
-                            }
-                        ],
-                        "refusal": None,
+                        "index": index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
                     }
-                )
-            )
+                ]
+            }
+            if index == 0:
+                start = {"role": "assistant", "content": None, **start, "refusal": None}
+            payloads.append(chunk(start))
             for piece in _split_text(call["function"]["arguments"], pieces):
                 payloads.append(
-                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                 )
-        else:
+        if not reply.tool_calls:
             payloads.append(chunk({"role": "assistant", "content": "", "refusal": None}))
             for piece in _split_text(reply.content or "", pieces):
                 payloads.append(chunk({"content": piece}))
@@ -660,10 +671,9 @@ class OpenAIEmulator(Emulator):
         self._authenticate(request)
         return json_response({"object": "list", "data": [self._model_object(m) for m in MODELS]})
 
-    def retrieve_model(self, request: Request) -> Response:
+    def retrieve_model(self, request: Request, model_id: str) -> Response:
         """Handle ``GET /v1/models/{id}``; unknown ids get OpenAI's 404."""
         self._authenticate(request)
-        model_id = request.params["model_id"]
         if model_id not in MODELS:
             raise HTTPError(
                 404,

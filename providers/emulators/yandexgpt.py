@@ -29,7 +29,16 @@ Deterministic replies (tests rely on them):
   call, status ``TOOL_CALLS``, arguments filled from the schema (cities from
   "in <City>").
 * Last user text contains "forbidden": status ``CONTENT_FILTER`` with a
-  short refusal text.
+  short refusal text. "censor": the filter fires late, as Yandex's output
+  filter does: a stream sends the usual echo as PARTIAL lines, then a
+  ``CONTENT_FILTER`` line whose text is the refusal (it replaces what was
+  streamed rather than extending it); plain answers carry the refusal.
+* The OpenAI surface's stream chunks leave ``finish_reason`` out until the
+  finishing chunk, as Yandex does (``"finish_reason": null`` crashed
+  ``yandex-ai-studio-sdk``). Its tool calls use the function name as the
+  id, YandexGPT-style (one call per "in <City>", so two cities give two
+  calls with the same id), and ``model`` comes back without the folder
+  (``qwen3-235b-a22b-fp8/latest``).
 * ``jsonSchema``: a JSON object filled from the schema; ``jsonObject``:
   ``{"answer": <echo text>}``.
 * ``maxTokens`` keeps the first N words, status ``TRUNCATED_FINAL``.
@@ -64,7 +73,6 @@ from providers.emulators.base import (
     HTTPError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_response,
 )
@@ -83,6 +91,8 @@ REPLY_PREFIX = "Ответ 🤖: "
 IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 EMBEDDING_DIM = 256
 CONTENT_FILTER_TEXT = "Я не могу обсуждать эту тему."
+#: Internal key of a generated result: the text streamed before a late filter.
+_DRAFT_KEY = "_draft"
 _URI_RE = re.compile(
     r"^(?P<scheme>gpt|ds|emb)://(?P<folder>[^/]+)/(?P<model>[^/@]+)"
     r"(?:/(?P<branch>latest|rc|deprecated))?(?P<suffix>@[^/]+)?$"
@@ -165,6 +175,16 @@ class YandexGPTEmulator(OpenAIEmulator):
     kind = "yandexgpt"
     config_class = YandexGPTConfig
     config: YandexGPTConfig
+    omit_null_finish_reason = True
+    call_per_place = True
+    call_ids_are_names = True
+
+    def served_model(self, model: str) -> str:
+        """The OpenAI surface answers with the model URI's tail, without the folder."""
+        match = _URI_RE.match(model)
+        if match is None:
+            return model
+        return match.group("model") + (f"/{match.group('branch')}" if match.group("branch") else "")
 
     def __init__(self, config: YandexGPTConfig | None = None) -> None:
         """Start with no issued tokens and no pending operations."""
@@ -172,16 +192,16 @@ class YandexGPTEmulator(OpenAIEmulator):
         self.operations: dict[str, dict[str, Any]] = {}
         super().__init__(config)
 
-    def register_routes(self, router: Router) -> None:
+    def register_routes(self) -> None:
         """Mount the native, operation, IAM and OpenAI-compatible routes."""
-        super().register_routes(router)
-        router.add("POST", "/foundationModels/v1/completion", self.completion)
-        router.add("POST", "/foundationModels/v1/completionAsync", self.completion_async)
-        router.add("GET", "/operations/{operation_id}", self.operation)
-        router.add("POST", "/foundationModels/v1/tokenize", self.tokenize)
-        router.add("POST", "/foundationModels/v1/tokenizeCompletion", self.tokenize_completion)
-        router.add("POST", "/foundationModels/v1/textEmbedding", self.text_embedding)
-        router.add("POST", "/iam/v1/tokens", self.iam_tokens)
+        super().register_routes()
+        self.route("POST", "/foundationModels/v1/completion", self.completion)
+        self.route("POST", "/foundationModels/v1/completionAsync", self.completion_async)
+        self.route("GET", "/operations/<operation_id>", self.operation)
+        self.route("POST", "/foundationModels/v1/tokenize", self.tokenize)
+        self.route("POST", "/foundationModels/v1/tokenizeCompletion", self.tokenize_completion)
+        self.route("POST", "/foundationModels/v1/textEmbedding", self.text_embedding)
+        self.route("POST", "/iam/v1/tokens", self.iam_tokens)
 
     def error_payload(
         self,
@@ -227,7 +247,7 @@ class YandexGPTEmulator(OpenAIEmulator):
     # ---- auth ------------------------------------------------------------
 
     def _native_auth(self, request: Request, *, unary: bool = False) -> None:
-        header = (request.header("authorization") or "").strip()
+        header = (request.headers.get("authorization") or "").strip()
         scheme, _, value = header.partition(" ")
         value = value.strip()
         make = _status_error if unary else (lambda s, m: HTTPError(s, m))
@@ -250,7 +270,7 @@ class YandexGPTEmulator(OpenAIEmulator):
 
     def _authenticate(self, request: Request) -> None:
         """Authenticate the /v1 surface: ``Bearer`` or ``Api-Key`` both work."""
-        header = (request.header("authorization") or "").strip()
+        header = (request.headers.get("authorization") or "").strip()
         scheme, _, value = header.partition(" ")
         if scheme == "Api-Key" or (scheme == "Bearer" and value.strip()):
             if scheme == "Bearer" and value.strip() in self.issued_tokens:
@@ -329,6 +349,12 @@ class YandexGPTEmulator(OpenAIEmulator):
         result["modelVersion"] = self._version(match)
         return result, bool(options.get("stream"))
 
+    @staticmethod
+    def _draft(result: dict[str, Any]) -> str | None:
+        """Take off the text a stream shows before a late content filter, if any."""
+        draft: str | None = result.pop(_DRAFT_KEY, None)
+        return draft
+
     def _generate(
         self, body: dict[str, Any], messages: list[dict[str, Any]], max_tokens: int | None
     ) -> dict[str, Any]:
@@ -368,6 +394,18 @@ class YandexGPTEmulator(OpenAIEmulator):
         elif "forbidden" in last_user.lower():
             text = CONTENT_FILTER_TEXT
             status = "ALTERNATIVE_STATUS_CONTENT_FILTER"
+        elif "censor" in last_user.lower():
+            # The output filter fires after part of the answer was streamed:
+            # the final status's text (the refusal) replaces the answer.
+            message["text"] = CONTENT_FILTER_TEXT
+            result = self._result(
+                message,
+                "ALTERNATIVE_STATUS_CONTENT_FILTER",
+                input_tokens,
+                count_tokens(CONTENT_FILTER_TEXT),
+            )
+            result[_DRAFT_KEY] = REPLY_PREFIX + "Echo: " + _words(last_user)
+            return result
         elif isinstance(body.get("jsonSchema"), dict):
             schema = body["jsonSchema"].get("schema") or {}
             props = schema.get("properties") if isinstance(schema, dict) else None
@@ -423,7 +461,7 @@ class YandexGPTEmulator(OpenAIEmulator):
             ("x-server-trace-id", secrets.token_hex(8)),
             ("server", "ycalb"),
         ]
-        client_id = request.header("x-client-request-id")
+        client_id = request.headers.get("x-client-request-id")
         if client_id:
             headers.append(("x-client-request-id", client_id))
         return headers
@@ -431,16 +469,19 @@ class YandexGPTEmulator(OpenAIEmulator):
     def completion(self, request: Request) -> Response | StreamResponse:
         """Handle ``POST /foundationModels/v1/completion`` (plain and stream)."""
         result, stream = self._completion(request, unary=False)
+        draft = self._draft(result)
         headers = self._headers(request)
         if not stream:
             return json_response({"result": result}, headers=headers)
-        return self._native_stream(result, headers)
+        return self._native_stream(result, headers, draft)
 
     def _native_stream(
-        self, final: dict[str, Any], headers: list[tuple[str, str]]
+        self, final: dict[str, Any], headers: list[tuple[str, str]], draft: str | None = None
     ) -> StreamResponse:
         alternative = final["alternatives"][0]
-        text = alternative["message"].get("text")
+        # PARTIAL lines grow ``draft`` (when the filter fires late) or the
+        # final text; the final line then says what the answer is.
+        text = draft or alternative["message"].get("text")
         usage = final["usage"]
         lines: list[dict[str, Any]] = []
         if text:
@@ -487,6 +528,7 @@ class YandexGPTEmulator(OpenAIEmulator):
     def completion_async(self, request: Request) -> Response:
         """Handle ``completionAsync``: return an Operation, finish it on polls."""
         result, _stream = self._completion(request, unary=True)
+        self._draft(result)
         op_id = "d7q" + secrets.token_hex(8)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         operation = {
@@ -501,10 +543,10 @@ class YandexGPTEmulator(OpenAIEmulator):
         self.operations[op_id] = {"op": operation, "polls": 0, "result": result}
         return json_response(operation, headers=self._headers(request))
 
-    def operation(self, request: Request) -> Response:
+    def operation(self, request: Request, operation_id: str) -> Response:
         """Handle ``GET /operations/{id}``."""
         self._native_auth(request, unary=True)
-        entry = self.operations.get(request.params["operation_id"])
+        entry = self.operations.get(operation_id)
         if entry is None:
             raise _status_error(404, "Operation not found")
         entry["polls"] += 1

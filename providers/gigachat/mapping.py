@@ -31,8 +31,14 @@ Request side (OpenAI -> GigaChat):
   with ``finish_reason: stop``. With client tools present the call is not
   forced, so the model may still call a tool. ``options.response_format:
   native`` sends GigaChat's own (beta) ``response_format`` instead.
-  ``json_object`` has no GigaChat equivalent and is refused (400) rather
-  than silently ignored.
+  ``json_object`` (LangChain's ``json_mode``) has no GigaChat equivalent: an
+  instruction to answer with bare JSON is added to the system message and a
+  Markdown fence around the whole answer is removed (non-stream answers).
+* Tool parameter schemas go through :func:`gigachat_schema` (``$ref``
+  inlined, ``Optional`` unions and type arrays reduced, ``properties`` and
+  ``items`` filled in; the rules of Sber's gpt2giga).
+* ``functions_state_id`` is echoed on the assistant turn that made the call
+  (Sber's docs); a 422 to it makes the adapter retry once without the ids.
 * Sampling: ``temperature: 0`` becomes ``0.001`` (GigaChat rejects 0; the
   docs say values up to 0.001 select the most deterministic mode);
   ``top_p`` and ``max_tokens`` pass through. ``stop`` is not a GigaChat
@@ -48,7 +54,11 @@ arguments re-serialised as a JSON string; finish reasons ``stop``,
 ``length``, ``function_call`` -> ``tool_calls``, ``blacklist`` ->
 ``content_filter`` (the canned refusal text is kept as content), ``error``
 (invalid function arguments) -> ``tool_calls`` if a call came back, else
-``stop``; usage ``precached_prompt_tokens`` -> ``cached_tokens``.
+``stop``; usage: OpenAI ``prompt_tokens`` = GigaChat ``prompt_tokens`` +
+``precached_prompt_tokens`` (GigaChat reports the cached part on top of the
+processed part), ``cached_tokens`` = ``precached_prompt_tokens``, and only
+GigaChat's own ``prompt_tokens`` are billed (``billed_prompt_tokens``).
+``model`` ``"GigaChat-2-Max:2.0.28.2"`` gives ``model_version`` ``"2.0.28.2"``.
 """
 
 from __future__ import annotations
@@ -85,6 +95,107 @@ _FUNCTION_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _DETERMINISTIC_TEMPERATURE = 0.001
 
 
+#: ``format`` values GigaChat accepts in a function schema; others are dropped.
+SCHEMA_FORMATS = frozenset({"date", "date-time", "time"})
+_UNION_KEYS = ("anyOf", "oneOf")
+
+
+def gigachat_schema(schema: Any) -> dict[str, Any]:
+    """Return a function-parameters schema GigaChat takes (see the module docs).
+
+    GigaChat answers 422 to, or silently ignores, parts of JSON Schema that
+    OpenAI clients send as a matter of course (pydantic's ``$ref``/``$defs``
+    and ``anyOf: [X, {"type": "null"}]`` for ``Optional[X]``, type arrays).
+    The rules follow Sber's gpt2giga proxy: inline local ``$ref``s, replace
+    a union by its first non-null member (the union's own ``description``
+    and ``default`` win), pick the first non-null type of a type array, give
+    every object ``properties`` and every array ``items``, infer a missing
+    ``type`` (from ``enum`` values, ``properties`` or ``items``), and drop
+    ``format`` values GigaChat does not know.
+    """
+    if not isinstance(schema, dict):
+        return {"type": "object", "properties": {}}
+    defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    result = _normalise_schema(schema, defs, depth=0)
+    result.setdefault("type", "object")
+    if result["type"] == "object":
+        result.setdefault("properties", {})
+    return result
+
+
+def _inferred_type(schema: dict[str, Any], default: str) -> str:
+    if "properties" in schema or "additionalProperties" in schema:
+        return "object"
+    if "items" in schema:
+        return "array"
+    for value in schema.get("enum") or []:
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, int):
+            return "integer"
+        if isinstance(value, float):
+            return "number"
+        if isinstance(value, str):
+            return "string"
+    return default
+
+
+def _normalise_schema(node: Any, defs: Mapping[str, Any], depth: int) -> Any:
+    if not isinstance(node, dict) or depth > 32:
+        # Depth-capped: a recursive $ref (a tree type) is cut, not followed forever.
+        return node if isinstance(node, dict) else {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if ref.startswith(("#/$defs/", "#/definitions/")) and name in defs:
+            target = {k: v for k, v in node.items() if k != "$ref"}
+            return _normalise_schema({**defs[name], **target}, defs, depth + 1)
+        return {k: v for k, v in node.items() if k != "$ref"} or {"type": "object"}
+    out = {k: v for k, v in node.items() if k not in ("$defs", "definitions", *_UNION_KEYS)}
+    for key in _UNION_KEYS:
+        variants = node.get(key)
+        if not isinstance(variants, list):
+            continue
+        concrete = [v for v in variants if not (isinstance(v, dict) and v.get("type") == "null")]
+        if concrete:
+            chosen = _normalise_schema(concrete[0], defs, depth + 1)
+            out = {**chosen, **out}
+    types = out.get("type")
+    if isinstance(types, list):
+        concrete_types = [t for t in types if t != "null"] or types
+        out["type"] = concrete_types[0] if concrete_types else "string"
+    if "format" in out and out["format"] not in SCHEMA_FORMATS:
+        del out["format"]
+    if "type" not in out:
+        out["type"] = _inferred_type(out, "object")
+    if out["type"] == "object":
+        properties = out.get("properties")
+        out["properties"] = (
+            {name: _normalise_schema(value, defs, depth + 1) for name, value in properties.items()}
+            if isinstance(properties, dict)
+            else {}
+        )
+        if isinstance(out.get("additionalProperties"), dict):
+            out["additionalProperties"] = _normalise_schema(
+                out["additionalProperties"], defs, depth + 1
+            )
+    if out["type"] == "array":
+        items = out.get("items")
+        if isinstance(items, list):
+            items = items[0] if items else None
+        if isinstance(items, dict) and items:
+            if "type" not in items and "$ref" not in items and not _has_union(items):
+                items = {**items, "type": _inferred_type(items, "string")}
+            out["items"] = _normalise_schema(items, defs, depth + 1)
+        else:
+            out["items"] = {"type": "string"}
+    return out
+
+
+def _has_union(node: Mapping[str, Any]) -> bool:
+    return any(isinstance(node.get(key), list) for key in _UNION_KEYS)
+
+
 @dataclass(slots=True)
 class ChatPlan:
     """What the response side must undo from the request side."""
@@ -94,6 +205,9 @@ class ChatPlan:
     schema_function: str | None = None
     schema_wrapped: bool = False
     stops: list[str] = field(default_factory=list)
+    # response_format json_object: the answer is asked for as bare JSON and
+    # a Markdown fence around it is taken off (non-stream answers).
+    json_mode: bool = False
 
 
 def bad_request(provider: str, message: str, param: str | None = None) -> ProviderError:
@@ -290,7 +404,7 @@ def chat_body(
     for tool in request.tools:
         spec: dict[str, Any] = {
             "name": tool.name,
-            "parameters": tool.parameters or {"type": "object", "properties": {}},
+            "parameters": gigachat_schema(tool.parameters),
         }
         if tool.description:
             spec["description"] = tool.description
@@ -311,11 +425,8 @@ def chat_body(
     response_format = request.response_format or {}
     format_type = response_format.get("type")
     if format_type == "json_object":
-        raise bad_request(
-            provider,
-            "GigaChat has no JSON mode; use response_format type 'json_schema' with a schema.",
-            "response_format",
-        )
+        _ask_for_json(body["messages"])
+        plan.json_mode = True
     if format_type == "json_schema":
         spec_in = response_format.get("json_schema") or {}
         schema = spec_in.get("schema") or {"type": "object"}
@@ -354,6 +465,47 @@ def chat_body(
     return body, plan
 
 
+JSON_MODE_INSTRUCTION = (
+    "Answer with one valid JSON object and nothing else: no prose before or after it, "
+    "no Markdown code fence."
+)
+_FENCED_JSON = re.compile(r"^\s*```(?:json)?\s*\n(?P<body>.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def _ask_for_json(messages: list[dict[str, Any]]) -> None:
+    """Emulate OpenAI's JSON mode, which GigaChat lacks, with a system instruction."""
+    if messages and messages[0]["role"] == "system":
+        text = messages[0]["content"]
+        messages[0]["content"] = (
+            f"{text}\n\n{JSON_MODE_INSTRUCTION}" if text else JSON_MODE_INSTRUCTION
+        )
+    else:
+        messages.insert(0, {"role": "system", "content": JSON_MODE_INSTRUCTION})
+
+
+def unfence_json(text: str) -> str:
+    """Return ``text`` without a Markdown code fence wrapped around all of it."""
+    match = _FENCED_JSON.match(text)
+    return match.group("body").strip() if match else text
+
+
+def model_version(served: str) -> str | None:
+    """Return ``"2.0.28.2"`` from GigaChat's ``"GigaChat-2-Max:2.0.28.2"``."""
+    _name, sep, version = served.partition(":")
+    return version or None if sep else None
+
+
+def without_state_ids(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Return ``body`` minus echoed ``functions_state_id`` s, or None if it had none."""
+    messages = body.get("messages") or []
+    if not any("functions_state_id" in message for message in messages):
+        return None
+    stripped = [
+        {k: v for k, v in message.items() if k != "functions_state_id"} for message in messages
+    ]
+    return {**body, "messages": stripped}
+
+
 def finish_reason(value: Any, *, has_call: bool) -> FinishReason | None:
     """Map a GigaChat finish reason to OpenAI's."""
     if not value:
@@ -364,13 +516,23 @@ def finish_reason(value: Any, *, has_call: bool) -> FinishReason | None:
 
 
 def usage_from_gigachat(data: Any) -> Usage:
-    """Read GigaChat usage, ``precached_prompt_tokens`` as cached tokens."""
+    """Read GigaChat v1 usage into OpenAI's terms.
+
+    GigaChat's ``prompt_tokens`` are the tokens it processed (and bills);
+    ``precached_prompt_tokens`` come on top of them, unbilled. OpenAI's
+    ``prompt_tokens`` include the cached part, so the two are added, the
+    cached part is ``cached_tokens`` and ``billed_prompt_tokens`` keeps what
+    Sber charges for.
+    """
     if not isinstance(data, dict):
         return Usage()
+    processed = int(data.get("prompt_tokens") or 0)
+    cached = int(data.get("precached_prompt_tokens") or 0)
     return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        prompt_tokens=processed + cached,
         completion_tokens=int(data.get("completion_tokens") or 0),
-        cached_tokens=int(data.get("precached_prompt_tokens") or 0),
+        cached_tokens=cached,
+        billed_prompt_tokens=processed,
     )
 
 

@@ -19,6 +19,8 @@ Catalog ``options`` (all optional):
                         ``user`` is sent (hashed unless it is a short
                         ASCII id).
 ``response_format``     ``function`` (default) or ``native``; see mapping.
+                        On ``contract: v2`` json_schema is always native.
+``contract``            ``v1`` (default) or ``v2``.
 ``repetition_penalty``, ``update_interval``, ``profanity_check``, ``flags``,
 ``reasoning_effort``    defaults for the GigaChat fields of the same name.
 
@@ -43,7 +45,9 @@ Decisions where the spec is uncertain (the safest reading, written down):
 * A stream that ends without ``data: [DONE]`` is a cut stream (retryable).
 * A stream event without ``choices`` but with ``message`` is an in-band
   error (mid-stream failures are undocumented).
-* Only the v1 contract is used; the moving v2 contract is not.
+* ``options.contract: v2`` speaks ``/v2/chat/completions`` (see
+  :mod:`providers.gigachat.v2`); ``v1`` stays the default until v2 is on
+  every plan.
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ from providers.base import (
     Usage,
 )
 from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
+from providers.gigachat import v2
 from providers.gigachat.auth import TokenManager
 from providers.gigachat.mapping import (
+    PASSTHROUGH_FIELDS,
     ChatPlan,
     StopScanner,
     bad_request,
@@ -86,11 +92,14 @@ from providers.gigachat.mapping import (
     cut_at_stop,
     dumps,
     finish_reason,
+    model_version,
     schema_content,
     tool_call_id,
+    unfence_json,
     usage_from_gigachat,
+    without_state_ids,
 )
-from providers.http import HttpClient, iter_sse_json, parse_json
+from providers.http import HttpClient, iter_sse_data, iter_sse_json, loads_event, parse_json
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -131,6 +140,7 @@ class GigaChatProvider(Provider):
             "reasoning",
         }
     )
+    extra_params = frozenset(PASSTHROUGH_FIELDS)
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         options = config.options
@@ -178,6 +188,8 @@ class GigaChatProvider(Provider):
             return f"ca_bundle {bundle!r} is not a readable file"
         if options.get("response_format", "function") not in ("function", "native"):
             return "options.response_format must be 'function' or 'native'"
+        if options.get("contract", "v1") not in ("v1", "v2"):
+            return "options.contract must be 'v1' or 'v2'"
         return ""
 
     # ---- plumbing ----------------------------------------------------------
@@ -204,10 +216,12 @@ class GigaChatProvider(Provider):
         body: Any = None,
         headers: dict[str, str],
         stream: bool = False,
+        url: str | None = None,
     ) -> requests.Response:
         """Call the API with a token; on 401 refresh the token once and retry.
 
-        Returns a 200 response; raises ProviderError for anything else.
+        ``url`` (absolute) overrides ``base_url + path``. Returns a 200
+        response; raises ProviderError for anything else.
         """
         if self.config_error:
             raise ProviderError(
@@ -220,10 +234,15 @@ class GigaChatProvider(Provider):
         if stream:
             headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
         token = self.tokens.get()
-        for attempt in (1, 2):
+        refreshed = False
+        # Sber's docs say to echo functions_state_id in history, yet some
+        # deployments answer 422 to it: then the request goes once more
+        # without the ids (gpt2giga strips them always).
+        fallback = without_state_ids(body) if isinstance(body, dict) else None
+        while True:
             response = self.http.request(
                 method,
-                self.url(path),
+                url or self.url(path),
                 json=body,
                 headers={**headers, "Authorization": f"Bearer {token}"},
                 stream=stream,
@@ -231,19 +250,27 @@ class GigaChatProvider(Provider):
             if response.status_code == 401:
                 response.close()
                 self.tokens.invalidate(token)
-                if attempt == 1:
+                if not refreshed:
+                    refreshed = True
                     logger.info(
                         "GigaChat token rejected, refreshing", extra={"provider": self.name}
                     )
                     token = self.tokens.get(rejected=token)
                     continue
+            if response.status_code == 422 and fallback is not None:
+                response.close()
+                logger.info(
+                    "GigaChat refused functions_state_id in history, retrying without it",
+                    extra={"provider": self.name},
+                )
+                body, fallback = fallback, None
+                continue
             if response.status_code == 200:
                 return response
             try:
                 self._raise_for_status(response)
             finally:
                 response.close()
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _raise_for_status(self, response: requests.Response) -> None:
         message = ""
@@ -268,8 +295,15 @@ class GigaChatProvider(Provider):
 
     # ---- chat ----------------------------------------------------------------
 
+    @property
+    def contract(self) -> str:
+        """``v1`` (``/chat/completions`` under base_url) or ``v2`` (see :mod:`.v2`)."""
+        return str(self.config.options.get("contract") or "v1")
+
     def chat(self, request: ChatRequest) -> ChatResponse:
         """Return a whole completion (see mapping for the translation)."""
+        if self.contract == "v2":
+            return self._chat_v2(request)
         body, plan = chat_body(self.name, request, self.config.options)
         body.pop("stream", None)
         response = self._send(
@@ -288,7 +322,7 @@ class GigaChatProvider(Provider):
                 choices=choices,
                 usage=usage_from_gigachat(data.get("usage")),
                 created=int(data.get("created") or time.time()),
-                model_version=served if ":" in served else None,
+                model_version=model_version(served),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._bad_shape("a chat completion") from exc
@@ -318,6 +352,8 @@ class GigaChatProvider(Provider):
             content, stopped = cut_at_stop(content, plan.stops)
             if stopped:
                 reason = FinishReason.STOP
+        if content and plan.json_mode and not tool_calls:
+            content = unfence_json(content)
         return Choice(
             index=int(raw.get("index", 0)),
             message=Message(role="assistant", content=content, tool_calls=tool_calls),
@@ -326,6 +362,8 @@ class GigaChatProvider(Provider):
 
     def stream(self, request: ChatRequest) -> ChatStream:
         """Start a streamed completion; the first chunk sets the model version."""
+        if self.contract == "v2":
+            return self._stream_v2(request)
         body, plan = chat_body(self.name, request, self.config.options)
         body["stream"] = True
         response = self._send(
@@ -361,7 +399,7 @@ class GigaChatProvider(Provider):
             served = data.get("model")
             if stream.model_version is None and isinstance(served, str) and served:
                 stream.model = served
-                stream.model_version = served if ":" in served else None
+                stream.model_version = model_version(served)
                 stream.created = int(data.get("created") or stream.created)
             usage = usage_from_gigachat(data["usage"]) if data.get("usage") else None
             for choice in data.get("choices") or []:
@@ -425,6 +463,145 @@ class GigaChatProvider(Provider):
             content=content,
             tool_calls=tool_calls,
             finish_reason=reason,
+        )
+
+    # ---- chat, v2 contract -------------------------------------------------------
+
+    def _post_v2(self, request: ChatRequest, body: dict[str, Any], *, stream: bool) -> Any:
+        return self._send(
+            "POST",
+            "/chat/completions",
+            body=body,
+            headers=self._headers(request.request_id, request.extra, request.user),
+            stream=stream,
+            url=v2.chat_url(self.config.base_url),
+        )
+
+    def _chat_v2(self, request: ChatRequest) -> ChatResponse:
+        body, plan = v2.chat_body_v2(self.name, request, self.config.options)
+        body.pop("stream", None)
+        data = parse_json(self._post_v2(request, body, stream=False), provider=self.name)
+        try:
+            if not isinstance(data.get("messages"), list):
+                raise ValueError("no messages")
+            answer = v2.read_messages(data["messages"], plan)
+            reason = v2.finish_reason_v2(
+                data.get("finish_reason"), has_call=bool(answer.tool_calls)
+            )
+            content = answer.content
+            if answer.tool_calls:
+                content = content or None
+            elif content and plan.stops:
+                content, stopped = cut_at_stop(content, plan.stops)
+                reason = FinishReason.STOP if stopped else reason
+            if content and plan.json_mode and not answer.tool_calls:
+                content = unfence_json(content)
+            served = str(data.get("model") or request.model)
+            return ChatResponse(
+                id="",
+                model=served,
+                choices=[
+                    Choice(
+                        index=0,
+                        message=Message(
+                            role="assistant", content=content, tool_calls=answer.tool_calls
+                        ),
+                        finish_reason=reason or FinishReason.STOP,
+                    )
+                ],
+                usage=v2.usage_from_v2(data.get("usage")),
+                created=int(data.get("created_at") or time.time()),
+                model_version=model_version(served),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._bad_shape("a v2 chat completion") from exc
+
+    def _stream_v2(self, request: ChatRequest) -> ChatStream:
+        body, plan = v2.chat_body_v2(self.name, request, self.config.options)
+        body["stream"] = True
+        response = self._post_v2(request, body, stream=True)
+        content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        if content_type != "text/event-stream":
+            response.close()
+            raise self._bad_shape("a stream that is not text/event-stream")
+        stream = ChatStream(
+            iter(()), id="", model=request.model, created=int(time.time()), close=response.close
+        )
+        stream._chunks = self._parse_stream_v2(response, stream, plan)
+        return stream
+
+    def _parse_stream_v2(
+        self, response: requests.Response, stream: ChatStream, plan: v2.PlanV2
+    ) -> Iterator[ChatChunk]:
+        """Named events, no ``[DONE]``: the event with ``finish_reason`` ends it."""
+        scanner = StopScanner(plan.stops) if plan.stops else None
+        role_sent = False
+        calls_seen = 0
+        stopped = False
+        for payload in iter_sse_data(response, provider=self.name):
+            data = loads_event(payload, provider=self.name)
+            if not isinstance(data, dict):
+                continue
+            if "messages" not in data and "finish_reason" not in data and "message" in data:
+                status = data.get("status")
+                raise error_from_status(
+                    self.name,
+                    status if isinstance(status, int) and status >= 400 else 502,
+                    str(data.get("message") or ""),
+                )
+            served = data.get("model")
+            if stream.model_version is None and isinstance(served, str) and served:
+                stream.model = served
+                stream.model_version = model_version(served)
+                stream.created = int(data.get("created_at") or stream.created)
+            answer = v2.read_messages(data.get("messages"), plan, offset=calls_seen)
+            if plan.single_call and calls_seen:
+                answer.tool_calls = []
+            calls_seen += len(answer.tool_calls)
+            text = answer.content or ""
+            if scanner is not None and not stopped:
+                text = scanner.feed(text)
+                stopped = scanner.stopped
+            elif stopped:
+                text = ""
+            deltas = [
+                ToolCallDelta(
+                    index=call_index, id=call.id, name=call.name, arguments=call.arguments
+                )
+                for call_index, call in enumerate(
+                    answer.tool_calls, start=calls_seen - len(answer.tool_calls)
+                )
+            ]
+            raw_reason = data.get("finish_reason")
+            if raw_reason:
+                reason = (
+                    FinishReason.STOP
+                    if stopped
+                    else v2.finish_reason_v2(raw_reason, has_call=calls_seen > 0)
+                )
+                if scanner is not None and not stopped:
+                    text += scanner.flush()
+                yield ChatChunk(
+                    role=None if role_sent else "assistant",
+                    content=text or (None if deltas else ""),
+                    tool_calls=deltas,
+                    finish_reason=reason,
+                    usage=v2.usage_from_v2(data.get("usage")) if data.get("usage") else None,
+                )
+                return
+            if text or deltas or not role_sent:
+                yield ChatChunk(
+                    role=None if role_sent else "assistant",
+                    content=text if (text or not deltas) else None,
+                    tool_calls=deltas,
+                )
+                role_sent = True
+        raise ProviderError(
+            f"the stream from {self.name} ended before it was complete",
+            provider=self.name,
+            retryable=True,
+            status=502,
+            code=ErrorCode.UPSTREAM_STREAM_CUT,
         )
 
     # ---- embeddings, models, tokens -------------------------------------------

@@ -32,8 +32,12 @@ Choices where the spec is uncertain:
   earlier text may "in principle" be revised) cannot be un-sent to an
   OpenAI client: a shorter prefix is ignored, a divergent text ends the
   stream with ``upstream_bad_response`` rather than sending wrong deltas.
-* ``CONTENT_FILTER``: whatever text came with it is passed on (it may be
-  partial or a refusal); ``finish_reason`` says ``content_filter``.
+* ``CONTENT_FILTER``: its text *replaces* the answer (that is how
+  Yandex's own SDK reads it). A plain answer is that text with
+  ``finish_reason: content_filter``. In a stream, a replacement that does
+  not extend what was already streamed cannot be un-sent: the stream ends
+  normally with ``content_filter`` and the replacement as the chunk's
+  ``refusal`` (OpenAI's field for a refusal an SDK can show).
 * Unary endpoints' errors are read in both shapes.
 * ``temperature`` above 1 (OpenAI allows 2) is clamped to Yandex's 1.0
   rather than refused; ``stop``, ``top_p``, ``seed`` and the penalties have
@@ -47,6 +51,7 @@ Choices where the spec is uncertain:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -115,6 +120,7 @@ _STATUS = {
     5: FinishReason.TOOL_CALLS,
 }
 _FINAL_STATUSES = {k for k, v in _STATUS.items() if v is not None}
+_CONTENT_FILTER_STATUSES = {k for k, v in _STATUS.items() if v is FinishReason.CONTENT_FILTER}
 _FOLDER_ERROR = re.compile(r"folder", re.IGNORECASE)
 
 
@@ -176,6 +182,11 @@ class YandexGPTProvider(Provider):
             "structured_outputs",
         }
     )
+    extra_params = frozenset({"reasoning_mode"})
+
+    def accepted_extra(self) -> frozenset[str]:
+        """reasoningOptions exist on the native API only."""
+        return self.extra_params if self._openai is None else frozenset()
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         """Check the options and set up authentication."""
@@ -438,10 +449,17 @@ class YandexGPTProvider(Provider):
                 stream.model_version = str(result["modelVersion"])
             if result.get("usage"):
                 usage = usage_from_yandex(result["usage"])
+            refusal: str | None = None
             if text.startswith(sent):
                 delta = text[len(sent) :]
             elif sent.startswith(text):
                 delta = ""  # a shorter repeat: nothing new yet
+            elif status in _CONTENT_FILTER_STATUSES:
+                # The output filter fired after part of the answer went out:
+                # its text replaces the answer (Yandex's SDK reads it so).
+                # What was sent cannot be taken back; the stream ends as
+                # content-filtered with the replacement as OpenAI's refusal.
+                delta, refusal = "", text
             else:
                 raise bad_response(
                     self.name,
@@ -464,6 +482,7 @@ class YandexGPTProvider(Provider):
                     content=delta if (delta or not tool_deltas) else None,
                     tool_calls=tool_deltas,
                     finish_reason=finish,
+                    refusal=refusal,
                 )
                 role_sent = True
             if finish is not None:
@@ -540,6 +559,20 @@ class YandexGPTProvider(Provider):
 
     def _openai_request(self, request: ChatRequest) -> ChatRequest:
         request.model = self.model_uri(request.model)
+        # Give the surface back the tool-call ids it issued (see _OpenAISurface).
+        request.messages = [
+            dataclasses.replace(
+                message,
+                tool_calls=[
+                    dataclasses.replace(call, id=surface_call_id(call.id))
+                    for call in message.tool_calls
+                ],
+                tool_call_id=surface_call_id(message.tool_call_id)
+                if message.tool_call_id
+                else None,
+            )
+            for message in request.messages
+        ]
         return request
 
 
@@ -561,6 +594,56 @@ class _OpenAISurface(OpenAICompatibleProvider):
         # The /v1 surface takes the folder as OpenAI's project header.
         headers["OpenAI-Project"] = self.owner.folder_id
         return headers
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Chat, with unique tool-call ids and the model named without the folder."""
+        response = super().chat(request)
+        response.model = model_name(response.model)
+        for choice in response.choices:
+            for index, call in enumerate(choice.message.tool_calls):
+                call.id = unique_call_id(index, call.id)
+        return response
+
+    def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
+        for chunk in super()._parse_stream(response, stream):
+            stream.model = model_name(stream.model)
+            for delta in chunk.tool_calls:
+                if delta.id:
+                    delta.id = unique_call_id(delta.index, delta.id)
+            yield chunk
+
+
+#: Our wrapper around the surface's tool-call ids: ``ycid_<position>_<id>``.
+_SURFACE_ID = re.compile(r"^ycid_\d+_(?P<id>.+)$", re.DOTALL)
+
+
+def unique_call_id(index: int, surface_id: str) -> str:
+    """Return a per-answer unique id for a surface tool call.
+
+    YandexGPT-style answers on the OpenAI surface use the function name as
+    the id, so one function called twice gives two equal ids, and OpenAI
+    clients match results to calls by id. The position makes them unique;
+    :func:`surface_call_id` restores what the surface expects back.
+    """
+    return f"ycid_{index}_{surface_id}"
+
+
+def surface_call_id(call_id: str) -> str:
+    """Undo :func:`unique_call_id` (other ids pass unchanged)."""
+    match = _SURFACE_ID.match(call_id)
+    return match.group("id") if match else call_id
+
+
+def model_name(model: str) -> str:
+    """``gpt://<folder>/qwen3-235b-a22b-fp8/latest`` -> ``qwen3-235b-a22b-fp8/latest``.
+
+    The surface answers without the folder; requests carry the full URI.
+    """
+    if "://" not in model:
+        return model
+    _scheme, _, rest = model.partition("://")
+    _folder, _, name = rest.partition("/")
+    return name or model
 
 
 def _prepend(first: ChatChunk | None, rest: Iterator[ChatChunk]) -> Iterator[ChatChunk]:

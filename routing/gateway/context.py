@@ -62,6 +62,9 @@ class CallContext:
     error_code: str | None = None
     stream: bool = False
     stream_complete: bool | None = None
+    finish_reason: str = ""
+    # Provider fields of the request the serving adapter does not know.
+    ignored_params: list[str] = field(default_factory=list)
     finished: bool = False
     # Called once when the call is over (the middleware's in-flight count).
     on_finish: Any = None
@@ -128,6 +131,7 @@ class CallContext:
                 ttft_ms=self.first_token_ms,
                 stream=self.stream,
                 stream_complete=self.stream_complete,
+                finish_reason=self.finish_reason,
             )
         )
 

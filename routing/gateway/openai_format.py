@@ -49,6 +49,9 @@ def chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
         delta["role"] = chunk.role
     if chunk.content is not None:
         delta["content"] = chunk.content
+    if chunk.refusal is not None:
+        # A content filter replaced an answer whose start was already sent.
+        delta["refusal"] = chunk.refusal
     if chunk.tool_calls:
         delta["tool_calls"] = [
             {

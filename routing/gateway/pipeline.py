@@ -14,7 +14,9 @@ serves (:mod:`routing.router`). Errors are raised as the client's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -203,6 +205,8 @@ def mark_served(ctx: CallContext, outcome: router.Outcome[Any]) -> None:
 
 
 def served_headers(response: HttpResponseBase, ctx: CallContext) -> None:
+    if ctx.ignored_params:
+        response["x-xrouter-ignored-params"] = ", ".join(ctx.ignored_params)
     response["x-xrouter-provider"] = ctx.provider or ""
     response["x-xrouter-model"] = ctx.model or ""
     response["x-xrouter-attempts"] = _chain(ctx.attempts)
@@ -219,6 +223,48 @@ def deadline() -> float:
     return time.monotonic() + settings.XROUTER_REQUEST_DEADLINE_SECONDS
 
 
+#: Sane X-Session-ID values (GigaChat ties its prompt cache to the id).
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def session_id(request: HttpRequest, chat: ChatRequest) -> str | None:
+    """Return the conversation id to send upstream (prompt caching), if any.
+
+    The client's ``X-Session-ID`` wins; otherwise a request with ``user``
+    gets ``user`` + a digest of the conversation's first message, stable for
+    every turn of that conversation.
+    """
+    given = request.headers.get("X-Session-ID")
+    if given is not None:
+        if not _SESSION_ID.match(given):
+            raise InvalidRequest(
+                "Invalid value for 'X-Session-ID': use 1-128 letters, digits and ._:@-",
+                param="X-Session-ID",
+                code=ErrorCode.INVALID_VALUE,
+            )
+        return given
+    if chat.user and chat.messages:
+        digest = hashlib.sha256(chat.messages[0].text().encode()).hexdigest()[:16]
+        return f"{chat.user}:{digest}"
+    return None
+
+
+def _note_ignored(ctx: CallContext, adapter: Provider, request: ChatRequest) -> None:
+    accepted = adapter.accepted_extra() | {"session_id"}
+    ctx.ignored_params = sorted(_PUBLIC_EXTRA.get(k, k) for k in request.extra if k not in accepted)
+
+
+#: ChatRequest.extra keys whose request field has another name.
+_PUBLIC_EXTRA = {"reasoning_mode": "reasoningOptions"}
+
+
+def note_session(request: HttpRequest, data: validation.ChatInput) -> None:
+    """Send the conversation id upstream (prompt caching), on every surface."""
+    session = session_id(request, data.request)
+    if session is not None:
+        data.request.extra["session_id"] = session
+
+
 def _attempt(request: ChatRequest, ctx: CallContext, candidate: router.Candidate) -> ChatRequest:
     return dataclasses.replace(
         request, model=candidate.deployment.upstream, request_id=ctx.request_id
@@ -227,7 +273,9 @@ def _attempt(request: ChatRequest, ctx: CallContext, candidate: router.Candidate
 
 def _chat_call(request: ChatRequest, ctx: CallContext) -> AttemptCall[ChatResponse]:
     def call(adapter: Provider, candidate: router.Candidate, remaining: float) -> ChatResponse:
-        return adapter.chat(_attempt(request, ctx, candidate))
+        attempt = _attempt(request, ctx, candidate)
+        _note_ignored(ctx, adapter, attempt)
+        return adapter.chat(attempt)
 
     return call
 
@@ -238,7 +286,9 @@ def _stream_call(
     def call(
         adapter: Provider, candidate: router.Candidate, remaining: float
     ) -> tuple[ChatStream, ChatChunk | None]:
-        stream = adapter.stream(_attempt(request, ctx, candidate))
+        attempt = _attempt(request, ctx, candidate)
+        _note_ignored(ctx, adapter, attempt)
+        stream = adapter.stream(attempt)
         # Wait for the first chunk before answering, so a failure before any
         # byte reaches the client is still a proper HTTP error and a chance
         # to fall back.
@@ -295,6 +345,8 @@ def complete_chat(
     mark_served(ctx, outcome)
     ctx.usage = result.usage
     ctx.model_version = result.model_version
+    if result.choices and result.choices[0].finish_reason is not None:
+        ctx.finish_reason = str(result.choices[0].finish_reason)
     return result
 
 

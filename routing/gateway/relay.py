@@ -144,6 +144,8 @@ def relay(
                 relayed_chars += len(chunk.content)
             for call in chunk.tool_calls:
                 relayed_chars += len(call.arguments)
+            if chunk.finish_reason is not None:
+                ctx.finish_reason = str(chunk.finish_reason)
             out = encoder.chunk(chunk)
             if out:
                 yield out

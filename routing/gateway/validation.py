@@ -299,6 +299,62 @@ class ChatInput:
     preferences: preferences.Preferences = preferences.DEFAULT
 
 
+#: OpenAI's reasoning_effort values; GigaChat takes the same word (v1 field,
+#: v2 ``model_options.reasoning.effort``).
+REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high"})
+#: Yandex's native ``completionOptions.reasoningOptions.mode`` values.
+YANDEX_REASONING_MODES = frozenset({"DISABLED", "ENABLED_HIDDEN"})
+MAX_FLAGS = 16
+
+
+def provider_extra(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate the provider-specific chat fields, under their documented names.
+
+    GigaChat: ``repetition_penalty``, ``update_interval``, ``profanity_check``,
+    ``flags``, ``reasoning_effort``; Yandex: ``reasoningOptions``. They go to
+    ``ChatRequest.extra``; adapters of other providers ignore them (the
+    response names them in ``x-xrouter-ignored-params``).
+    """
+    extra: dict[str, Any] = {}
+    penalty = _number(body, "repetition_penalty", 0, 10)
+    if penalty is not None:
+        if penalty <= 0:
+            raise _value_error("repetition_penalty", f"must be above 0, got {penalty:g}.")
+        extra["repetition_penalty"] = penalty
+    interval = _number(body, "update_interval", 0, 60)
+    if interval is not None:
+        extra["update_interval"] = interval
+    profanity = _boolean(body, "profanity_check")
+    if profanity is not None:
+        extra["profanity_check"] = profanity
+    flags = body.get("flags")
+    if flags is not None:
+        if not isinstance(flags, list) or not all(isinstance(f, str) and f for f in flags):
+            raise _type_error("flags", "an array of strings", flags)
+        if len(flags) > MAX_FLAGS or any(len(f) > 64 for f in flags):
+            raise _value_error("flags", f"at most {MAX_FLAGS} flags of up to 64 characters.")
+        extra["flags"] = list(flags)
+    effort = _string(body, "reasoning_effort")
+    if effort is not None:
+        if effort not in REASONING_EFFORTS:
+            raise _value_error(
+                "reasoning_effort", f"must be one of {', '.join(sorted(REASONING_EFFORTS))}."
+            )
+        extra["reasoning_effort"] = effort
+    options = body.get("reasoningOptions")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _type_error("reasoningOptions", "an object", options)
+        mode = options.get("mode")
+        if mode not in YANDEX_REASONING_MODES:
+            raise _value_error(
+                "reasoningOptions.mode",
+                f"must be one of {', '.join(sorted(YANDEX_REASONING_MODES))}.",
+            )
+        extra["reasoning_mode"] = mode
+    return extra
+
+
 def chat_input(body: Any) -> ChatInput:
     """Validate a ``/v1/chat/completions`` body; raise ``InvalidRequest``."""
     if not isinstance(body, dict):
@@ -335,6 +391,7 @@ def chat_input(body: Any) -> ChatInput:
         parallel_tool_calls=_boolean(body, "parallel_tool_calls"),
         response_format=_response_format(body),
         user=_string(body, "user"),
+        extra=provider_extra(body),
     )
     return ChatInput(
         model=model,

@@ -43,6 +43,7 @@ def chat_completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase
     ctx.endpoint = "chat"
     principal = authenticate(request, ctx)
     data = validation.chat_input(pipeline.read_json(request))
+    pipeline.note_session(request, data)
     if data.request.stream:
         stream, first = pipeline.start_stream(ctx, principal, data)
         return pipeline.stream_response(

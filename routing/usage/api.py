@@ -69,6 +69,7 @@ def generation_dict(record: UsageRecord) -> dict[str, Any]:
         "generation_time": record.latency_ms,
         "status": record.status,
         "error_code": record.error_code or None,
+        "finish_reason": record.finish_reason or None,
         "attempts": [
             {
                 key: attempt.get(key)

@@ -17,10 +17,15 @@ _THOUSAND = Decimal(1000)
 def cost_rub(
     prompt_price: Decimal | None, completion_price: Decimal | None, usage: Usage
 ) -> Decimal:
-    """Return the cost of ``usage`` at prices per 1,000 tokens, to 1e-6 RUB."""
+    """Return the cost of ``usage`` at prices per 1,000 tokens, to 1e-6 RUB.
+
+    Prompt tokens the provider does not bill (GigaChat's cached tokens, see
+    ``Usage.billed_prompt_tokens``) are not charged either.
+    """
     total = Decimal(0)
     if prompt_price is not None:
-        total += prompt_price * usage.prompt_tokens
+        billed = usage.billed_prompt_tokens
+        total += prompt_price * (usage.prompt_tokens if billed is None else billed)
     if completion_price is not None:
         total += completion_price * usage.completion_tokens
     return (total / _THOUSAND).quantize(_MICRO, rounding=ROUND_HALF_UP)

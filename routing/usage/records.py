@@ -21,6 +21,7 @@ moves on. Where the record goes first depends on the deployment:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import socket
@@ -69,6 +70,9 @@ class UsageEvent:
     stream: bool = False
     stream_complete: bool | None = None
     oauth_app: str = ""
+    # OpenAI's finish reason of a served chat ("content_filter" when the
+    # provider's filter cut or replaced the answer); "" when none applies.
+    finish_reason: str = ""
 
     def to_bytes(self) -> bytes:
         # orjson serialises dataclasses natively, without asdict's deep copy.
@@ -76,7 +80,13 @@ class UsageEvent:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UsageEvent:
-        return cls(**orjson.loads(raw))
+        # Fields a newer worker added are dropped rather than fatal, so a
+        # rolling deploy can mix versions on one stream.
+        data = orjson.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in _EVENT_FIELDS})
+
+
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageEvent))
 
 
 def write_events(events: list[UsageEvent]) -> int:
@@ -121,6 +131,7 @@ _COLUMNS = (
     "ttft_ms",
     "stream",
     "stream_complete",
+    "finish_reason",
 )
 
 
@@ -157,6 +168,7 @@ def _insert_postgres(events: list[UsageEvent]) -> int:
             round(e.ttft_ms) if e.ttft_ms is not None else None,
             e.stream,
             e.stream_complete,
+            e.finish_reason,
         )
         for e in events
     ]
@@ -195,6 +207,7 @@ def _insert_orm(events: list[UsageEvent]) -> int:
             ttft_ms=round(e.ttft_ms) if e.ttft_ms is not None else None,
             stream=e.stream,
             stream_complete=e.stream_complete,
+            finish_reason=e.finish_reason,
         )
         for e in events
     ]

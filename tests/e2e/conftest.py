@@ -16,13 +16,14 @@ until every gateway worker routes with it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,14 @@ import pytest
 import redis
 import requests
 from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 
 from keys.services import CreatedKey
 from providers.emulators.testing import RunningEmulator, start_emulator
 from routing.models import UsageRecord
 from routing.usage import records as usage
 from tests.gateway_process import REPO_ROOT, Gateway, running_gateway, test_database_url
+from tests.waiting import wait_until
 
 BROKER_URL = os.environ.get("XROUTER_E2E_BROKER_URL", "redis://127.0.0.1:6379/9")
 UPSTREAM_KEY = "upstream-secret-for-e2e"
@@ -59,7 +62,15 @@ BASE_ENV = {
     "LOG_LEVEL": "WARNING",
     # Stop quickly at teardown instead of waiting for idle keep-alive clients.
     "XROUTER_GRACEFUL_TIMEOUT": "2",
+    # X-Served-By names the worker that answered, so a test can reach each one.
+    "XROUTER_DEBUG_SERVED_BY": "true",
 }
+
+#: How long after shared state changes every worker has re-read it: health
+#: results and breaker states are re-read from the cache at most once a
+#: second (routing.health, routing.breaker), lazily at the next request, so
+#: one second plus a margin for the request itself is a bound, not a guess.
+REREAD_SECONDS = 1.1
 
 
 def chat_hits(emulator: RunningEmulator) -> int:
@@ -109,13 +120,15 @@ def _start_celery(argv: list[str], env: Mapping[str, str], log: Path) -> subproc
 
 def _wait_for_worker(timeout: float = 30.0) -> list[dict[str, Any]]:
     client = celery_client()
-    deadline = time.monotonic() + timeout
+    replies: list[dict[str, Any]] = []
+
+    def answered() -> bool:
+        replies.extend(client.control.ping(timeout=0.5))
+        return bool(replies)
+
     try:
-        while time.monotonic() < deadline:
-            replies = client.control.ping(timeout=0.5)
-            if replies:
-                return list(replies)
-        raise RuntimeError("the Celery worker never answered a ping over the broker")
+        wait_until(answered, timeout=timeout, what="the Celery worker to answer a ping")
+        return replies
     finally:
         client.close()
 
@@ -236,18 +249,29 @@ models:
 
 
 class Client:
-    """Talks to the stack's gateway with one key."""
+    """Talks to the stack's gateway with one key.
 
-    def __init__(self, url: str, key: str) -> None:
+    ``workers`` are the gateway's worker pids: :meth:`from_every_worker`
+    repeats a request until each of them has answered it.
+    """
+
+    def __init__(self, url: str, key: str, workers: Collection[int]) -> None:
         self.url = url
+        self.workers = frozenset(workers)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
 
     def chat(
-        self, model: str, *, headers: dict[str, str] | None = None, **body: Any
+        self,
+        model: str,
+        *,
+        headers: dict[str, str] | None = None,
+        session: requests.Session | None = None,
+        **body: Any,
     ) -> requests.Response:
+        """POST a chat, on ``session`` if given (see :meth:`from_every_worker`)."""
         payload = {"model": model, "messages": [{"role": "user", "content": "hello"}], **body}
-        return self.session.post(
+        return (session or self.session).post(
             self.url + "/v1/chat/completions",
             json=payload,
             headers=headers,
@@ -255,17 +279,76 @@ class Client:
             stream=bool(body.get("stream")),
         )
 
-    def wait_routable(self, model: str, timeout: float = 10.0) -> None:
-        """Wait until every worker lists ``model`` (each re-reads the catalog once a second)."""
-        deadline = time.monotonic() + timeout
-        streak = 0
-        while streak < 6:
-            response = self.session.get(self.url + "/v1/models", timeout=5)
-            listed = response.ok and any(m["id"] == model for m in response.json()["data"])
-            streak = streak + 1 if listed else 0
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{model} never became routable: {response.text[:300]}")
-            time.sleep(0.05)
+    def from_every_worker(
+        self,
+        send: Callable[[requests.Session], requests.Response],
+        accept: Callable[[requests.Response], bool],
+        *,
+        what: str,
+        timeout: float = 15.0,
+    ) -> list[requests.Response]:
+        """Repeat ``send`` until every worker has answered with a response ``accept`` takes.
+
+        Each try opens a new connection (a kept-alive one would stay with one
+        worker), asks /v1/models which worker took it (``X-Served-By``), and
+        then calls ``send`` with a session on that same connection, so the
+        same worker answers, also where the path sets no ``X-Served-By``
+        (/metrics). ``accept`` may also assert on every response. Returns
+        every response ``send`` got.
+        """
+        responses: list[requests.Response] = []
+        accepted: set[int] = set()
+
+        def everyone() -> bool:
+            with requests.Session() as session:
+                session.headers.update(self.session.headers)
+                served = session.get(self.url + MODELS_PATH, timeout=5)
+                worker = int(served.headers["X-Served-By"])
+                response = send(session)
+            responses.append(response)
+            answered_by = response.headers.get("X-Served-By")
+            assert answered_by in (None, str(worker)), "the kept-alive connection changed worker"
+            if accept(response):
+                accepted.add(worker)
+            return accepted >= self.workers
+
+        wait_until(
+            everyone,
+            timeout=timeout,
+            interval=0.02,
+            what=lambda: (
+                f"{what} from every worker {sorted(self.workers)} "
+                f"(so far from {sorted(accepted)}, {len(responses)} tries)"
+            ),
+        )
+        return responses
+
+    def wait_routable(self, model: str, timeout: float = 15.0) -> None:
+        """Wait until every worker lists ``model`` (each re-reads the catalog on its own)."""
+
+        def lists(response: requests.Response) -> bool:
+            return response.ok and any(m["id"] == model for m in response.json()["data"])
+
+        self.from_every_worker(
+            lambda session: session.get(self.url + MODELS_PATH, timeout=5),
+            lists,
+            what=f"{model} in /v1/models",
+            timeout=timeout,
+        )
+
+    def deployment_health(self, response: requests.Response) -> dict[str, bool]:
+        """Return ``xrouter_deployment_healthy`` by deployment id from a /metrics answer."""
+        assert response.status_code == 200, response.text[:300]
+        return {
+            sample.labels["deployment"]: sample.value == 1
+            for family in text_string_to_metric_families(response.text)
+            if family.name == "xrouter_deployment_healthy"
+            for sample in family.samples
+        }
+
+    def metrics(self, session: requests.Session) -> requests.Response:
+        """Scrape /metrics (the stack allows loopback without a token)."""
+        return session.get(self.url + "/metrics", timeout=5)
 
 
 @pytest.fixture
@@ -288,7 +371,7 @@ def client(
     load_catalog(
         two_provider_catalog(primary, backup) + f"  - {{id: {marker}, fallbacks: [solo/third]}}\n"
     )
-    api = Client(stack.url, make_key().plaintext)
+    api = Client(stack.url, make_key().plaintext, stack.gateway.worker_pids())
     api.wait_routable(marker)
     yield api
     api.session.close()
@@ -303,34 +386,92 @@ def drain_usage(stack: Stack, timeout: float = 10.0) -> None:
     """
     url = stack.env.get("REDIS_URL")
     if not url:
-        # Zero-config: the workers' buffers flush every second.
+        # Zero-config: each worker's buffer is private and flushed every
+        # second; nothing outside the worker can see it empty, so wait out
+        # that one flush interval (plus the insert) instead.
         time.sleep(1.5)
         return
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + timeout
     # Entries are deleted from the stream only after their rows committed.
-    while client.xlen(usage.STREAM_KEY) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(
+        lambda: client.xlen(usage.STREAM_KEY) == 0,
+        timeout=timeout,
+        what=lambda: f"the usage stream to drain ({client.xlen(usage.STREAM_KEY)} left)",
+    )
 
 
 def usage_row(request_id: str, timeout: float = 10.0) -> UsageRecord:
     """Wait for the gateway workers' usage consumer to write one request's record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = list(UsageRecord.objects.filter(request_id=request_id))
-        if rows:
-            assert len(rows) == 1
-            return rows[0]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no usage record for {request_id} after {timeout}s")
-        time.sleep(0.1)
+    rows: list[UsageRecord] = []
+
+    def written() -> bool:
+        rows[:] = UsageRecord.objects.filter(request_id=request_id)
+        return bool(rows)
+
+    wait_until(written, timeout=timeout, interval=0.1, what=f"a usage record for {request_id}")
+    assert len(rows) == 1
+    return rows[0]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-    """Poll ``predicate``; return the seconds it took to hold, or fail."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-    return time.monotonic() - started
+def max_ticks(elapsed: float, interval: float) -> int:
+    """Return how many ticks' probes one scheduler can land within ``elapsed`` seconds.
+
+    One tick per ``interval`` boundary in the window, plus the tick just
+    before it, whose probes may still be on their way when the window opens.
+    """
+    return math.floor(elapsed / interval) + 2
+
+
+def watch_probes(
+    emulator: RunningEmulator,
+    *,
+    interval: float,
+    per_tick: int,
+    senders: int,
+    span: float = 4.0,
+    timeout: float = 20.0,
+) -> int:
+    """Count ``emulator``'s probes (model lists) and prove who sends them; return the count.
+
+    ``per_tick`` probes (one per deployment on the emulator) are due each
+    ``interval``, from exactly ``senders`` independent schedulers:
+
+    - at every look, no more arrived than ``senders`` could send in the time
+      watched (the one-probe-per-deployment-and-tick rate limit);
+    - before ``timeout``, more arrived than ``senders - 1`` could have sent
+      (so all of them probe), and at least two ticks' worth from each;
+    - and the upper bound held for at least ``span`` seconds.
+
+    Polled with a deadline rather than counted in a fixed window: a loaded
+    machine may delay or skip ticks, which makes the lower bound take
+    longer, never the upper bound false.
+    """
+    opened = time.monotonic()  # before the first read: the window can only be shorter
+    start = model_list_hits(emulator)
+    probes, elapsed = 0, 0.0
+
+    def proven() -> bool:
+        nonlocal probes, elapsed
+        probes = model_list_hits(emulator) - start
+        elapsed = time.monotonic() - opened  # after the read: an upper bound of the window
+        ticks = max_ticks(elapsed, interval)
+        assert probes <= senders * per_tick * ticks, (
+            f"{probes} probes in {elapsed:.2f}s: more than {senders} scheduler(s) "
+            f"x {per_tick} deployment(s) x {ticks} ticks"
+        )
+        return (
+            elapsed >= span
+            and probes > (senders - 1) * per_tick * ticks
+            and probes >= senders * per_tick * 2
+        )
+
+    wait_until(
+        proven,
+        timeout=timeout,
+        interval=0.1,
+        what=lambda: (
+            f"probes from {senders} scheduler(s) x {per_tick} deployment(s) "
+            f"(saw {probes} in {elapsed:.2f}s)"
+        ),
+    )
+    return probes

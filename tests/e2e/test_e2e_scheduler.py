@@ -12,24 +12,29 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from providers.emulators.testing import RunningEmulator
 from routing import health
 from routing.models import Deployment
 from tests.e2e.conftest import (
+    REREAD_SECONDS,
     Client,
     Stack,
     chat_hits,
-    model_list_hits,
     running_stack,
-    wait_until,
+    watch_probes,
 )
+from tests.waiting import wait_until
 
+INTERVAL = 1.0
 SCHEDULER_ENV = {
     "XROUTER_INPROCESS_SCHEDULER": "true",
-    "XROUTER_HEALTH_INTERVAL_SECONDS": "1",
+    "XROUTER_HEALTH_INTERVAL_SECONDS": str(INTERVAL),
     "LOG_LEVEL": "INFO",
 }
+#: team/chat and only/primary are deployed on the primary.
+PRIMARY_DEPLOYMENTS = 2
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +43,49 @@ def stack(django_db_setup: None) -> Iterator[Stack]:
         yield running
 
 
-def route_around_down_primary(client: Client, primary: RunningEmulator) -> None:
-    """Fail the primary and check every worker routes to the backup alone."""
+def _primary_ids() -> list[int]:
+    return list(Deployment.objects.filter(provider__name="primary").values_list("pk", flat=True))
+
+
+def route_around_down_primary(client: Client, primary: RunningEmulator, stack: Stack) -> None:
+    """Fail the primary and check every worker routes to the backup alone.
+
+    No chat is sent before every worker knows the primary is down: one that
+    reached it would count towards its breaker, and the breaker, not the
+    health check, could then be what routes around it.
+    """
     primary.control.set_config(fault="http_503")
-    # One interval to probe, one second for every worker to re-read.
-    time.sleep(2.5)
+    ids = _primary_ids()
+    assert len(ids) == PRIMARY_DEPLOYMENTS
+    if stack.env.get("REDIS_URL"):
+        # One probe writes the shared result; the workers read it within a second.
+        def shared_down() -> bool:
+            health.reset()  # read the shared cache now, not this process's copy
+            return all((s := health.health_of(i)) is not None and not s.healthy for i in ids)
+
+        wait_until(shared_down, timeout=5, what="the shared health of the primary to say down")
+        time.sleep(REREAD_SECONDS)  # the re-read bound under test, see REREAD_SECONDS
+    else:
+        # Each worker only knows its own probes; its /metrics shows its view,
+        # the one its router reads.
+        def down_here(response: requests.Response) -> bool:
+            states = client.deployment_health(response)
+            return all(states.get(str(i)) is False for i in ids)
+
+        client.from_every_worker(
+            client.metrics, down_here, what="the primary's deployments down in /metrics"
+        )
     before = chat_hits(primary)
-    for _ in range(6):
-        # A new connection each time, so both workers get some of them.
-        response = client.chat("team/chat", headers={"Connection": "close"})
+
+    def served_by_backup(response: requests.Response) -> bool:
         assert response.headers["x-xrouter-attempts"] == "backup:200"
+        return True
+
+    client.from_every_worker(
+        lambda session: client.chat("team/chat", session=session),
+        served_by_backup,
+        what="a team/chat answer",
+    )
     assert chat_hits(primary) == before
 
 
@@ -63,11 +101,8 @@ def test_workers_probe_without_a_broker_and_split_the_ticks(
         state = health.health_of(primary_id)
         return state is not None and state.healthy
 
-    wait_until(recorded, timeout=5)
-    start = model_list_hits(primary)
-    time.sleep(4.0)
-    probes = model_list_hits(primary) - start
-    # Two deployments on the primary, <= 5 ticks: two schedulers without the
-    # tick claim would have sent twice as many.
-    assert 2 * 2 <= probes <= 2 * 5, probes
-    route_around_down_primary(client, primary)
+    wait_until(recorded, timeout=5, what="a shared health result of the primary")
+    # Two deployments on the primary, one scheduler's worth: two schedulers
+    # without the tick claim would send twice as many.
+    watch_probes(primary, interval=INTERVAL, per_tick=PRIMARY_DEPLOYMENTS, senders=1)
+    route_around_down_primary(client, primary, stack)

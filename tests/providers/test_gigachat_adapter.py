@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+import requests
 import time_machine
 
 from providers.base import (
@@ -33,7 +34,13 @@ from providers.emulators.testing import RunningEmulator, start_emulator
 from providers.errors import ProviderError
 from providers.gigachat import GigaChatProvider
 from providers.gigachat.auth import expires_at_seconds
-from providers.gigachat.mapping import StopScanner, function_result, tool_call_id
+from providers.gigachat.mapping import (
+    JSON_MODE_INSTRUCTION,
+    StopScanner,
+    function_result,
+    tool_call_id,
+    usage_from_gigachat,
+)
 
 CREDENTIALS = base64.b64encode(b"adapter:secret").decode()
 FIXTURES = Path(__file__).parent / "fixtures" / "gigachat"
@@ -154,7 +161,7 @@ def test_chat_maps_roles_sampling_and_headers(
     assert headers["x-client-id"] == hashlib.sha256(b"alice@example.com").hexdigest()
     assert headers["authorization"].startswith("Bearer eyJ")
     assert result.model == "GigaChat-2-Max:2.0.28.2"
-    assert result.model_version == "GigaChat-2-Max:2.0.28.2"
+    assert result.model_version == "2.0.28.2"
     assert result.choices[0].message.content == "Ответ: Echo: How are you?"
     assert result.choices[0].finish_reason == FinishReason.STOP
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (16, 5)
@@ -165,8 +172,32 @@ def test_same_session_reports_cached_prompt_tokens(adapter: GigaChatProvider) ->
     request = ChatRequest(
         model="GigaChat-2", messages=[user("one two three")], extra={"session_id": "s-1"}
     )
-    assert adapter.chat(request).usage.cached_tokens == 0
-    assert adapter.chat(request).usage.cached_tokens == 4
+    first = adapter.chat(request).usage
+    assert (first.prompt_tokens, first.cached_tokens, first.billed_prompt_tokens) == (4, 0, 4)
+    second = adapter.chat(request).usage
+    # GigaChat said prompt_tokens 0 + precached 4: OpenAI's prompt_tokens
+    # include the cached part, and only the processed part is billed.
+    assert (second.prompt_tokens, second.cached_tokens, second.billed_prompt_tokens) == (4, 4, 0)
+    assert second.total_tokens == second.prompt_tokens + second.completion_tokens
+    assert second.as_openai()["prompt_tokens_details"]["cached_tokens"] <= second.prompt_tokens
+
+
+def test_cached_tokens_from_the_documented_usage_shape() -> None:
+    """A usage object as GigaChat sends it: the cached part on top of prompt_tokens."""
+    usage = usage_from_gigachat(
+        {
+            "prompt_tokens": 120,
+            "completion_tokens": 30,
+            "total_tokens": 150,
+            "precached_prompt_tokens": 900,
+        }
+    )
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.billed_prompt_tokens) == (
+        1020,
+        900,
+        120,
+    )
+    assert usage.total_tokens == 1050
 
 
 def test_tool_call_round_trip_mapping(emulator: RunningEmulator, adapter: GigaChatProvider) -> None:
@@ -288,17 +319,139 @@ def test_response_format_json_schema_is_emulated(
     assert chunks[-1].finish_reason == FinishReason.STOP
 
 
-def test_response_format_json_object_is_refused(adapter: GigaChatProvider) -> None:
-    """GigaChat has no JSON mode; the adapter says so instead of ignoring it."""
-    with pytest.raises(ProviderError, match="no JSON mode") as caught:
-        adapter.chat(
-            ChatRequest(
-                model="GigaChat-2",
-                messages=[user("hi")],
-                response_format={"type": "json_object"},
-            )
+def test_response_format_json_object_is_emulated(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """LangChain's json_mode: bare JSON asked for in the system message, fence removed."""
+    result = adapter.chat(
+        ChatRequest(
+            model="GigaChat-2",
+            messages=[Message(role="system", content="Be brief."), user("hi there")],
+            response_format={"type": "json_object"},
         )
-    assert (caught.value.status, caught.value.param) == (400, "response_format")
+    )
+    body = sent(emulator)["json"]
+    assert "response_format" not in body
+    assert body["messages"][0] == {
+        "role": "system",
+        "content": "Be brief.\n\n" + JSON_MODE_INSTRUCTION,
+    }
+    content = result.choices[0].message.content
+    assert content is not None
+    assert orjson.loads(content) == {"answer": "Echo: hi there"}
+    # No system message of the client's own: one is added.
+    adapter.chat(
+        ChatRequest(
+            model="GigaChat-2", messages=[user("x")], response_format={"type": "json_object"}
+        )
+    )
+    assert sent(emulator)["json"]["messages"][0] == {
+        "role": "system",
+        "content": JSON_MODE_INSTRUCTION,
+    }
+
+
+def test_tool_schemas_are_normalised_for_gigachat(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """What pydantic and LangChain send ($ref, Optional, type lists) reaches GigaChat flat."""
+    pydantic_schema = {
+        "$defs": {
+            "Unit": {"enum": ["celsius", "fahrenheit"], "title": "Unit", "type": "string"},
+            "Place": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "country": {"type": ["string", "null"]}},
+                "required": ["city"],
+            },
+        },
+        "type": "object",
+        "properties": {
+            "place": {"$ref": "#/$defs/Place"},
+            "unit": {"anyOf": [{"$ref": "#/$defs/Unit"}, {"type": "null"}], "default": None},
+            "days": {"anyOf": [{"type": "integer"}, {"type": "null"}], "description": "1..7"},
+            "level": {"enum": [1, 2, 3]},
+            "tags": {"type": "array"},
+            "contact": {"type": "string", "format": "email"},
+            "when": {"type": "string", "format": "date"},
+            "extra": {"type": "object"},
+        },
+        "required": ["place"],
+    }
+    # The emulator is as strict as GigaChat: the raw schema is a 422.
+    raw = {
+        "model": "GigaChat-2",
+        "messages": [{"role": "user", "content": "weather"}],
+        "functions": [{"name": "weather_forecast", "parameters": pydantic_schema}],
+    }
+    token = adapter.tokens.get()
+    refused = requests.post(
+        emulator.url("/api/v1/chat/completions"),
+        json=raw,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert refused.status_code == 422
+
+    tool = Tool(name="weather_forecast", parameters=pydantic_schema)
+    result = adapter.chat(
+        ChatRequest(model="GigaChat-2", messages=[user("weather in Sochi")], tools=[tool])
+    )
+    assert result.choices[0].finish_reason == FinishReason.TOOL_CALLS
+    assert sent(emulator)["json"]["functions"][0]["parameters"] == {
+        "type": "object",
+        "properties": {
+            "place": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                "required": ["city"],
+            },
+            "unit": {
+                "enum": ["celsius", "fahrenheit"],
+                "title": "Unit",
+                "type": "string",
+                "default": None,
+            },
+            "days": {"type": "integer", "description": "1..7"},
+            "level": {"enum": [1, 2, 3], "type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "contact": {"type": "string"},
+            "when": {"type": "string", "format": "date"},
+            "extra": {"type": "object", "properties": {}},
+        },
+        "required": ["place"],
+    }
+
+
+def test_state_id_is_echoed_then_dropped_on_422(
+    emulator: RunningEmulator, adapter: GigaChatProvider
+) -> None:
+    """Echo functions_state_id as documented; a deployment that refuses it gets one retry."""
+    first = adapter.chat(
+        ChatRequest(model="GigaChat-2", messages=[user("weather in Omsk")], tools=[WEATHER_TOOL])
+    )
+    (call,) = first.choices[0].message.tool_calls
+    history = [
+        user("weather in Omsk"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id=call.id, content='{"t": 3}'),
+    ]
+    request = ChatRequest(model="GigaChat-2", messages=history, tools=[WEATHER_TOOL])
+    adapter.chat(request)
+    assert sent(emulator)["json"]["messages"][1]["functions_state_id"] == call.id[5:]
+
+    emulator.control.set_config(reject_state_ids=True)
+    before = emulator.control.stats()["requests_total"]
+    answer = adapter.chat(request)
+    assert answer.choices[0].message.content == 'Ответ: Function result: {"t":3}'
+    recent = emulator.control.stats()["recent_requests"]
+    assert emulator.control.stats()["requests_total"] - before == 2
+    assert "functions_state_id" in recent[-2]["json"]["messages"][1]
+    assert "functions_state_id" not in recent[-1]["json"]["messages"][1]
+    # Only once: a 422 for another reason is not retried forever.
+    emulator.control.set_config(fault="http_422")
+    with pytest.raises(ProviderError) as caught:
+        adapter.chat(request)
+    assert caught.value.status == 400
 
 
 def test_stop_sequences_are_applied_locally(adapter: GigaChatProvider) -> None:
@@ -332,7 +485,7 @@ def test_stream_plain_and_tool_call(emulator: RunningEmulator, adapter: GigaChat
     stream = adapter.stream(ChatRequest(model="GigaChat-2-Max", messages=[user("one two")]))
     chunks = list(stream)
     stream.close()
-    assert stream.model_version == "GigaChat-2-Max:2.0.28.2"
+    assert stream.model_version == "2.0.28.2"
     assert chunks[0].role == "assistant"
     assert "".join(c.content or "" for c in chunks) == "Ответ: Echo: one two"
     assert [c.usage is not None for c in chunks] == [False] * (len(chunks) - 1) + [True]
@@ -574,3 +727,192 @@ def test_cut_stream_is_retryable_error(
     stream.close()
     assert caught.value.retryable is True
     assert caught.value.code in ("upstream_stream_cut", "upstream_unreachable")
+
+
+# ---- v2 contract -------------------------------------------------------------
+
+V2_PATH = "/api/v2/chat/completions"
+
+
+@pytest.fixture
+def adapter_v2(make_adapter: Callable[..., GigaChatProvider]) -> GigaChatProvider:
+    return make_adapter(contract="v2")
+
+
+def test_v2_plain_chat_maps_parts_options_and_usage(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    result = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[Message(role="system", content="Be brief."), user("one two three")],
+            temperature=0,
+            max_tokens=40,
+            extra={"reasoning_effort": "high", "profanity_check": False, "session_id": "v2-s"},
+        )
+    )
+    body = sent(emulator, V2_PATH)["json"]
+    assert body["messages"] == [
+        {"role": "system", "content": [{"text": "Be brief."}]},
+        {"role": "user", "content": [{"text": "one two three"}]},
+    ]
+    assert body["model_options"] == {
+        "temperature": 0.001,
+        "max_tokens": 40,
+        "reasoning": {"effort": "high"},
+    }
+    assert body["disable_filter"] is True
+    assert "tools" not in body
+    assert result.choices[0].message.content == "Ответ: Echo: one two three"
+    assert result.model_version == "2.0.28.2"
+    # The same session again: the cached part is inside prompt_tokens, unbilled.
+    again = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[Message(role="system", content="Be brief."), user("one two three")],
+            extra={"session_id": "v2-s"},
+        )
+    ).usage
+    assert again.cached_tokens > 0
+    assert again.cached_tokens <= again.prompt_tokens
+    assert again.billed_prompt_tokens == again.prompt_tokens - again.cached_tokens
+
+
+def test_v2_parallel_tool_calls_carry_the_state_id_in_their_ids(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    question = user("What is the weather in Omsk and in Sochi?")
+    first = adapter_v2.chat(
+        ChatRequest(model="GigaChat-3-Ultra", messages=[question], tools=[WEATHER_TOOL])
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == FinishReason.TOOL_CALLS
+    assert [orjson.loads(c.arguments)["location"] for c in choice.message.tool_calls] == [
+        "Omsk",
+        "Sochi",
+    ]
+    ids = [c.id for c in choice.message.tool_calls]
+    state = sent(emulator, V2_PATH)  # the request; the answer's state id is in the ids
+    assert state["json"]["tool_config"] == {"mode": "auto"}
+    assert ids[0].endswith("_0") and ids[1].endswith("_1")
+    state_id = ids[0][len("call_") : -len("_0")]
+    assert ids[1] == f"call_{state_id}_1"
+
+    follow = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[
+                question,
+                Message(role="assistant", tool_calls=choice.message.tool_calls),
+                Message(role="tool", tool_call_id=ids[1], content='{"t": 25}'),
+                Message(role="tool", tool_call_id=ids[0], content="-3"),
+            ],
+            tools=[WEATHER_TOOL],
+        )
+    )
+    history = sent(emulator, V2_PATH)["json"]["messages"]
+    assert history[1]["tools_state_id"] == state_id
+    assert [part["function_call"]["arguments"] for part in history[1]["content"]] == [
+        {"location": "Omsk", "num_days": 1},
+        {"location": "Sochi", "num_days": 1},
+    ]
+    assert history[2] == {
+        "role": "tool",
+        "content": [{"function_result": {"name": "weather_forecast", "result": {"t": 25}}}],
+        "tools_state_id": state_id,
+    }
+    assert history[3]["content"][0]["function_result"]["result"] == {"result": -3}
+    assert follow.choices[0].message.content == ('Ответ: Function result: {"t":25} {"result":-3}')
+
+
+def test_v2_without_the_state_id_the_emulator_refuses_like_gigachat(
+    adapter_v2: GigaChatProvider,
+) -> None:
+    call = ToolCall(id="call_from_elsewhere", name="weather_forecast", arguments="{}")
+    with pytest.raises(ProviderError) as caught:
+        adapter_v2.chat(
+            ChatRequest(
+                model="GigaChat-3-Ultra",
+                messages=[
+                    user("weather in Omsk"),
+                    Message(role="assistant", tool_calls=[call]),
+                    Message(role="tool", tool_call_id=call.id, content="{}"),
+                ],
+                tools=[WEATHER_TOOL],
+            )
+        )
+    assert caught.value.status == 400
+
+
+def test_v2_tool_choice_required_and_named(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    request = ChatRequest(model="GigaChat-3-Ultra", messages=[user("hello")], tools=[WEATHER_TOOL])
+    request.tool_choice = "required"
+    assert adapter_v2.chat(request).choices[0].finish_reason == FinishReason.TOOL_CALLS
+    assert sent(emulator, V2_PATH)["json"]["tool_config"] == {"mode": "any"}
+    request.tool_choice = {"type": "function", "function": {"name": "weather_forecast"}}
+    assert adapter_v2.chat(request).choices[0].message.tool_calls
+    assert sent(emulator, V2_PATH)["json"]["tool_config"] == {
+        "mode": "forced",
+        "function_name": "weather_forecast",
+    }
+    request.tool_choice = "none"
+    assert adapter_v2.chat(request).choices[0].message.tool_calls == []
+    assert "tools" not in sent(emulator, V2_PATH)["json"]
+    request.tool_choice = "required"
+    request.parallel_tool_calls = False
+    request.messages = [user("weather in Omsk and in Sochi")]
+    assert len(adapter_v2.chat(request).choices[0].message.tool_calls) == 1
+
+
+def test_v2_streams_text_and_parallel_calls(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    stream = adapter_v2.stream(ChatRequest(model="GigaChat-3-Ultra", messages=[user("one two")]))
+    chunks = list(stream)
+    stream.close()
+    assert stream.model_version == "2.0.28.2"
+    assert chunks[0].role == "assistant"
+    assert "".join(c.content or "" for c in chunks) == "Ответ: Echo: one two"
+    assert chunks[-1].finish_reason == FinishReason.STOP and chunks[-1].usage is not None
+    assert sent(emulator, V2_PATH)["json"]["stream"] is True
+
+    calls = list(
+        adapter_v2.stream(
+            ChatRequest(
+                model="GigaChat-3-Ultra",
+                messages=[user("weather in Omsk and in Sochi")],
+                tools=[WEATHER_TOOL],
+            )
+        )
+    )
+    deltas = [d for c in calls for d in c.tool_calls]
+    assert [(d.index, d.name) for d in deltas] == [(0, "weather_forecast"), (1, "weather_forecast")]
+    assert calls[-1].finish_reason == FinishReason.TOOL_CALLS
+
+
+def test_v2_stream_without_the_done_event_is_cut(
+    emulator: RunningEmulator, adapter_v2: GigaChatProvider
+) -> None:
+    emulator.control.set_config(fault="cut")
+    with pytest.raises(ProviderError) as caught:
+        list(adapter_v2.stream(ChatRequest(model="GigaChat-3-Ultra", messages=[user("a b c")])))
+    assert caught.value.retryable is True
+
+
+def test_v2_native_json_schema(emulator: RunningEmulator, adapter_v2: GigaChatProvider) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    result = adapter_v2.chat(
+        ChatRequest(
+            model="GigaChat-3-Ultra",
+            messages=[user("where in Kazan")],
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        )
+    )
+    assert sent(emulator, V2_PATH)["json"]["model_options"]["response_format"] == {
+        "type": "json_schema",
+        "schema": schema,
+        "strict": True,
+    }
+    assert orjson.loads(result.choices[0].message.content or "") == {"city": "Kazan"}

@@ -237,7 +237,7 @@ def test_api_rejects_unknown_and_expired_tokens(emulator: RunningEmulator) -> No
     emulator.control.set_config(token_ttl_s=0.2)
     token = oauth(emulator).json()["access_token"]
     assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
-    time.sleep(0.3)
+    time.sleep(0.3)  # the token's 0.2 s TTL running out is what is under test
     expired = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert expired.json() == {"status": 401, "message": "Token has expired"}
 
@@ -261,3 +261,79 @@ def test_concurrency_cap_answers_429(emulator: RunningEmulator) -> None:
         statuses = sorted(pool.map(chat, range(2)))
     assert statuses == [200, 429]
     assert emulator.control.stats()["in_flight"] == 0
+
+
+# ---- the SDK's v2 resource methods (client.chat.create / .stream) -------------------
+
+V2_TOOLS = [
+    {
+        "functions": {
+            "specifications": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather for a city.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                }
+            ]
+        }
+    }
+]
+
+
+def test_sdk_v2_create_and_usage(emulator: RunningEmulator) -> None:
+    with sdk(emulator, model="GigaChat-3-Ultra") as client:
+        answer = client.chat.create({"messages": [{"role": "user", "content": "Count to 3"}]})
+    assert answer.model == "GigaChat-3-Ultra:2.0.28.2"
+    assert answer.finish_reason == "stop"
+    assert answer.messages[0].role == "assistant"
+    assert answer.messages[0].content is not None
+    assert answer.messages[0].content[0].text == "Ответ: Echo: Count to 3"
+    assert answer.usage is not None and answer.usage.input_tokens_details is not None
+    assert answer.usage.input_tokens_details.cached_tokens == 0
+    assert (answer.usage.input_tokens, answer.usage.output_tokens) == (4, 5)
+    assert answer.usage.total_tokens == 9
+    sent = emulator.control.stats()["last_request"]
+    assert sent["path"] == "/api/v2/chat/completions"
+    assert sent["json"]["messages"] == [{"role": "user", "content": [{"text": "Count to 3"}]}]
+
+
+def test_sdk_v2_stream_has_named_events_and_no_done(emulator: RunningEmulator) -> None:
+    with sdk(emulator, model="GigaChat-3-Ultra") as client:
+        chunks = list(client.chat.stream({"messages": [{"role": "user", "content": "a b c d"}]}))
+    assert {c.event for c in chunks[:-1]} == {"response.message.delta"}
+    assert chunks[-1].event == "response.message.done"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].usage is not None
+    text = "".join(
+        part.text or "" for c in chunks for m in c.messages or [] for part in m.content or []
+    )
+    assert text == "Ответ: Echo: a b c d"
+
+
+def test_sdk_v2_function_round_trip_echoes_the_state_id(emulator: RunningEmulator) -> None:
+    question = {"role": "user", "content": "weather in Omsk and in Sochi"}
+    with sdk(emulator, model="GigaChat-3-Ultra") as client:
+        first = client.chat.create({"messages": [question], "tools": V2_TOOLS})
+        turn = first.messages[0]
+        assert first.finish_reason == "function_call"
+        assert turn.tools_state_id  # answers spell it tool_state_id; the SDK reads both
+        calls = [part.function_call for part in turn.content or [] if part.function_call]
+        assert [c.arguments for c in calls] == [{"city": "Omsk"}, {"city": "Sochi"}]
+        results = {
+            "role": "tool",
+            "tools_state_id": turn.tools_state_id,
+            "content": [
+                {"function_result": {"name": "get_weather", "result": {"t": n}}} for n in (1, 2)
+            ],
+        }
+        history = [question, turn.model_dump(exclude_none=True, by_alias=True), results]
+        second = client.chat.create({"messages": history, "tools": V2_TOOLS})
+        assert second.messages[0].content is not None
+        assert second.messages[0].content[0].text == 'Ответ: Function result: {"t":1} {"t":2}'
+        # Without the state id the emulator refuses, as GigaChat does.
+        del results["tools_state_id"]
+        with pytest.raises(gigachat.exceptions.UnprocessableEntityError):
+            client.chat.create({"messages": history, "tools": V2_TOOLS})

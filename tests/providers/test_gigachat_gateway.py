@@ -56,11 +56,23 @@ providers:
       scope: GIGACHAT_API_PERS
       auth_url: {base_url}/api/v2/oauth
       read_timeout: 2
+  - name: giga-v2
+    kind: gigachat
+    base_url: {base_url}/api/v1
+    api_key_env: TEST_GIGACHAT_CREDENTIALS
+    options:
+      scope: GIGACHAT_API_PERS
+      auth_url: {base_url}/api/v2/oauth
+      contract: v2
+      read_timeout: 2
 models:
   - id: gigachat/max
     provider: giga
     upstream: GigaChat-2-Max
     pricing: {{prompt: 1.95, completion: 1.95}}
+  - id: gigachat/ultra
+    provider: giga-v2
+    upstream: GigaChat-3-Ultra
   - id: gigachat/embeddings
     type: embedding
     provider: giga
@@ -119,7 +131,7 @@ def ask(gateway: LiveGateway, text: str = "Привет", **kwargs: Any) -> Any:
 
 def last_chat_request(emulator: RunningEmulator) -> dict[str, Any]:
     for entry in reversed(emulator.control.stats()["recent_requests"]):
-        if entry["path"] == "/api/v1/chat/completions":
+        if entry["path"] in ("/api/v1/chat/completions", "/api/v2/chat/completions"):
             return entry  # type: ignore[no-any-return]
     raise AssertionError("no chat request reached the emulator")
 
@@ -135,7 +147,7 @@ def test_plain_chat(giga: LiveGateway, emulator: RunningEmulator) -> None:
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (3, 4)
-    assert raw.headers["x-xrouter-model-version"] == "GigaChat-2-Max:2.0.28.2"
+    assert raw.headers["x-xrouter-model-version"] == "2.0.28.2"
     sent = last_chat_request(emulator)
     assert sent["json"]["model"] == "GigaChat-2-Max"
     assert sent["headers"]["x-request-id"] == raw.headers["x-request-id"]
@@ -149,7 +161,7 @@ def test_streaming(giga: LiveGateway) -> None:
         stream=True,
         stream_options={"include_usage": True},
     ) as response:
-        assert response.headers["x-xrouter-model-version"] == "GigaChat-2-Max:2.0.28.2"
+        assert response.headers["x-xrouter-model-version"] == "2.0.28.2"
         chunks = list(response.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Ответ: Echo: Сколько будет 2+2?"
@@ -378,3 +390,153 @@ def test_two_workers_share_one_token(
     assert len(workers) == 2
     assert served == set(workers), "both workers called the emulator"
     assert stats["token_requests"] == 1
+
+
+def test_v2_model_makes_two_parallel_calls_and_answers_after_both(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    """OpenAI tool calling end to end on the v2 contract, the state id carried in the ids."""
+    client = giga.client()
+    question = {"role": "user", "content": "What is the weather in Omsk and in Sochi?"}
+    first = client.chat.completions.create(
+        model="gigachat/ultra", messages=[question], tools=WEATHER_TOOLS
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert len(calls) == 2 and len({c.id for c in calls}) == 2
+    results = [
+        {"role": "tool", "tool_call_id": call.id, "content": f'{{"t": {n}}}'}
+        for n, call in enumerate(calls)
+    ]
+    second = client.chat.completions.create(
+        model="gigachat/ultra",
+        messages=[question, choice.message.model_dump(exclude_none=True), *results],
+        tools=WEATHER_TOOLS,
+    )
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == 'Ответ: Function result: {"t":0} {"t":1}'
+    assert last_chat_request(emulator)["path"] == "/api/v2/chat/completions"
+
+
+def test_v2_tool_choice_required(giga: LiveGateway, emulator: RunningEmulator) -> None:
+    answer = giga.client().chat.completions.create(
+        model="gigachat/ultra",
+        messages=[{"role": "user", "content": "hello"}],
+        tools=WEATHER_TOOLS,
+        tool_choice="required",
+    )
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert last_chat_request(emulator)["json"]["tool_config"] == {"mode": "any"}
+
+
+# ---- per-request GigaChat options, X-Session-ID and cached-token billing ---------
+
+
+def test_gigachat_options_are_validated_and_passed_through(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model="gigachat/max",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={
+            "repetition_penalty": 1.2,
+            "update_interval": 0.5,
+            "profanity_check": False,
+            "flags": ["no_cache"],
+            "reasoning_effort": "high",
+        },
+    )
+    assert "x-xrouter-ignored-params" not in raw.headers
+    sent = last_chat_request(emulator)["json"]
+    assert {k: sent[k] for k in ("repetition_penalty", "update_interval", "flags")} == {
+        "repetition_penalty": 1.2,
+        "update_interval": 0.5,
+        "flags": ["no_cache"],
+    }
+    assert (sent["profanity_check"], sent["reasoning_effort"]) == (False, "high")
+
+    # Yandex's own option means nothing to GigaChat: served, and said so.
+    noted = client.chat.completions.with_raw_response.create(
+        model="gigachat/max",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"reasoningOptions": {"mode": "DISABLED"}},
+    )
+    assert noted.headers["x-xrouter-ignored-params"] == "reasoningOptions"
+
+    for body, param in (
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"flags": "no_cache"}, "flags"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"profanity_check": "yes"}, "profanity_check"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="gigachat/max", messages=[{"role": "user", "content": "hi"}], extra_body=body
+            )
+        assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+def test_session_id_caches_the_prompt_and_cached_tokens_are_not_billed(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    messages: Any = [{"role": "user", "content": "a long stable system prefix and a question"}]
+    costs = []
+    usages = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gigachat/max", messages=messages, extra_headers={"X-Session-ID": "conv-7"}
+        )
+        assert last_chat_request(emulator)["headers"]["x-session-id"] == "conv-7"
+        usages.append(raw.parse().usage)
+        costs.append(generation_cost(giga, raw.headers["x-request-id"]))
+    first, second = usages
+    assert first.prompt_tokens_details.cached_tokens == 0
+    # The whole prompt is cached the second time: OpenAI's invariants hold...
+    assert second.prompt_tokens == first.prompt_tokens
+    assert second.prompt_tokens_details.cached_tokens == second.prompt_tokens
+    assert second.total_tokens == second.prompt_tokens + second.completion_tokens
+    # ...and only what Sber bills is charged (RUB 1.95 per 1K, completion only).
+    assert costs[1] == pytest.approx(1.95 * second.completion_tokens / 1000)
+    assert costs[0] == pytest.approx(1.95 * (first.prompt_tokens + first.completion_tokens) / 1000)
+
+
+def test_session_id_from_user_and_bad_session_ids(
+    giga: LiveGateway, emulator: RunningEmulator
+) -> None:
+    client = giga.client()
+    messages: Any = [{"role": "user", "content": "first question"}]
+    client.chat.completions.create(model="gigachat/max", messages=messages, user="alice")
+    derived = last_chat_request(emulator)["headers"]["x-session-id"]
+    assert derived.startswith("alice:")
+    # The next turn of the same conversation keeps the id.
+    client.chat.completions.create(
+        model="gigachat/max",
+        messages=[
+            *messages,
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "y"},
+        ],
+        user="alice",
+    )
+    assert last_chat_request(emulator)["headers"]["x-session-id"] == derived
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gigachat/max", messages=messages, extra_headers={"X-Session-ID": "no spaces"}
+        )
+    assert caught.value.body["param"] == "X-Session-ID"  # type: ignore[index]
+
+
+def generation_cost(gateway: LiveGateway, request_id: str) -> float:
+    """The billed cost of one request, from its usage record."""
+    from routing.models import UsageRecord
+    from routing.usage import records
+
+    sink = records.stream_sink()
+    if sink is not None:
+        while sink.consume_once(block_ms=10):
+            pass
+    records.flush_all()
+    return float(UsageRecord.objects.get(request_id=request_id).cost_rub)

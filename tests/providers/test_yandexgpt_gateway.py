@@ -8,6 +8,7 @@ the routing of versioned ids and the error mapping over real HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,6 +17,9 @@ import requests
 
 from keys.services import CreatedKey
 from providers.emulators.testing import RunningEmulator, start_emulator
+from providers.emulators.yandexgpt import CONTENT_FILTER_TEXT
+from routing.models import UsageRecord
+from routing.usage import records as usage_records
 
 FOLDER = "b1gemulatorfolder"
 VERSIONS = {"latest": "09.02.2025", "rc": "21.07.2025", "deprecated": "18.01.2024"}
@@ -42,12 +46,21 @@ providers:
     base_url: {base_url}
     api_key_env: YANDEXGPT_API_KEY
     options: {{folder_id: {FOLDER}, read_timeout: 2}}
+  - name: yandex-openai
+    kind: yandexgpt
+    base_url: {base_url}/v1
+    api_key_env: YANDEXGPT_API_KEY
+    options: {{folder_id: {FOLDER}, surface: openai, read_timeout: 2}}
   - name: yandex-wrong-folder
     kind: yandexgpt
     base_url: {base_url}
     api_key_env: YANDEXGPT_API_KEY
     options: {{folder_id: b1gsomeoneelse}}
 models:
+  - id: yandex/aliceai-llm
+    name: Alice AI LLM
+    provider: yandex-openai
+    upstream: aliceai-llm/latest
   - id: yandex/yandexgpt
     name: YandexGPT Pro
     provider: yandex
@@ -397,3 +410,145 @@ def test_stream_cut_mid_way_ends_with_an_error_event(
         for chunk in stream:
             received.extend(c.delta.content or "" for c in chunk.choices)
     assert received and "".join(received) != "Ответ 🤖: Echo: " + TEXT
+
+
+def test_native_stream_ending_in_a_late_content_filter_ends_normally(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    """Yandex's output filter replaces an answer already half streamed: no stream error."""
+    client = sdk(gateway, api_key)
+    messages: Any = [{"role": "user", "content": "please censor this answer"}]
+    with client.chat.completions.with_streaming_response.create(
+        model="yandex/yandexgpt",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        stream_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    choices = [c.choices[0] for c in chunks if c.choices]
+    text = "".join(choice.delta.content or "" for choice in choices)
+    finishing = [choice for choice in choices if choice.finish_reason]
+    assert [choice.finish_reason for choice in finishing] == ["content_filter"]
+    # The start of the echo went out before the filter fired; the refusal
+    # that replaced it comes as OpenAI's delta.refusal.
+    assert text and "Ответ 🤖: Echo: please censor this answer".startswith(text)
+    assert finishing[0].delta.refusal == CONTENT_FILTER_TEXT
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="yandex/yandexgpt", messages=messages
+    )
+    plain = raw.parse()
+    assert plain.choices[0].finish_reason == "content_filter"
+    assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
+    # Both usage records say the answer was content-filtered.
+    ids = {stream_id, raw.headers["x-request-id"]}
+    sink = usage_records.stream_sink()
+    if sink is not None:
+        while sink.consume_once(block_ms=10):
+            pass
+    usage_records.flush_all()
+    found = dict(
+        UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "finish_reason")
+    )
+    assert found == dict.fromkeys(ids, "content_filter")
+
+
+def test_alice_ai_through_the_openai_surface_with_two_calls_of_one_function(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    """The surface names both calls after the function; the client sees unique ids."""
+    client = sdk(gateway, api_key)
+    plain = client.chat.completions.with_raw_response.create(
+        model="yandex/aliceai-llm", messages=[{"role": "user", "content": "Привет"}]
+    )
+    assert plain.parse().choices[0].message.content == "Ответ: Echo: Привет"
+    sent = emulator.control.stats()["last_request"]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["json"]["model"] == f"gpt://{FOLDER}/aliceai-llm/latest"
+
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    question = {"role": "user", "content": "weather in Omsk and in Sochi"}
+    first = client.chat.completions.create(
+        model="yandex/aliceai-llm", messages=[question], tools=tools
+    )
+    calls = first.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["weather", "weather"]
+    assert len({c.id for c in calls}) == 2
+    second = client.chat.completions.create(
+        model="yandex/aliceai-llm",
+        messages=[
+            question,
+            first.choices[0].message.model_dump(exclude_none=True),
+            *[
+                {"role": "tool", "tool_call_id": c.id, "content": f"t={n}"}
+                for n, c in enumerate(calls)
+            ],
+        ],
+        tools=tools,
+    )
+    assert second.choices[0].finish_reason == "stop"
+    history = emulator.control.stats()["last_request"]["json"]["messages"]
+    # The surface gets its own ids back.
+    assert [c["id"] for c in history[1]["tool_calls"]] == ["weather", "weather"]
+    assert [m["tool_call_id"] for m in history[2:]] == ["weather", "weather"]
+
+    stream = client.chat.completions.create(
+        model="yandex/aliceai-llm", messages=[question], tools=tools, stream=True
+    )
+    ids = [
+        call.id
+        for chunk in stream
+        for choice in chunk.choices
+        for call in choice.delta.tool_calls or []
+        if call.id
+    ]
+    assert len(ids) == 2 and len(set(ids)) == 2
+
+
+def test_example_catalog_loads(load_catalog: Callable[[str], None]) -> None:
+    """catalog/yandexgpt.example.yaml is a valid catalog, surface models included."""
+    from routing.table import get_table
+
+    text = (Path(__file__).resolve().parents[2] / "catalog" / "yandexgpt.example.yaml").read_text()
+    load_catalog(text)
+    table = get_table()
+    assert table.models["yandex/aliceai-llm"].deployments[0].upstream == "aliceai-llm/latest"
+    assert table.providers["yandex-openai"].config.options["surface"] == "openai"
+
+
+def test_reasoning_options_reach_the_native_api_and_others_are_noted(
+    gateway: str, api_key: CreatedKey, emulator: RunningEmulator
+) -> None:
+    client = sdk(gateway, api_key)
+    raw = client.chat.completions.with_raw_response.create(
+        model="yandex/yandexgpt",
+        messages=[{"role": "user", "content": "think"}],
+        extra_body={"reasoningOptions": {"mode": "ENABLED_HIDDEN"}, "repetition_penalty": 1.1},
+    )
+    sent = emulator.control.stats()["last_request"]["json"]
+    assert sent["completionOptions"]["reasoningOptions"] == {"mode": "ENABLED_HIDDEN"}
+    assert raw.headers["x-xrouter-ignored-params"] == "repetition_penalty"
+    # The OpenAI surface has no reasoningOptions: noted, not sent.
+    surface = client.chat.completions.with_raw_response.create(
+        model="yandex/aliceai-llm",
+        messages=[{"role": "user", "content": "think"}],
+        extra_body={"reasoningOptions": {"mode": "DISABLED"}},
+    )
+    assert surface.headers["x-xrouter-ignored-params"] == "reasoningOptions"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="yandex/yandexgpt",
+            messages=[{"role": "user", "content": "think"}],
+            extra_body={"reasoningOptions": {"mode": "LOUD"}},
+        )
+    assert caught.value.body["param"] == "reasoningOptions.mode"  # type: ignore[index]

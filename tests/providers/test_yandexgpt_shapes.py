@@ -352,3 +352,53 @@ def test_openai_surface_serves_full_uri_models(emulator: RunningEmulator) -> Non
     )
     assert bare.status_code == 400
     assert "Failed to parse model URI" in bare.json()["error"]["message"]
+
+
+def test_late_content_filter_replaces_the_streamed_answer(emulator: RunningEmulator) -> None:
+    """A CONTENT_FILTER line whose text does not extend the stream ends it normally."""
+    from providers.base import ChatRequest, Message, ProviderConfig
+    from providers.emulators.yandexgpt import CONTENT_FILTER_TEXT
+    from providers.yandexgpt import YandexGPTProvider
+
+    body = completion_body("censor me")
+    body["completionOptions"]["stream"] = True
+    lines = post(emulator, "/foundationModels/v1/completion", body)
+    statuses = [
+        json.loads(line)["result"]["alternatives"][0]["status"]
+        for line in lines.text.splitlines()
+        if line
+    ]
+    assert statuses[0] == "ALTERNATIVE_STATUS_PARTIAL"
+    assert statuses[-1] == "ALTERNATIVE_STATUS_CONTENT_FILTER"
+
+    adapter = YandexGPTProvider(
+        ProviderConfig(
+            name="yandex",
+            kind="yandexgpt",
+            base_url=emulator.base_url,
+            credential="k",
+            options={"folder_id": FOLDER},
+        )
+    )
+    request = ChatRequest(model="yandexgpt", messages=[Message(role="user", content="censor me")])
+    plain = adapter.chat(request)
+    assert plain.choices[0].finish_reason == FinishReason.CONTENT_FILTER
+    assert plain.choices[0].message.content == CONTENT_FILTER_TEXT
+    request.stream = True
+    chunks = list(adapter.stream(request))
+    adapter.close()
+    streamed = "".join(c.content or "" for c in chunks)
+    assert streamed and "Ответ 🤖: Echo: censor me".startswith(streamed)
+    finishing = [c for c in chunks if c.finish_reason is not None]
+    assert [c.finish_reason for c in finishing] == [FinishReason.CONTENT_FILTER]
+    assert finishing[0].refusal == CONTENT_FILTER_TEXT
+    assert chunks[-1].usage is not None
+
+
+def test_surface_model_names_are_normalised() -> None:
+    from providers.yandexgpt.adapter import model_name, surface_call_id, unique_call_id
+
+    assert model_name(f"gpt://{FOLDER}/qwen3-235b-a22b-fp8/latest") == "qwen3-235b-a22b-fp8/latest"
+    assert model_name("qwen3-235b-a22b-fp8/latest") == "qwen3-235b-a22b-fp8/latest"
+    assert surface_call_id(unique_call_id(1, "get_weather")) == "get_weather"
+    assert surface_call_id("call_abc") == "call_abc"

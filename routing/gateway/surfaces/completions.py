@@ -115,11 +115,12 @@ class CompletionEncoder:
         return b""
 
     def chunk(self, chunk: ChatChunk) -> bytes:
-        if chunk.content is None and chunk.finish_reason is None:
+        text = (chunk.content or "") + (chunk.refusal or "")
+        if not text and chunk.finish_reason is None:
             return b""  # a role-only chunk has nothing to say here
         choice = {
             "index": chunk.index,
-            "text": chunk.content or "",
+            "text": text,
             "logprobs": None,
             "finish_reason": _finish(chunk.finish_reason),
         }
@@ -146,6 +147,7 @@ def completions(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.endpoint = "completions"
     principal = authenticate(request, ctx)
     data = completion_input(pipeline.read_json(request))
+    pipeline.note_session(request, data)
     if data.request.stream:
         stream, first = pipeline.start_stream(ctx, principal, data)
         return pipeline.stream_response(

@@ -441,10 +441,12 @@ class MessagesEncoder:
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         out = b""
-        if chunk.content:
+        # A refusal that replaced an answer already started goes on as text.
+        text = (chunk.content or "") + (chunk.refusal or "")
+        if text:
             if self.open != "text":
                 out += self._begin({"type": "text", "text": ""})
-            out += self._delta(self.index, {"type": "text_delta", "text": chunk.content})
+            out += self._delta(self.index, {"type": "text_delta", "text": text})
         for call in chunk.tool_calls:
             if call.index not in self.tool_blocks:
                 out += self._begin(
@@ -499,6 +501,7 @@ def messages(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
     ctx.render_error = error_response
     principal = _principal(request, ctx)
     data = messages_input(pipeline.read_json(request))
+    pipeline.note_session(request, data)
     if data.request.stream:
         stream, first = pipeline.start_stream(ctx, principal, data)
         return pipeline.stream_response(ctx, stream, first, MessagesEncoder(ctx))

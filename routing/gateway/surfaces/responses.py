@@ -581,17 +581,19 @@ class ResponsesEncoder:
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         out = b""
-        if chunk.content:
+        # A refusal that replaced an answer already started goes on as text.
+        text = (chunk.content or "") + (chunk.refusal or "")
+        if text:
             if self.open is None or self.open["type"] != "message":
                 out += self._begin(_text_item(self.reply.item_id("msg"), "", "in_progress"))
             assert self.open is not None
-            self.open["content"][0]["text"] += chunk.content
+            self.open["content"][0]["text"] += text
             out += self._emit(
                 "response.output_text.delta",
                 item_id=self.open["id"],
                 output_index=len(self.reply.output) - 1,
                 content_index=0,
-                delta=chunk.content,
+                delta=text,
                 logprobs=[],
             )
         for delta in chunk.tool_calls:
@@ -654,6 +656,7 @@ def create(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
         return store.response_conversation(team_id=principal.team_id, response_id=response_id)
 
     data = responses_input(body, history)
+    pipeline.note_session(request, data.chat)
     reply = Reply(ctx, data)
     if data.chat.request.stream:
         stream, first = pipeline.start_stream(ctx, principal, data.chat)

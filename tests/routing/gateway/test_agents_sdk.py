@@ -6,6 +6,8 @@ the GigaChat emulator through the gateway's translation.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -40,7 +42,12 @@ def test_agent_with_a_tool_on_gigachat(
         tools=[weather_forecast],
         model=OpenAIResponsesModel(model="gigachat/gigachat-2", openai_client=client),
     )
-    result = Runner.run_sync(agent, "What is the weather in Kazan?")
+    # Its own event loop in its own thread: the session's Playwright loop
+    # may already run in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(
+            asyncio.run, Runner.run(agent, "What is the weather in Kazan?")
+        ).result(timeout=60)
     assert calls == ["Kazan"]
     # GigaChat takes function results as JSON: the adapter wraps plain text.
     assert result.final_output == 'Ответ: Function result: {"result":"Sunny +20 in Kazan"}'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +14,7 @@ import requests
 from routing.models import UsageRecord
 from tests.conftest import openai_catalog
 from tests.gateway_process import running_gateway
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 BODY = orjson.dumps({"model": "local/mock", "messages": [{"role": "user", "content": "hi"}]})
@@ -35,15 +35,22 @@ def _send(url: str, key: str, count: int) -> list[requests.Response]:
         return [r for r in pool.map(one, range(count)) if r is not None]
 
 
-def _wait_for_records(ids: set[str], timeout: float) -> set[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = set(
+def _wait_for_records(ids: set[str], timeout: float) -> None:
+    """Wait until every request in ``ids`` has its usage record."""
+    found: set[str] = set()
+
+    def all_written() -> bool:
+        found.update(
             UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", flat=True)
         )
-        if found == ids or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+        return found == ids
+
+    wait_until(
+        all_written,
+        timeout=timeout,
+        interval=0.2,
+        what=lambda: f"every record ({len(ids - found)} of {len(ids)} answered requests lost)",
+    )
 
 
 def test_every_answered_request_has_exactly_one_record_after_sigkill(
@@ -62,7 +69,12 @@ def test_every_answered_request_has_exactly_one_record_after_sigkill(
             with ThreadPoolExecutor(1) as killer:
 
                 def kill_one() -> None:
-                    time.sleep(0.5)
+                    # Mid-traffic, however fast the machine is.
+                    wait_until(
+                        lambda: upstream.control.stats()["requests_total"] >= 100,
+                        timeout=30,
+                        what="100 requests upstream before the kill",
+                    )
                     os.kill(gateway.worker_pids()[0], signal.SIGKILL)
 
                 pending = killer.submit(kill_one)
@@ -70,8 +82,7 @@ def test_every_answered_request_has_exactly_one_record_after_sigkill(
                 pending.result()
             answered = {r.headers["X-Request-ID"] for r in responses if r.status_code == 200}
             assert len(answered) > 200
-            found = _wait_for_records(answered, timeout=20)
-        assert found == answered, f"{len(answered - found)} answered requests lost"
+            _wait_for_records(answered, timeout=20)
         # Never twice: one row per request id, and no rows for unknown ids.
         assert UsageRecord.objects.filter(request_id__in=answered).count() == len(answered)
     finally:
@@ -92,6 +103,9 @@ def test_zero_config_loses_at_most_the_last_flush_interval(
     env = {"REDIS_URL": "", "XROUTER_USAGE_FLUSH_SECONDS": "1"}
     with running_gateway(workers=1, env=env) as gateway:
         early = {r.headers["X-Request-ID"] for r in _send(gateway.url, key, 50)}
-        time.sleep(2.5)  # more than two flush intervals
+        # Written within two flush intervals (the bound), then the kill
+        # must not lose or repeat any of them.
+        _wait_for_records(early, timeout=2.5)
         os.kill(gateway.worker_pids()[0], signal.SIGKILL)
-        assert _wait_for_records(early, timeout=5) == early
+        _wait_for_records(early, timeout=5)
+        assert UsageRecord.objects.filter(request_id__in=early).count() == len(early)

@@ -13,6 +13,7 @@ import pytest
 from routing.limits.limiter import Limiter
 from routing.limits.local import LocalLimiter
 from routing.limits.types import Decision, Limit, format_duration
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_requests_window_is_exact_under_concurrency(limiter: Limiter) -> None:
 def test_window_slides(limiter: Limiter) -> None:
     limit = Limit("r", "key", _key("short"), 2, 1, 300)  # a 300 ms window
     assert [limiter.acquire([limit]).allowed for _ in range(3)] == [True, True, False]
-    time.sleep(0.35)
+    time.sleep(0.35)  # the window sliding past is what is under test
     assert limiter.acquire([limit]).allowed is True
 
 
@@ -106,7 +107,7 @@ def test_concurrency_leases_release_renew_and_expire(limiter: Limiter) -> None:
     limiter.settle(a)  # a finished
     c = limiter.acquire([lease])
     assert c.allowed
-    time.sleep(0.25)
+    time.sleep(0.25)  # lease expiry is under test: real time must pass
     limiter.settle(c, renew=True)  # c is a long stream: renewed, b is not
     time.sleep(0.25)  # b's lease (400 ms) expired, c's has 150 ms left
     assert limiter.acquire([lease]).allowed is True
@@ -211,8 +212,10 @@ def test_scripts_are_reloaded_after_redis_forgets_them(limiter: Limiter, setting
     assert first.allowed is True and limiter.fail_open_events == 0
     limiter._redis().script_flush()
     limiter.settle(first, tokens=100)  # batched in the background
-    deadline = time.monotonic() + 2
-    while int(limiter._redis().get(tokens.key + ":sum") or 0) != 100:
-        assert time.monotonic() < deadline, "the batched settle never landed"
-        time.sleep(0.02)
+    wait_until(
+        lambda: int(limiter._redis().get(tokens.key + ":sum") or 0) == 100,
+        timeout=2,
+        interval=0.02,
+        what="the batched settle to land",
+    )
     assert limiter.fail_open_events == 0

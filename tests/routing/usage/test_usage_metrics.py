@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from keys.services import CreatedKey
 from tests.conftest import openai_catalog
 from tests.gateway_process import free_port, running_gateway
+from tests.waiting import wait_until
 
 TOKEN = "metrics-token-for-tests-0123456789"  # noqa: S105 - a test value
 
@@ -137,14 +138,6 @@ def prom_query(base: str, query: str, at: float | None = None) -> float | None:
     return float(vector[0]["value"][1]) if vector else None
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
 @pytest.mark.slow
 def test_two_workers_counted_and_prometheus_scrapes_them(
     transactional_db: None,
@@ -176,12 +169,22 @@ def test_two_workers_counted_and_prometheus_scrapes_them(
             selector = 'xrouter_requests_total{job="xrouter",endpoint="chat",status="200"}'
             query = f"sum({selector})"
             try:
-                wait_for(lambda: prom_query(base.url, query) == first, 30, "the first scrape")
+                wait_until(
+                    lambda: prom_query(base.url, query) == first,
+                    timeout=30,
+                    interval=0.25,
+                    what="the first scrape",
+                )
                 start = time.time()
                 second = 30
                 with ThreadPoolExecutor(6) as pool:
                     list(pool.map(lambda _: chat(gateway.url, key), range(second)))
-                wait_for(lambda: prom_query(base.url, query) == first + second, 30, "a new scrape")
+                wait_until(
+                    lambda: prom_query(base.url, query) == first + second,
+                    timeout=30,
+                    interval=0.25,
+                    what="a new scrape",
+                )
                 start, end = round(start, 3), round(time.time(), 3)
                 # The average request rate over [start, end] as PromQL computes it.
                 rate = prom_query(
@@ -251,5 +254,5 @@ scrape_configs:
         except requests.RequestException:
             return False
 
-    wait_for(ready, 20, "Prometheus to start")
+    wait_until(ready, timeout=20, interval=0.25, what="Prometheus to start")
     return prometheus
