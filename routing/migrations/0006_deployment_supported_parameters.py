@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0004_usage_rollups'),
+        ('routing', '0005_usage_finish_reason'),
     ]
 
     operations = [

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0003_team_limits_and_budget'),
         ('keys', '0004_apikey_oauth_kind'),
-        ('routing', '0005_deployment_supported_parameters'),
+        ('routing', '0006_deployment_supported_parameters'),
     ]
 
     operations = [
