@@ -59,6 +59,11 @@ def on_starting(server: Any) -> None:
     or ssl before the workers' gevent monkey-patching.
     """
     _clean_metrics_dir()
+    # A drain flag left by the previous container of this pod (same /tmp
+    # volume) would keep the new one unready forever.
+    drain_file = os.environ.get("XROUTER_DRAIN_FILE")
+    if drain_file:
+        Path(drain_file).unlink(missing_ok=True)
     if os.environ.get("XROUTER_CATALOG"):
         subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "loadcatalog"], check=True)
 

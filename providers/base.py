@@ -155,6 +155,9 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     billed_prompt_tokens: int | None = None
+    # Part of completion_tokens the model spent reasoning (OpenAI's
+    # completion_tokens_details.reasoning_tokens).
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -166,6 +169,7 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 
 

@@ -62,10 +62,12 @@ def usage_from_openai(data: dict[str, Any] | None) -> Usage:
     if not data:
         return Usage()
     details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
     return Usage(
         prompt_tokens=int(data.get("prompt_tokens") or 0),
         completion_tokens=int(data.get("completion_tokens") or 0),
         cached_tokens=int(details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+
+from xrouter_site import database_url, redis_connections
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,7 +149,9 @@ WSGI_APPLICATION = "xrouter_site.wsgi.application"
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {
-        "default": dj_database_url.parse(
+        # A libpq host list (h1:5432,h2:5432/db?target_session_attrs=read-write)
+        # is accepted for HA PostgreSQL: xrouter_site.database_url.
+        "default": database_url.parse(
             DATABASE_URL,
             conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
             # A persistent connection that died in a failover is replaced
@@ -186,12 +189,16 @@ if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # A list: Django would split a string at the commas of a
+            # redis+sentinel:// host list. Connections come from
+            # xrouter_site.redis_connections (plain, TLS or Sentinel).
+            "LOCATION": [REDIS_URL],
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "xr"),
             "OPTIONS": {
                 "socket_connect_timeout": 0.5,
                 "socket_timeout": 0.5,
                 "health_check_interval": 30,
+                "pool_class": "xrouter_site.redis_connections.PoolFactory",
             },
         }
     }
@@ -207,16 +214,21 @@ XROUTER_SHARED_CACHE = bool(REDIS_URL)
 
 # --- Celery ---------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) so nothing needs a worker.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+# redis+sentinel:// URLs are turned into kombu's sentinel:// form plus
+# master_name (xrouter_site.redis_connections.celery_url).
+CELERY_BROKER_URL, _broker_options = redis_connections.celery_url(env_str("CELERY_BROKER_URL"))
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+_result_url, _result_options = redis_connections.celery_url(env_str("CELERY_RESULT_BACKEND"))
+CELERY_RESULT_BACKEND = _result_url or None
+if _result_options:
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _result_options
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Longer than any task runs, so a slow task is not redelivered and run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, **_broker_options}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Periodic tasks, name -> {"task": dotted name, "schedule": seconds}. Celery
 # beat runs them when a broker is set; otherwise `manage.py serve` runs the
@@ -436,6 +448,20 @@ XROUTER_LEASE_TTL_SECONDS = env_int("XROUTER_LEASE_TTL_SECONDS", 60)
 # crashes) that every worker consumes; without it, a bounded in-process
 # buffer flushed every XROUTER_USAGE_FLUSH_SECONDS.
 XROUTER_USAGE_REDIS_URL = env_str("XROUTER_USAGE_REDIS_URL", REDIS_URL)
+# Redis Cluster serves the limiter only: refuse, before anything runs, a
+# cluster URL that the cache, the usage stream or Celery would also use.
+_cluster_refusal = redis_connections.cluster_refusal(
+    XROUTER_REDIS_CLUSTER,
+    {
+        "REDIS_URL": REDIS_URL,
+        "XROUTER_USAGE_REDIS_URL": XROUTER_USAGE_REDIS_URL,
+        "CELERY_BROKER_URL": env_str("CELERY_BROKER_URL"),
+        "CELERY_RESULT_BACKEND": env_str("CELERY_RESULT_BACKEND"),
+    },
+    XROUTER_LIMITER_REDIS_URL,
+)
+if _cluster_refusal:
+    raise ImproperlyConfigured(_cluster_refusal)
 XROUTER_USAGE_STREAM_MAXLEN = env_int("XROUTER_USAGE_STREAM_MAXLEN", 1_000_000)
 XROUTER_USAGE_CONSUMER = env_bool("XROUTER_USAGE_CONSUMER", True)
 XROUTER_USAGE_CLAIM_IDLE_SECONDS = env_float("XROUTER_USAGE_CLAIM_IDLE_SECONDS", 30.0)
@@ -503,6 +529,11 @@ XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
 # Requests (streams included) one worker serves at once; more get 503 at
 # once. Below gunicorn's worker_connections so the worker can still answer.
 XROUTER_MAX_INFLIGHT_PER_WORKER = env_int("XROUTER_MAX_INFLIGHT_PER_WORKER", 3000)
+
+# While this file exists /readyz answers 503 "draining": a preStop hook
+# creates it so the pod leaves the load balancers before SIGTERM. gunicorn
+# removes a stale one at start (deploy/gunicorn.conf.py). Empty: off.
+XROUTER_DRAIN_FILE = env_str("XROUTER_DRAIN_FILE")
 
 # Add an X-Served-By header with the worker's pid to /v1/ responses.
 XROUTER_DEBUG_SERVED_BY = env_bool("XROUTER_DEBUG_SERVED_BY", False)

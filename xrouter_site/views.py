@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -21,7 +23,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and the cache are reachable."""
+    """Readiness: the database and the cache are reachable, and the process
+    is not draining (the preStop hook created XROUTER_DRAIN_FILE: answer 503
+    so load balancers stop sending before SIGTERM stops the listener)."""
+    if settings.XROUTER_DRAIN_FILE and os.path.exists(settings.XROUTER_DRAIN_FILE):
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:

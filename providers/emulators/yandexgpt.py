@@ -42,6 +42,9 @@ Deterministic replies (tests rely on them):
 * ``jsonSchema``: a JSON object filled from the schema; ``jsonObject``:
   ``{"answer": <echo text>}``.
 * ``maxTokens`` keeps the first N words, status ``TRUNCATED_FINAL``.
+* ``reasoningOptions.mode: ENABLED_HIDDEN`` reports one reasoning token per
+  word of the last message (``completionTokensDetails.reasoningTokens``),
+  counted in ``completionTokens``.
 * Tokens are whitespace-separated words: input = sum over messages of
   ``1 + words``; completion = words of the reply.
 
@@ -346,6 +349,15 @@ class YandexGPTEmulator(OpenAIEmulator):
             ):
                 raise make(400, f"messages[{index}]: role must be system, user or assistant")
         result = self._generate(body, messages, max_tokens)
+        reasoning = options.get("reasoningOptions") or {}
+        if isinstance(reasoning, dict) and reasoning.get("mode") == "ENABLED_HIDDEN":
+            # Hidden reasoning: one token per word of the last message,
+            # counted inside completionTokens.
+            thought = count_tokens(_native_text(messages[-1]))
+            usage = result["usage"]
+            usage["completionTokensDetails"] = {"reasoningTokens": str(thought)}
+            usage["completionTokens"] = str(int(usage["completionTokens"]) + thought)
+            usage["totalTokens"] = str(int(usage["totalTokens"]) + thought)
         result["modelVersion"] = self._version(match)
         return result, bool(options.get("stream"))
 

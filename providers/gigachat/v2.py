@@ -312,11 +312,15 @@ def usage_from_v2(data: Any) -> Usage:
     total_input = int(data.get("input_tokens") or 0)
     processed_raw = details.get("prompt_tokens")
     processed = int(processed_raw) if processed_raw is not None else max(0, total_input - cached)
+    output_details = data.get("output_tokens_details") or {}
     return Usage(
         prompt_tokens=max(total_input, processed + cached),
         completion_tokens=int(data.get("output_tokens") or 0),
         cached_tokens=cached,
         billed_prompt_tokens=processed,
+        # Not seen in recorded traffic (uncertain): read where OpenAI's
+        # Responses API puts it, if GigaChat ever sends it.
+        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
     )
 
 

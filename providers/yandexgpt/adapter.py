@@ -147,9 +147,11 @@ def usage_from_yandex(data: dict[str, Any] | None) -> Usage:
     """Convert Yandex's string-encoded usage into :class:`Usage`."""
     if not data:
         return Usage()
+    details = data.get("completionTokensDetails") or {}
     return Usage(
         prompt_tokens=_int(data.get("inputTextTokens")),
         completion_tokens=_int(data.get("completionTokens")),
+        reasoning_tokens=_int(details.get("reasoningTokens")) if isinstance(details, dict) else 0,
     )
 
 

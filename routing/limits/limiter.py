@@ -77,7 +77,7 @@ class Limiter:
 
     def _redis(self) -> Any:
         if self._client is None:
-            import redis
+            from xrouter_site import redis_connections
 
             url = settings.XROUTER_LIMITER_REDIS_URL
             timeout = settings.XROUTER_LIMITER_TIMEOUT
@@ -87,7 +87,8 @@ class Limiter:
 
                 client: Any = RedisCluster.from_url(url, **options)
             else:
-                client = redis.Redis.from_url(url, retry=None, **options)
+                # Plain, TLS or redis+sentinel:// (xrouter_site.redis_connections).
+                client = redis_connections.client(url, retry=None, **options)
             self._acquire_script = client.register_script(_ACQUIRE)
             self._settle_script = client.register_script(_SETTLE)
             self._client = client

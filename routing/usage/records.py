@@ -282,10 +282,11 @@ class StreamSink:
     """Usage via a Redis stream and a consumer group (see module docstring)."""
 
     def __init__(self, url: str) -> None:
-        import redis
+        from xrouter_site import redis_connections
 
         timeout = settings.XROUTER_LIMITER_TIMEOUT
-        self.client = redis.Redis.from_url(
+        # Plain, TLS or redis+sentinel:// (xrouter_site.redis_connections).
+        self.client = redis_connections.client(
             url,
             socket_timeout=max(timeout, 0.2),
             socket_connect_timeout=max(timeout, 0.2),
@@ -401,9 +402,9 @@ class StreamSink:
 
     @staticmethod
     def _consumer_client() -> Any:
-        import redis
+        from xrouter_site import redis_connections
 
-        return redis.Redis.from_url(
+        return redis_connections.client(
             settings.XROUTER_USAGE_REDIS_URL, socket_timeout=5, socket_connect_timeout=1
         )
 

@@ -538,6 +538,10 @@ def test_reasoning_options_reach_the_native_api_and_others_are_noted(
     sent = emulator.control.stats()["last_request"]["json"]
     assert sent["completionOptions"]["reasoningOptions"] == {"mode": "ENABLED_HIDDEN"}
     assert raw.headers["x-xrouter-ignored-params"] == "repetition_penalty"
+    usage = raw.parse().usage
+    # Reasoning tokens come out where OpenAI puts them, inside completion_tokens.
+    assert usage.completion_tokens_details.reasoning_tokens == 1
+    assert usage.completion_tokens > usage.completion_tokens_details.reasoning_tokens
     # The OpenAI surface has no reasoningOptions: noted, not sent.
     surface = client.chat.completions.with_raw_response.create(
         model="yandex/aliceai-llm",

@@ -37,3 +37,16 @@ def test_readiness_fails_when_the_cache_is_down(client: Client, settings: Any) -
         caches._settings = None  # type: ignore[attr-defined]
     assert response.status_code == 503
     assert response.json()["checks"]["cache"].startswith("error")
+
+
+@pytest.mark.django_db
+def test_readiness_answers_503_while_draining(client: Client, settings: Any, tmp_path: Any) -> None:
+    flag = tmp_path / "draining"
+    settings.XROUTER_DRAIN_FILE = str(flag)
+    assert client.get("/readyz").status_code == 200
+    flag.touch()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "draining"
+    # Liveness is unaffected: the process still finishes its streams.
+    assert client.get("/healthz").status_code == 200
