@@ -15,4 +15,7 @@ class AccountsConfig(AppConfig):
         command or a Celery worker that revokes a token, deletes a user's
         membership or changes a team also evicts the cached principals.
         """
+        # Revoke what a member's role no longer allows on every membership
+        # change, whatever made it (accounts.credentials).
+        from accounts import credentials  # noqa: F401
         from accounts.oauth import tokens as oauth_tokens  # noqa: F401

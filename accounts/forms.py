@@ -25,10 +25,10 @@ class SignupForm(UserCreationForm):
         fields = ("username", "email")
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this e-mail already exists."))
-        return email
+        # No "already registered" error: it told anyone which addresses
+        # have accounts (issue 15). A second account with an address gives
+        # its creator nothing: reset links go to the address, not to them.
+        return str(self.cleaned_data["email"]).strip().lower()
 
 
 class TeamForm(forms.Form):

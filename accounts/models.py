@@ -153,3 +153,26 @@ class Invitation(models.Model):
             and self.revoked_at is None
             and self.expires_at > timezone.now()
         )
+
+
+class KeyExchangeCode(models.Model):
+    """A one-time code of the ``/auth`` key exchange (accounts.oauth.exchange).
+
+    Kept in the database, not the cache: without Redis each worker has its
+    own memory cache, and a code issued by one worker was unknown to the
+    worker that got the redemption. Only the code's SHA-256 is stored.
+    """
+
+    code_hash = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    challenge = models.CharField(max_length=64)
+    origin = models.CharField(max_length=300)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("key exchange code")
+        verbose_name_plural = _("key exchange codes")
+
+    def __str__(self) -> str:
+        return f"exchange code for {self.origin} (expires {self.expires_at:%Y-%m-%d %H:%M:%S})"

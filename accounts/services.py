@@ -7,12 +7,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from accounts import roles
 from accounts.models import Invitation, Membership, Team, User
 
 
@@ -38,8 +40,6 @@ def team_add_member(*, team: Team, user: User, role: str = Membership.Role.MEMBE
 # --- Sign-up, teams, invitations and membership changes --------------------
 # Each raises django.core.exceptions.ValidationError with a message meant
 # for the person who asked; views show it as is.
-
-INVITATION_TTL = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -145,12 +145,21 @@ def _invitation_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _invitation_action(role: str) -> roles.Action:
+    return roles.Action.INVITE_OWNER if role == Membership.Role.OWNER else roles.Action.INVITE
+
+
 def team_invitation_create(
     *, team: Team, created_by: User, role: str = Membership.Role.MEMBER, email: str = ""
 ) -> CreatedInvitation:
-    """Create a single-use invitation link valid for :data:`INVITATION_TTL`."""
+    """Create a single-use invitation link valid for ``XROUTER_INVITATION_TTL_HOURS``.
+
+    ``created_by``'s role must allow inviting with ``role`` (accounts.roles),
+    else :class:`accounts.roles.RoleDenied`.
+    """
     if role not in Membership.Role.values:
         raise ValidationError(_("Unknown role."))
+    roles.credential_authorize(user=created_by, team=team, action=_invitation_action(role))
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
         team=team,
@@ -158,9 +167,30 @@ def team_invitation_create(
         email=email,
         token_hash=_invitation_digest(token),
         created_by=created_by,
-        expires_at=timezone.now() + INVITATION_TTL,
+        expires_at=timezone.now() + timedelta(hours=settings.XROUTER_INVITATION_TTL_HOURS),
     )
     return CreatedInvitation(invitation=invitation, token=token)
+
+
+def _issuer_may_still(invitation: Invitation) -> bool:
+    """Return True if the invitation's creator may still issue it.
+
+    accounts.credentials revokes an invitation when its creator is removed
+    or demoted; this covers the rest (a deleted or deactivated creator, a
+    change made before that existed) when the link is used.
+    """
+    if invitation.created_by_id is None:
+        return False
+    role = (
+        Membership.objects.filter(
+            team_id=invitation.team_id,
+            user_id=invitation.created_by_id,
+            user__is_active=True,
+        )
+        .values_list("role", flat=True)
+        .first()
+    )
+    return roles.allows(role, _invitation_action(invitation.role))
 
 
 def team_invitation_get(*, token: str) -> Invitation | None:
@@ -170,7 +200,7 @@ def team_invitation_get(*, token: str) -> Invitation | None:
         .filter(token_hash=_invitation_digest(token))
         .first()
     )
-    if invitation is None or not invitation.is_pending():
+    if invitation is None or not invitation.is_pending() or not _issuer_may_still(invitation):
         return None
     return invitation
 
@@ -188,7 +218,7 @@ def team_invitation_accept(*, token: str, user: User) -> Membership:
         .first()
     )
     # One message for unknown, used, revoked and expired links: no oracle.
-    if invitation is None or not invitation.is_pending():
+    if invitation is None or not invitation.is_pending() or not _issuer_may_still(invitation):
         raise ValidationError(_("This invitation link is invalid, used or expired."))
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.core import is_ratelimited
 
-from accounts import services
+from accounts import lockout, services
 from accounts.decorators import TeamRequest, team_required
 from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Membership
@@ -34,15 +34,9 @@ from accounts.selectors import (
     team_member_list,
 )
 
-# Brute-force limits: per source address and per attacked username.
-LOGIN_RATE_PER_IP = "20/m"
-LOGIN_RATE_PER_USERNAME = "5/m"
+# Abuse limits per source address (logins: accounts/lockout.py).
 SIGNUP_RATE_PER_IP = "10/h"
 RESET_MAIL_RATE_PER_IP = "10/h"
-
-
-def _username_key(group: str, request: HttpRequest) -> str:
-    return request.POST.get("username", "").strip().lower()[:150]
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -55,29 +49,16 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, throttled per address and per username."""
+    """Django's login under the shared lockout policy (accounts/lockout.py)."""
 
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Both counters advance on every attempt so neither a spray over
-        # many usernames nor a guess series on one account gets far.
-        by_ip = is_ratelimited(
-            request, group="login-ip", key="ip", rate=LOGIN_RATE_PER_IP, increment=True
-        )
-        by_user = is_ratelimited(
-            request,
-            group="login-user",
-            key=_username_key,
-            rate=LOGIN_RATE_PER_USERNAME,
-            increment=True,
-        )
-        if by_ip or by_user:
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, _("Too many login attempts. Wait a minute and try again."))
-            return self.render_to_response(self.get_context_data(form=form), status=429)
+        # The shared policy (accounts/lockout.py): a per-address cap here,
+        # the (username, address) lockout in django-axes' backend.
+        if lockout.login_flooded(request):
+            return lockout.flood_response(request)
         return super().post(request, *args, **kwargs)
 
 

@@ -10,6 +10,7 @@ a proxy without Django.
 
 from __future__ import annotations
 
+import os
 import runpy
 from pathlib import Path
 from typing import Any
@@ -32,3 +33,5 @@ _SERVER_SETTINGS = (
 )
 globals().update({name: _REPO_CONFIG[name] for name in _SERVER_SETTINGS if name in _REPO_CONFIG})
 proc_name = "xrouter-bare"
+# Same worker as the gateway; its clients are all 127.0.0.1, so no per-address cap.
+os.environ.setdefault("XROUTER_MAX_CONNECTIONS_PER_IP", "0")

@@ -141,6 +141,10 @@ def gateway_env(workdir: Path, catalog: Path, database_url: str, redis_url: str)
         "REDIS_URL": redis_url,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "false",
+        # The bench upstreams (nginx, emulators) listen on loopback.
+        "XROUTER_OUTBOUND_ALLOW_LOOPBACK": "true",
+        # Every bench client is 127.0.0.1: no per-address connection cap.
+        "XROUTER_MAX_CONNECTIONS_PER_IP": "0",
         "SECURE_SSL_REDIRECT": "false",
         "XROUTER_CATALOG": str(catalog),
         "XROUTER_VAR_DIR": str(workdir / "var"),

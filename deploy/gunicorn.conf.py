@@ -20,7 +20,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 bind = os.environ.get("XROUTER_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gevent"
+# gunicorn's gevent worker plus a header-read deadline and a per-address
+# connection cap against slowloris (deploy/gunicorn_worker.py).
+worker_class = "deploy.gunicorn_worker.XRouterGeventWorker"
 # Concurrent connections per worker (streams included).
 worker_connections = int(os.environ.get("XROUTER_WORKER_CONNECTIONS", "4000"))
 backlog = 2048
@@ -29,15 +31,18 @@ backlog = 2048
 timeout = int(os.environ.get("XROUTER_WORKER_TIMEOUT", "60"))
 # On SIGTERM a worker stops accepting and lets streams finish this long.
 graceful_timeout = int(os.environ.get("XROUTER_GRACEFUL_TIMEOUT", "120"))
-keepalive = 75
+# Idle keep-alive wait; the worker also caps it, with the header read, at
+# XROUTER_HEADER_TIMEOUT. A proxy in front must close idle upstream
+# connections sooner (deploy/nginx/xrouter.conf).
+keepalive = int(os.environ.get("XROUTER_KEEPALIVE_SECONDS", "75"))
 # The gateway writes its own JSON access line; gunicorn's would duplicate it
 # and could include query strings.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 proc_name = "xrouter"
-# Header size limits stay at gunicorn's defaults; bodies are capped by the
-# gateway (XROUTER_MAX_BODY_BYTES -> 413).
+# Header size limits stay at gunicorn's defaults (8 KiB line, 100 fields);
+# bodies are capped by the gateway (XROUTER_MAX_BODY_BYTES -> 413).
 raw_env = [
     f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'xrouter_site.settings')}"
 ]

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts import roles
 from accounts.models import Membership, Team, User
 from accounts.oauth.api_auth import (
     KEYS_READ,
@@ -85,9 +86,12 @@ def caller_of(request: Request) -> Caller:
     )
 
 
-def _require_manager(caller: Caller) -> None:
+def _require_manager(caller: Caller, action: roles.Action = roles.Action.KEY_CHANGE) -> None:
+    # A management key acts for the team (no role); people go by the matrix.
+    if caller.user is not None and not roles.allows(caller.role, action):
+        raise exceptions.PermissionDenied(str(roles.RoleDenied(action)))
     if not caller.can_manage:
-        raise exceptions.PermissionDenied("Only team owners and admins can change keys.")
+        raise exceptions.PermissionDenied(str(roles.RoleDenied(action)))
 
 
 def _drf_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -133,9 +137,26 @@ class ManagementApiView(APIView):
 
     def _get_key(self, caller: Caller, public_id: Any) -> ApiKey:
         api_key = selectors.api_key_get(team=caller.team, public_id=public_id)
-        if api_key is None:
+        # A deleted (revoked) key is gone from its URL, as after any DELETE;
+        # GET /keys?status=revoked still lists it for the record.
+        if api_key is None or api_key.is_revoked:
             raise exceptions.NotFound("No such key.")
         return api_key
+
+
+def _refuse_self_lockout(request: Request, api_key: ApiKey) -> None:
+    """A management key may not revoke or disable itself: the caller would lock itself out."""
+    principal = request.auth
+    if isinstance(principal, KeyPrincipal) and principal.key_id == api_key.pk:
+        raise Conflict()
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = (
+        "A management key cannot revoke or disable itself; use another key or the dashboard."
+    )
+    default_code = "conflict"
 
 
 class KeyListCreateApi(ManagementApiView):
@@ -172,7 +193,7 @@ class KeyListCreateApi(ManagementApiView):
     )
     def post(self, request: Request) -> Response:
         caller = caller_of(request)
-        _require_manager(caller)
+        _require_manager(caller, roles.Action.KEY_CREATE)
         serializer = KeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -183,6 +204,8 @@ class KeyListCreateApi(ManagementApiView):
             )
         except DjangoValidationError as exc:
             raise _drf_validation_error(exc) from None
+        except roles.RoleDenied as exc:  # the role changed since _require_manager
+            raise exceptions.PermissionDenied(str(exc)) from None
         return Response(
             {"data": KeySerializer(created.api_key).data, "key": created.plaintext},
             status=status.HTTP_201_CREATED,
@@ -207,6 +230,8 @@ class KeyDetailApi(ManagementApiView):
         _require_manager(caller)
         serializer = KeyUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if serializer.validated_data.get("disabled"):
+            _refuse_self_lockout(request, api_key)
         try:
             services.api_key_update(api_key=api_key, **_model_changes(serializer.validated_data))
         except DjangoValidationError as exc:
@@ -215,13 +240,15 @@ class KeyDetailApi(ManagementApiView):
 
     @extend_schema(
         operation_id="keys_delete",
-        responses=DeletedSerializer,
-        summary="Revoke a key (it stays listed with status 'revoked')",
+        responses={200: DeletedSerializer},
+        summary="Revoke a key: its URL answers 404 from then on; "
+        "GET /keys?status=revoked still lists it",
     )
     def delete(self, request: Request, public_id: Any) -> Response:
         caller = caller_of(request)
         api_key = self._get_key(caller, public_id)
         _require_manager(caller)
+        _refuse_self_lockout(request, api_key)
         services.api_key_revoke(api_key=api_key)
         return Response({"deleted": True})
 

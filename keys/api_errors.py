@@ -53,6 +53,12 @@ def _first_error(detail: Any, path: str = "") -> tuple[str | None, exceptions.Er
     return path or None, str(detail)
 
 
+# Refusals the OpenAPI schema cannot express (an expiry in the past, a model
+# id the catalog does not list): 422, so 400 always means "not what the
+# schema says" and schema-valid requests never get it (keys.api_schema).
+SEMANTIC_CODES = frozenset({"in_past", "model_not_found"})
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Render ``exc`` as the shared error object (DRF ``EXCEPTION_HANDLER``)."""
     if isinstance(exc, Http404):
@@ -93,6 +99,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             _param, first = _first_error(exc.detail)
             message = str(first)
     code = str(_CODES.get(str(raw_code), raw_code))
+    status_code = exc.status_code
+    if isinstance(exc, exceptions.ValidationError) and str(raw_code) in SEMANTIC_CODES:
+        # Well-formed by the schema, refused on meaning: 422, not 400.
+        status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     if exc.status_code >= 500:
         type_ = "api_error"
     else:
@@ -100,7 +110,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     set_rollback()
     return Response(
         error_body(message, code=code, param=param, type_=type_),
-        status=exc.status_code,
+        status=status_code,
         headers=headers,
     )
 

@@ -35,7 +35,7 @@ class ApiKey(models.Model):
         STANDARD = "standard", _("Standard")
         MANAGEMENT = "management", _("Management")
         # Hidden: the principal an OAuth access token with the "chat" scope
-        # acts as (accounts/oauth_tokens.py); it carries the limits and is
+        # acts as (accounts/oauth/tokens.py); it carries the limits and is
         # what usage is keyed by. Never has a plaintext of its own.
         OAUTH = "oauth", _("OAuth app")
 

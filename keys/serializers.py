@@ -42,6 +42,31 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictQuerySerializer(StrictInputSerializer):
+    """Query parameters: an empty value (``?page_size=``) is an error, not "unset".
+
+    DRF treats a blank query value of a non-string field as absent and uses
+    the default; the schema says it must be a value.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            blank = sorted(
+                name
+                for name, field in self.fields.items()
+                if data.get(name) == ""
+                and not (isinstance(field, serializers.CharField) and field.allow_blank)
+            )
+            if blank:
+                raise serializers.ValidationError(
+                    {
+                        name: [ErrorDetail("This field may not be blank.", code="blank")]
+                        for name in blank
+                    }
+                )
+        return super().to_internal_value(data)
+
+
 class StrictIntegerField(serializers.IntegerField):
     """An integer that must arrive as a JSON integer (not a string or bool)."""
 
@@ -60,6 +85,18 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictModelIdField(StrictCharField, serializers.RegexField):
+    """A model id string shaped like the catalog's (``vendor/model[:version]``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)*(:[A-Za-z0-9._\-]+)?$",
+            max_length=200,
+            allow_blank=False,
+            **kwargs,
+        )
+
+
 class StrictBooleanField(serializers.BooleanField):
     """A boolean that must arrive as JSON ``true`` or ``false``."""
 
@@ -69,6 +106,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+@extend_schema_field(
+    {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 999999999999.99,
+        "multipleOf": 0.01,
+        "nullable": True,
+    }
+)
 class StrictDecimalField(serializers.DecimalField):
     """A decimal that must arrive as a JSON number (not a string or bool)."""
 
@@ -114,7 +160,7 @@ class _KeySettingsInput(StrictInputSerializer):
         min_value=1, max_value=PG_INT_MAX, allow_null=True, required=False
     )
     allowed_models = serializers.ListField(
-        child=StrictCharField(max_length=200, allow_blank=False),
+        child=StrictModelIdField(),
         max_length=MAX_ALLOWED_MODELS,
         required=False,
         help_text="Catalog model ids (a base id allows every version); empty allows all.",
@@ -138,11 +184,12 @@ class KeyUpdateInputSerializer(_KeySettingsInput):
     disabled = StrictBooleanField(required=False)
 
 
-class KeyListQuerySerializer(StrictInputSerializer):
+class KeyListQuerySerializer(StrictQuerySerializer):
     """Query parameters of ``GET /api/v1/keys``."""
 
-    search = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    status = serializers.ChoiceField(choices=KEY_STATUSES, required=False)
+    # No NUL: PostgreSQL text cannot hold it (the pattern tells clients).
+    search = serializers.RegexField(r"^[^\x00]*$", max_length=100, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=KEY_STATUSES, required=False, allow_blank=False)
     offset = serializers.IntegerField(min_value=0, max_value=PG_INT_MAX, default=0)
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=50)
 

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import roles
 from accounts.models import BudgetPeriod, Team, User
 from keys import tokens
 from keys.models import ApiKey
@@ -102,12 +103,20 @@ def api_key_create(
     """Create a key for ``team`` and return it with its plaintext (shown once).
 
     ``kind`` is ``ApiKey.Kind.MANAGEMENT`` for a key that calls the
-    management API instead of the gateway.
+    management API instead of the gateway. ``created_by`` is the person
+    asking; their current role in ``team`` must allow creating keys, else
+    :class:`accounts.roles.RoleDenied`. None means the system itself (a
+    management command, or a management key acting for the team).
     """
+    if kind not in (ApiKey.Kind.STANDARD, ApiKey.Kind.MANAGEMENT):
+        # Hidden ``oauth`` keys are made by consent (accounts.oauth.services).
+        raise ValidationError({"kind": f"unknown key kind {kind!r}"})
+    if created_by is not None:
+        # The one role check for every key a person creates: dashboard,
+        # REST, rotation and the /auth exchange (accounts.roles).
+        roles.credential_authorize(user=created_by, team=team, action=roles.Action.KEY_CREATE)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry must be in the future"})
-    if kind not in ApiKey.Kind.values:
-        raise ValidationError({"kind": f"unknown key kind {kind!r}"})
     if (
         ApiKey.objects.filter(team=team, revoked_at__isnull=True).count()
         >= MAX_UNREVOKED_KEYS_PER_TEAM
@@ -152,6 +161,10 @@ def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> Create
     locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if locked.revoked_at is not None:
         raise ValidationError("a revoked key cannot be rotated")
+    if locked.kind == ApiKey.Kind.OAUTH:
+        raise ValidationError(
+            "an OAuth app's access has no secret to rotate; revoke it and let the app ask again"
+        )
     created = api_key_create(
         team=locked.team,
         name=locked.name,

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from providers.errors import ProviderError, bad_response
+from providers.outbound import PolicyHTTPAdapter, refused_in
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,9 @@ class HttpClient:
         # Requests otherwise reads proxies and .netrc from the environment on
         # every call, which is slow and surprising for a gateway.
         self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        # Every new connection goes only to an address the outbound policy
+        # allows, checked after DNS resolution (providers.outbound).
+        adapter = PolicyHTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -139,6 +141,20 @@ class HttpClient:
                 code=ErrorCode.UPSTREAM_STREAM_CUT,
             ) from exc
         except (requests.ConnectionError, Urllib3HTTPError) as exc:
+            refused = refused_in(exc)
+            if refused is not None:
+                # Retryable: another deployment of the model may be allowed.
+                logger.warning(
+                    "upstream address refused by the outbound policy",
+                    extra={"provider": self.provider, "reason": str(refused)},
+                )
+                raise ProviderError(
+                    f"{self.provider}'s address is refused by the outbound policy",
+                    provider=self.provider,
+                    retryable=True,
+                    status=502,
+                    code="upstream_address_refused",
+                ) from exc
             raise ProviderError(
                 f"could not reach {self.provider}",
                 provider=self.provider,

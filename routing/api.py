@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from keys.api import ManagementApiView, caller_of
-from keys.serializers import StrictInputSerializer
+from keys.serializers import StrictQuerySerializer
 from routing.table import ModelRoute, catalog_model_list
 
 
@@ -78,8 +78,8 @@ class ModelListSerializer(serializers.Serializer):
     data = ModelSerializer(many=True)
 
 
-class ModelListQuerySerializer(StrictInputSerializer):
-    type = serializers.ChoiceField(choices=["chat", "embedding"], required=False)
+class ModelListQuerySerializer(StrictQuerySerializer):
+    type = serializers.ChoiceField(choices=["chat", "embedding"], required=False, allow_blank=False)
 
 
 class ModelListApi(ManagementApiView):

@@ -37,6 +37,7 @@ from keys.models import ApiKey
 from keys.principal import parse_bearer
 from routing.limits.plan import period_bounds, spent_micro
 from routing.usage.pricing import to_micro
+from xrouter_site.client_ip import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,9 @@ def _address_ok(request: HttpRequest) -> bool:
     allow: list[str] = settings.XROUTER_METRICS_ALLOW
     if not allow and settings.XROUTER_METRICS_TOKEN:
         return False
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
+    # Behind a trusted proxy, the client it forwarded for, never the proxy.
+    address = client_address(request)
+    if address is None:
         return False
     return any(address in net for net in _networks(tuple(allow) or _LOOPBACK))
 

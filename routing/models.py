@@ -15,8 +15,24 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from providers.outbound import OutboundRefused, current_policy
 from providers.registry import PROVIDER_KINDS
 
+# XRouter's own secrets: never sent to an upstream, whatever a catalog says.
+PLATFORM_SECRET_ENVS = frozenset(
+    {
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+        "XROUTER_LIMITER_REDIS_URL",
+        "XROUTER_USAGE_REDIS_URL",
+        "EMAIL_HOST_PASSWORD",
+        "XROUTER_METRICS_TOKEN",
+    }
+)
 _ENV_NAME = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", _("an environment variable name"))
 _MODEL_ID = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)*(:[A-Za-z0-9._\-]+)?$",
@@ -32,6 +48,24 @@ def validate_base_url(value: str) -> None:
         raise ValidationError(_("Enter an http:// or https:// URL with a host."))
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ValidationError(_("The URL must not carry credentials, a query or a fragment."))
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        # Metadata and link-local hosts, loopback unless allowed, the
+        # operator's deny list (providers.outbound); again at call time.
+        current_policy().check_url(value)
+    except OutboundRefused as exc:
+        raise ValidationError(str(exc)) from None
+    except ValueError:
+        raise ValidationError(_("Enter an http:// or https:// URL with a host.")) from None
+
+
+def validate_credential_env(value: str) -> None:
+    """Refuse the platform's own secrets as a provider credential variable."""
+    if value.upper().removesuffix("_FILE") in PLATFORM_SECRET_ENVS:
+        raise ValidationError(
+            _("%(name)s holds XRouter's own secret; it cannot be a provider credential.")
+            % {"name": value}
+        )
 
 
 def _kind_choices() -> list[tuple[str, str]]:
@@ -45,7 +79,10 @@ class Provider(models.Model):
     # The credential itself never enters the database: only the name of the
     # environment variable (or mounted secret) that holds it.
     api_key_env = models.CharField(
-        _("credential env var"), max_length=100, blank=True, validators=[_ENV_NAME]
+        _("credential env var"),
+        max_length=100,
+        blank=True,
+        validators=[_ENV_NAME],
     )
     options = models.JSONField(_("options"), default=dict, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
@@ -59,6 +96,30 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse the platform's own secrets as the credential variable."""
+        if self.api_key_env:
+            try:
+                validate_credential_env(self.api_key_env)
+            except ValidationError as exc:
+                raise ValidationError({"api_key_env": exc.messages}) from None
+
+    def credential_problem(self) -> str:
+        """Return why this provider may not read its credential variable, or ''.
+
+        Credentials come only from variables the catalog file declares: a
+        provider the file manages reads the one the file names for it; one
+        added in /admin/ gets none (issue 15, Medium 6). Checked when the
+        routing table is built, whatever is in the row.
+        """
+        if not self.api_key_env:
+            return ""
+        if self.api_key_env.upper().removesuffix("_FILE") in PLATFORM_SECRET_ENVS:
+            return f"{self.api_key_env} holds XRouter's own secret"
+        if not self.managed:
+            return "credential variables are declared in the catalog file only"
+        return ""
 
 
 class Model(models.Model):

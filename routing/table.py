@@ -116,8 +116,8 @@ def _adapter_for(config: ProviderConfig) -> ProviderAdapter:
 
 def _provider_config(provider: Provider) -> ProviderEntry:
     credential = ""
-    unavailable = ""
-    if provider.api_key_env:
+    unavailable = provider.credential_problem()
+    if provider.api_key_env and not unavailable:
         credential = os.environ.get(provider.api_key_env, "")
         secret_file = os.environ.get(f"{provider.api_key_env}_FILE")
         if not credential and secret_file:

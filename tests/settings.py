@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from xrouter_site.settings import *  # noqa: F403
 
+# The web entry points refuse the public placeholder with DEBUG off
+# (xrouter_site.checks.refuse_insecure_start); gateway processes started by
+# tests share this fixed key with the test process (sessions, CSRF).
+SECRET_KEY = env_secret("SECRET_KEY") or "xrouter-tests-only-key-never-deployed-6Qm2vT9pLx4wRk8s"  # noqa: S105, F405
+# The provider emulators listen on loopback (providers.outbound).
+XROUTER_OUTBOUND_ALLOW_LOOPBACK = env_bool("XROUTER_OUTBOUND_ALLOW_LOOPBACK", True)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -11,6 +11,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from xrouter_site.checks import refuse_insecure_start
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_site.settings")
 
 application = get_asgi_application()
+# After setup: settings are loaded, nothing is served yet.
+refuse_insecure_start()

@@ -9,6 +9,7 @@ switches to PostgreSQL, Redis and a real Celery broker.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -104,8 +105,10 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "routing",
-    # OAuth 2.0 authorization server for third-party apps (accounts/oauth_*.py).
+    # OAuth 2.0 authorization server for third-party apps (accounts/oauth/).
     "oauth2_provider",
+    # Login lockout for the admin and the dashboard (accounts/lockout.py).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +117,8 @@ MIDDLEWARE = [
     "routing.gateway.middleware.GatewayMiddleware",
     "xrouter_site.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every page (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -122,6 +127,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "xrouter_site.urls"
@@ -243,12 +250,36 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTH_USER_MODEL = "accounts.User"
+# django-axes first: it refuses a locked (username, address) pair before
+# the password is even checked (accounts/lockout.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+XROUTER_LOGIN_FAILURE_LIMIT = env_int("XROUTER_LOGIN_FAILURE_LIMIT", 5)
+XROUTER_LOGIN_COOLOFF_MINUTES = env_int("XROUTER_LOGIN_COOLOFF_MINUTES", 15)
+AXES_FAILURE_LIMIT = XROUTER_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=XROUTER_LOGIN_COOLOFF_MINUTES)
+# The pair, never the username alone: an attacker cannot lock the owner out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "xrouter_site.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out"
+# Failed attempts live in the database: every worker and host sees them.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# How long an invitation link stays valid. It also dies as soon as its
+# creator may no longer invite with its role (accounts.credentials).
+XROUTER_INVITATION_TTL_HOURS = env_int("XROUTER_INVITATION_TTL_HOURS", 7 * 24)
+if XROUTER_INVITATION_TTL_HOURS < 1:
+    raise ImproperlyConfigured("XROUTER_INVITATION_TTL_HOURS must be at least 1")
 
 # --- E-mail (password reset) ------------------------------------------------
-# Printed to stderr unless EMAIL_HOST names an SMTP server.
+# SMTP when EMAIL_HOST names a server. Otherwise printed to stderr in DEBUG
+# only: a reset mail holds a live token, so outside DEBUG it is dropped with
+# a warning that names neither the link nor the address (xrouter_site.mail).
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -258,8 +289,10 @@ if EMAIL_HOST:
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
     EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
     EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-else:
+elif DEBUG:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "xrouter_site.mail.DroppingEmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "XRouter <noreply@localhost>")
 
 # --- I18N -----------------------------------------------------------------
@@ -296,11 +329,32 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# django-csp: everything from our own origin, no inline scripts, no framing
+# (frame-ancestors is what browsers honour; X-Frame-Options is the fallback).
+# Inline style *attributes* stay allowed (chart legend swatches); <style>
+# elements and inline scripts do not. /v1/ answers are served before this
+# middleware and carry routing.gateway.middleware.API_CSP. form-action is left
+# out on purpose: Chrome applies it to the redirect after the OAuth
+# consent form, which goes to the app's own origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 
 # --- OAuth 2.0 authorization server (django-oauth-toolkit) -------------------
 # Every non-default value says why; RFC 9700 is the OAuth Security BCP. The
-# views, validator and scopes backend live in accounts/oauth_*.py.
+# views, validator and scopes backend live in accounts/oauth/.
 OAUTH2_PROVIDER = {
     "SCOPES": {
         "chat": "Call the models (/v1/) on your behalf",
@@ -385,15 +439,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    # The /v1/ gateway and the key exchange are plain Django views: a hook
-    # adds them (routing/gateway/surfaces/openapi.py).
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "routing.gateway.surfaces.openapi.add_gateway_api",
-    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Error answers on every operation, closed request bodies (keys.api_schema);
+    # then the /v1/ gateway and the key exchange, plain Django views with
+    # their own error dialects and open bodies (routing/gateway/surfaces/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "keys.api_schema.add_error_responses",
+        "routing.gateway.surfaces.openapi.add_gateway_api",
+    ],
 }
 
 # --- XRouter gateway ------------------------------------------------------
@@ -412,12 +468,32 @@ XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
 # Upstream timeouts (seconds): connect, and read between two bytes.
 XROUTER_UPSTREAM_CONNECT_TIMEOUT = env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 5.0)
 XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0)
+# Outbound host policy for upstream calls (providers.outbound): checked when
+# a provider is saved and on every new connection, after DNS resolution.
+# Link-local and cloud-metadata addresses are always denied; loopback only
+# with XROUTER_OUTBOUND_ALLOW_LOOPBACK (on in DEBUG: `make run`'s emulators).
+XROUTER_OUTBOUND_ALLOW_LOOPBACK = env_bool("XROUTER_OUTBOUND_ALLOW_LOOPBACK", DEBUG)
+# Extra denied networks (CIDRs) or host names, e.g. 10.0.0.0/8.
+XROUTER_OUTBOUND_DENY = env_list("XROUTER_OUTBOUND_DENY", [])
+# When set, the only host names upstreams may have (*.example.com allowed).
+XROUTER_OUTBOUND_ALLOW_HOSTS = env_list("XROUTER_OUTBOUND_ALLOW_HOSTS", [])
 # Connections kept per provider per worker (requests' pool size).
 # Each open stream holds one, so this bounds the streams a worker relays
 # without opening throwaway connections.
 XROUTER_UPSTREAM_POOL_SIZE = env_int("XROUTER_UPSTREAM_POOL_SIZE", 2048)
-# Trust X-Forwarded-For from the proxy in front (for logs and throttling).
-XROUTER_TRUST_X_FORWARDED_FOR = env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False)
+# Reverse proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
+# The client is the right-most hop that is not one of them; with none set
+# the header is ignored (xrouter_site.client_ip). Every throttle, the login
+# lockout and the /metrics allow-list use that address.
+XROUTER_TRUSTED_PROXIES = env_list("XROUTER_TRUSTED_PROXIES", [])
+if env_bool("XROUTER_TRUST_X_FORWARDED_FOR", False):
+    # The old switch trusted nobody in particular and was never read.
+    raise ImproperlyConfigured(
+        "XROUTER_TRUST_X_FORWARDED_FOR is gone: list your proxies' addresses in "
+        "XROUTER_TRUSTED_PROXIES (e.g. 10.0.0.0/8,127.0.0.1/32) instead."
+    )
+# django-ratelimit's "ip" key: the same client address.
+RATELIMIT_IP_META_KEY = "xrouter_site.client_ip.client_ip"
 
 # --- Limits -------------------------------------------------------------------
 # Redis for rate limits and budgets (default: REDIS_URL). Its client waits
@@ -493,7 +569,8 @@ XROUTER_USAGE_RECORDS_ENABLED = env_bool("XROUTER_USAGE_RECORDS_ENABLED", True)
 XROUTER_METRICS_ENABLED = env_bool("XROUTER_METRICS_ENABLED", True)
 # /metrics answers a bearer XROUTER_METRICS_TOKEN or a client address in
 # XROUTER_METRICS_ALLOW (IPs or networks, comma-separated); with neither set
-# only loopback may scrape. REMOTE_ADDR is used, never X-Forwarded-For.
+# only loopback may scrape. The address is xrouter_site.client_ip's: the
+# peer, or behind XROUTER_TRUSTED_PROXIES the client they forwarded for.
 XROUTER_METRICS_TOKEN = env_secret("XROUTER_METRICS_TOKEN")
 XROUTER_METRICS_ALLOW = env_list("XROUTER_METRICS_ALLOW", [])
 
@@ -569,6 +646,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # urllib3 logs request lines (with query strings) at DEBUG.
         "urllib3": {"level": "WARNING"},
+        # django-axes logs every failed login at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 

@@ -3,15 +3,27 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 from rest_framework.permissions import AllowAny
 
+from accounts.lockout import throttle_login_posts
 from accounts.oauth import urls as oauth_urls
 from routing import api as catalog_api
 from routing import key_api, metrics_views
 from xrouter_site import views
+
+# The admin login gets the dashboard's per-address cap; django-axes (an
+# authentication backend) locks (username, address) pairs on both.
+admin.site.login = throttle_login_posts(admin.site.login)  # type: ignore[method-assign]
+
+_DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["'self'", "blob:"]})
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -27,14 +39,24 @@ urlpatterns = [
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
         name="api-schema",
     ),
+    # The split view serves Swagger UI's start-up script as a file, so the
+    # page needs no inline script under the site's CSP. Swagger UI and Redoc
+    # inject <style> elements at run time (Redoc also a blob: worker): their
+    # two pages alone allow that.
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        _DOCS_CSP(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema", permission_classes=[AllowAny]
+            )
+        ),
         name="api-docs",
     ),
     path(
         "api/redoc/",
-        SpectacularRedocView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        _DOCS_CSP(
+            SpectacularRedocView.as_view(url_name="api-schema", permission_classes=[AllowAny])
+        ),
         name="api-redoc",
     ),
     # Usage pages and /api/v1/generation (before the API's catch-all).
@@ -42,7 +64,7 @@ urlpatterns = [
     # The Prometheus scrape target.
     path("metrics", metrics_views.metrics_view, name="metrics"),
     # OAuth 2.0 server, its dashboard pages and the OpenRouter-style key
-    # exchange (accounts/oauth_urls.py). The exchange API goes before
+    # exchange (accounts/oauth/urls.py). The exchange API goes before
     # keys.api_urls, whose last pattern answers every other /api/v1/ path.
     path("", include(oauth_urls.metadata_urlpatterns)),
     path("oauth/", include((oauth_urls.protocol_urlpatterns, "oauth2_provider"))),

@@ -63,6 +63,7 @@ from rest_framework.request import Request
 from accounts.models import Membership, Team, User
 from accounts.oauth.services import oauth_principal_digest
 from accounts.oauth.tokens import token_checksum
+from accounts.roles import CONSENT_ACTIONS, consentable_scopes
 from keys.models import ApiKey
 from keys.principal import parse_bearer
 
@@ -164,7 +165,11 @@ def oauth_access_resolve(token: str) -> OAuthAccess | None:
         # is the only record of which team the user meant.
         return None
     membership = Membership.objects.filter(user_id=access.user_id, team_id=binding.team_id).first()
-    if membership is None:
+    scopes = frozenset(access.scope.split())
+    if membership is None or not scopes & set(CONSENT_ACTIONS) <= consentable_scopes(
+        membership.role
+    ):
+        # Out of the team, or demoted below what the token carries.
         return None
     return OAuthAccess(
         user=access.user,
@@ -172,7 +177,7 @@ def oauth_access_resolve(token: str) -> OAuthAccess | None:
         role=str(membership.role),
         application_id=access.application_id,
         client_id=access.application.client_id,
-        scopes=frozenset(access.scope.split()),
+        scopes=scopes,
         expires=access.expires,
     )
 

@@ -8,9 +8,10 @@
 
 The key is a standard key of the user's current team, named after the
 app's origin, so it shows up (and is revoked) in the team's key list.
-Codes live in the shared cache under their SHA-256 only; redeeming deletes
-them first, so a code works once even under concurrent redemptions, and
-a wrong verifier burns the code.
+Codes live in the database under their SHA-256 only (``KeyExchangeCode``:
+every worker sees them, with or without Redis); redeeming deletes them
+first, so a code works once even under concurrent redemptions, and a wrong
+verifier burns the code.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import hashlib
 import json
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
+from accounts import roles
 from accounts.decorators import TeamRequest, team_required
-from accounts.models import Membership
+from accounts.models import KeyExchangeCode, Membership
 from accounts.oauth import pkce as oauth_pkce
 from accounts.oauth.forms import validate_redirect_uri
 from keys.services import api_key_create
@@ -44,8 +47,8 @@ CODE_TTL_SECONDS = 60
 EXCHANGE_RATE = "20/m"
 
 
-def _code_key(code: str) -> str:
-    return "oauthx:v1:" + hashlib.sha256(code.encode()).hexdigest()
+def _code_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def _origin(url: str) -> str:
@@ -73,7 +76,7 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
     method = params.get("code_challenge_method", "")
     problems = []
     try:
-        validate_redirect_uri(callback_url)
+        validate_redirect_uri(callback_url, debug_http=False)
     except ValidationError as exc:
         problems.extend(exc.messages)
     if method != oauth_pkce.S256:
@@ -82,9 +85,14 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
         problems.append("code_challenge must be a 43-character base64url S256 challenge.")
     if problems:
         return render(request, "oauth/exchange.html", {"problems": problems}, status=400)
+    if not roles.allows(request.membership.role, roles.Action.KEY_CREATE):
+        # Refused before the consent page: the code could never be redeemed.
+        denied = str(roles.RoleDenied(roles.Action.KEY_CREATE))
+        return render(request, "oauth/exchange.html", {"problems": [denied]}, status=403)
+    origin = _origin(callback_url)
     context = {
         "callback_url": callback_url,
-        "origin": _origin(callback_url),
+        "origin": origin,
         "code_challenge": challenge,
         "code_challenge_method": method,
         "team": request.membership.team,
@@ -94,15 +102,16 @@ def exchange_authorize(request: TeamRequest) -> HttpResponse:
     if "allow" not in request.POST:
         return HttpResponseRedirect(_with_params(callback_url, error="access_denied"))
     code = secrets.token_urlsafe(32)
-    cache.set(
-        _code_key(code),
-        {
-            "user_id": request.user.pk,
-            "team_id": request.membership.team_id,
-            "challenge": challenge,
-            "origin": context["origin"],
-        },
-        CODE_TTL_SECONDS,
+    now = timezone.now()
+    # Expired codes of anyone go here, so the table stays small without a task.
+    KeyExchangeCode.objects.filter(expires_at__lte=now).delete()
+    KeyExchangeCode.objects.create(
+        code_hash=_code_digest(code),
+        user=request.user,  # type: ignore[misc]  # team_required: logged in
+        team_id=request.membership.team_id,
+        challenge=challenge,
+        origin=origin,
+        expires_at=now + timedelta(seconds=CODE_TTL_SECONDS),
     )
     return HttpResponseRedirect(_with_params(callback_url, code=code))
 
@@ -131,26 +140,31 @@ def exchange_keys(request: HttpRequest) -> HttpResponse:
         return _error("code and code_verifier are required strings.", 400, "invalid_request")
     if body.get("code_challenge_method", oauth_pkce.S256) != oauth_pkce.S256:
         return _error("code_challenge_method must be S256.", 400, "invalid_request")
-    key = _code_key(body["code"])
-    data = cache.get(key)
-    # delete() reports whether this caller removed it: of two concurrent
-    # redemptions exactly one gets True.
-    if not data or not cache.delete(key):
+    digest = _code_digest(body["code"])
+    data = KeyExchangeCode.objects.filter(code_hash=digest, expires_at__gt=timezone.now()).first()
+    # The DELETE decides: of two concurrent redemptions exactly one removes
+    # the row. A wrong verifier burns the code too.
+    if data is None or KeyExchangeCode.objects.filter(code_hash=digest).delete()[0] != 1:
         return _error("Invalid or expired code.", 403, "invalid_code")
-    if not oauth_pkce.s256_matches(body["code_verifier"], data["challenge"]):
+    if not oauth_pkce.s256_matches(body["code_verifier"], data.challenge):
         return _error("Invalid code_verifier.", 403, "invalid_code")
     membership = (
         Membership.objects.select_related("team", "user")
-        .filter(user_id=data["user_id"], team_id=data["team_id"], user__is_active=True)
+        .filter(user_id=data.user_id, team_id=data.team_id, user__is_active=True)
         .first()
     )
     if membership is None:
         return _error("Invalid or expired code.", 403, "invalid_code")
-    created = api_key_create(
-        team=membership.team, name=f"App: {data['origin']}"[:100], created_by=membership.user
-    )
+    try:
+        # The role is checked again here (accounts.roles): a demotion or
+        # removal since the consent voids the code.
+        created = api_key_create(
+            team=membership.team, name=f"App: {data.origin}"[:100], created_by=membership.user
+        )
+    except roles.RoleDenied as exc:
+        return _error(str(exc), 403, "permission_denied")
     logger.info(
-        "key issued by exchange", extra={"key_id": created.api_key.pk, "origin": data["origin"]}
+        "key issued by exchange", extra={"key_id": created.api_key.pk, "origin": data.origin}
     )
     response = JsonResponse({"key": created.plaintext, "user_id": str(membership.user_id)})
     response["Cache-Control"] = "no-store"

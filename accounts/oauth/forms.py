@@ -31,8 +31,13 @@ def is_loopback_http(uri: str) -> bool:
     return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
 
 
-def validate_redirect_uri(uri: str) -> str:
-    """Return ``uri`` if it may be registered or used as a callback; else raise."""
+def validate_redirect_uri(uri: str, *, debug_http: bool = True) -> str:
+    """Return ``uri`` if it may be registered or used as a callback; else raise.
+
+    With ``debug_http`` (registration), DEBUG also lets plain http through
+    for local development. The ``/auth`` key exchange passes False: its
+    callback is registered nowhere, so it is https or loopback http only.
+    """
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -48,7 +53,9 @@ def validate_redirect_uri(uri: str) -> str:
         raise ValidationError(gettext("A redirect URI cannot contain wildcards."))
     if parts.scheme == "https":
         return uri
-    if parts.scheme == "http" and (settings.DEBUG or parts.hostname in LOOPBACK_HOSTS):
+    if parts.scheme == "http" and (
+        (debug_http and settings.DEBUG) or parts.hostname in LOOPBACK_HOSTS
+    ):
         return uri
     raise ValidationError(
         gettext("Use https, or http on 127.0.0.1 or [::1] for a native app: %(uri)s") % {"uri": uri}

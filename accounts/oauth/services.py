@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.settings import oauth2_settings
 
+from accounts import roles
 from accounts.models import Team, User
 from keys.models import ApiKey
 
@@ -66,25 +68,32 @@ def oauth_principal_digest(*, application_id: int, user_id: int) -> str:
     ).hexdigest()
 
 
-def _retire(key: ApiKey) -> None:
-    """Revoke ``key`` and free its derived digest for a successor."""
+def oauth_principal_retire(key: ApiKey) -> None:
+    """Revoke hidden ``key`` and free its derived digest for a successor."""
     key.revoked_at = key.revoked_at or timezone.now()
     key.key_hash = hashlib.sha256(f"{key.key_hash}:retired:{key.pk}".encode()).hexdigest()
     key.save(update_fields=["revoked_at", "key_hash"])
 
 
 @transaction.atomic
-def oauth_principal_key_ensure(*, application: Any, user: User, team: Team) -> ApiKey:
+def oauth_principal_key_ensure(
+    *, application: Any, user: User, team: Team, scopes: Iterable[str]
+) -> ApiKey:
     """Return the live hidden key for (application, user) on ``team``.
+
+    The user's role in ``team`` must allow consenting to every team-bound
+    scope in ``scopes`` (accounts.roles), else :class:`accounts.roles.RoleDenied`.
 
     A key revoked in the dashboard, or one bound to another team (the user
     consented again from a different current team), is retired and a new one
     is created, so usage never mixes teams and a revocation stays final.
     """
+    membership = roles.credential_authorize(user=user, team=team, action=roles.Action.TEAM_READ)
+    roles.require_consent(membership.role, scopes)
     digest = oauth_principal_digest(application_id=application.pk, user_id=user.pk)
     key = ApiKey.objects.select_for_update().filter(key_hash=digest).first()
     if key is not None and (key.team_id != team.pk or not key.is_usable()):
-        _retire(key)
+        oauth_principal_retire(key)
         key = None
     if key is None:
         key = ApiKey(
@@ -148,7 +157,7 @@ def oauth_application_delete(*, application: Any) -> None:
     for key in ApiKey.objects.filter(
         kind=ApiKey.Kind.OAUTH, key_hash__in=_app_digests(application)
     ):
-        _retire(key)
+        oauth_principal_retire(key)
     application.delete()
 
 

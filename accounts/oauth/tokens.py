@@ -31,6 +31,7 @@ from oauth2_provider.models import get_access_token_model
 
 from accounts.models import Membership, Team, User
 from accounts.oauth.services import CHAT_SCOPE, oauth_principal_digest
+from accounts.roles import CONSENT_ACTIONS, consentable_scopes
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal, PrincipalCache
 from xrouter_site.errors import AuthenticationFailed
@@ -67,8 +68,16 @@ def _load_from_db(checksum: str) -> KeyPrincipal | str:
     )
     if key is None or not key.is_usable():
         return _MISS
-    if not Membership.objects.filter(user_id=token.user_id, team_id=key.team_id).exists():
-        # Removed from the team since consenting: the app loses the team too.
+    role = (
+        Membership.objects.filter(user_id=token.user_id, team_id=key.team_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role is None or not set(token.scope.split()) & set(CONSENT_ACTIONS) <= consentable_scopes(
+        role
+    ):
+        # Removed from the team, or demoted below what the token carries,
+        # since consenting: the app loses that access too (accounts.roles).
         return _MISS
     principal = KeyPrincipal.from_key(key)
     expires = token.expires.timestamp()
@@ -128,6 +137,7 @@ def _evict_key_tokens(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> 
         _evict_now_and_on_commit(_user_checksums([instance.created_by_id]))
 
 
+@receiver(post_save, sender=Membership)
 @receiver(post_delete, sender=Membership)
 def _evict_member_tokens(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
     _evict_now_and_on_commit(_user_checksums([instance.user_id]))

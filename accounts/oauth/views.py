@@ -32,14 +32,16 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, IntrospectTokenView, RevokeTokenView, TokenView
-from oauthlib.oauth2.rfc6749.errors import InvalidRequestError
+from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 
+from accounts import roles
 from accounts.decorators import TeamRequest, team_required
 from accounts.oauth import pkce as oauth_pkce
 from accounts.oauth import services as oauth_services
 from accounts.oauth.forms import ApplicationRegisterForm, is_loopback_http
 from accounts.oauth.scopes import scope_labels
 from accounts.selectors import membership_current
+from keys.models import ApiKey
 
 # Connect the token-cache eviction receivers in every process that serves
 # URLs, before the first token is revoked (they live with the resolver).
@@ -92,7 +94,47 @@ class XRouterAuthorizationView(AuthorizationView):
                 ),
                 redirect_uri=credentials["redirect_uri"],
             )
+        membership = membership_current(request)
+        if membership is not None:
+            try:
+                roles.require_consent(membership.role, scopes)
+            except roles.RoleDenied as exc:
+                # Before the consent page: a member is never offered what
+                # the role matrix does not let them give.
+                raise OAuthToolkitError(
+                    error=AccessDeniedError(description=str(exc), state=credentials.get("state")),
+                    redirect_uri=credentials["redirect_uri"],
+                ) from None
         return scopes, credentials
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Show the consent page; ``approval_prompt=auto`` only skips a live consent.
+
+        DOT's ``auto`` reissues a code whenever some unexpired token of the
+        user covers the scopes, even after the consent was revoked in the
+        dashboard or was given for another team. Here it applies only while
+        the consent's team binding is live and is the current team;
+        otherwise the user sees the consent page as with ``force``.
+        """
+        if request.GET.get("approval_prompt") == "auto" and not self._consent_is_live(request):
+            query = request.GET.copy()
+            query["approval_prompt"] = "force"
+            request.GET = query  # type: ignore[assignment]  # a mutable copy, by design
+        return super().get(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _consent_is_live(request: HttpRequest) -> bool:
+        membership = membership_current(request)
+        application = Application.objects.filter(client_id=request.GET.get("client_id", "")).first()
+        if membership is None or application is None or request.user.pk is None:
+            return False
+        binding = ApiKey.objects.filter(
+            key_hash=oauth_services.oauth_principal_digest(
+                application_id=application.pk, user_id=request.user.pk
+            ),
+            kind=ApiKey.Kind.OAUTH,
+        ).first()
+        return binding is not None and binding.is_usable() and binding.team_id == membership.team_id
 
     def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
         """Redirect; plain http only to a loopback IP literal (RFC 8252 7.3).
@@ -151,9 +193,22 @@ class XRouterAuthorizationView(AuthorizationView):
             if application is not None and application.redirect_uri_allowed(
                 data.get("redirect_uri") or ""
             ):
-                oauth_services.oauth_principal_key_ensure(
-                    application=application, user=self.request.user, team=membership.team
-                )
+                try:
+                    oauth_services.oauth_principal_key_ensure(
+                        application=application,
+                        user=self.request.user,
+                        team=membership.team,
+                        scopes=scopes,
+                    )
+                except roles.RoleDenied as exc:
+                    # The role changed since the page was shown, or the
+                    # hidden scope field was edited.
+                    return render(
+                        self.request,
+                        self.template_name,
+                        {"error": {"error": "access_denied", "description": str(exc)}},
+                        status=403,
+                    )
         return super().form_valid(form)
 
 
@@ -218,7 +273,7 @@ def application_list(request: TeamRequest) -> HttpResponse:
     form = ApplicationRegisterForm()
     created = None
     if request.method == "POST":
-        if not request.membership.can_manage:
+        if not roles.allows(request.membership.role, roles.Action.APP_REGISTER):
             return HttpResponse(status=403)
         form = ApplicationRegisterForm(request.POST)
         if form.is_valid():
@@ -230,11 +285,15 @@ def application_list(request: TeamRequest) -> HttpResponse:
             )
             form = ApplicationRegisterForm()
     applications = Application.objects.filter(user=request.user).order_by("-created")
-    return render(
+    response = render(
         request,
         "oauth/applications.html",
         {"form": form, "applications": applications, "created": created},
     )
+    if created is not None:
+        # The page shows the client secret once: no cache may keep it.
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_POST
@@ -242,7 +301,7 @@ def application_list(request: TeamRequest) -> HttpResponse:
 def application_delete(request: TeamRequest, pk: int) -> HttpResponse:
     """Delete an app this user registered, with every token it holds."""
     application = get_object_or_404(Application, pk=pk, user=request.user)
-    if not request.membership.can_manage:
+    if not roles.allows(request.membership.role, roles.Action.APP_REGISTER):
         return HttpResponse(status=403)
     oauth_services.oauth_application_delete(application=application)
     messages.success(request, _("The application was deleted and its tokens revoked."))

@@ -70,6 +70,11 @@ def _resolve(path: str) -> tuple[tuple[str, ...], View, tuple[Any, ...]] | None:
     return None
 
 
+# /v1/ answers are JSON or SSE for programs: nothing may load from them and
+# no page may frame them. Constant, so it costs one header assignment.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
 class GatewayMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
@@ -91,12 +96,14 @@ class GatewayMiddleware:
         if self.inflight >= self.max_inflight:
             response = ctx.fail(Overloaded())
             response["X-Request-ID"] = ctx.request_id
+            response["Content-Security-Policy"] = API_CSP
             ctx.finish()
             return response
         self.inflight += 1
         ctx.on_finish = self._done
         response = self._dispatch(request, ctx, path)
         response["X-Request-ID"] = ctx.request_id
+        response["Content-Security-Policy"] = API_CSP
         if self.served_by:
             response["X-Served-By"] = self.served_by
         if not response.streaming:

@@ -4,8 +4,9 @@ OpenRouter's endpoint of the same name answers to the inference key that
 made the request, so this one accepts more than the management API does:
 
 - a **standard key** sees only requests made with that very key;
-- a **management key** or a **dashboard session** sees any request of its
-  team.
+- a **management key**, a **dashboard session** or an OAuth token with
+  ``usage:read`` sees any request of its team (the token: of the team the
+  user consented for).
 
 Anything else (another key's or team's request, an id not yet written or
 unknown) answers the same 404, so ids of others do not leak. Records are
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.oauth.api_auth import USAGE_READ, OAuthAccess, OAuthTokenAuthentication
 from accounts.selectors import membership_current
 from keys.api import ManagementApiView
 from keys.authentication import AnyKeyAuthentication
@@ -33,7 +35,7 @@ from routing.usage.selectors import usage_record_get
 
 
 class GenerationQuerySerializer(serializers.Serializer[Any]):
-    id = serializers.RegexField(r"^[A-Za-z0-9._:\-]+$", max_length=128)
+    id = serializers.RegexField(r"^[A-Za-z0-9._:\-]+$", max_length=128, help_text="The request id.")
 
 
 def generation_dict(record: UsageRecord) -> dict[str, Any]:
@@ -82,12 +84,16 @@ def generation_dict(record: UsageRecord) -> dict[str, Any]:
 
 
 class GenerationApi(ManagementApiView):
-    authentication_classes = [AnyKeyAuthentication, SessionAuthentication]
+    # OAuth first: it passes ``xr_`` keys on to AnyKeyAuthentication. A
+    # token needs ``usage:read`` (OAuthScopePermission, inherited).
+    authentication_classes = [OAuthTokenAuthentication, AnyKeyAuthentication, SessionAuthentication]
+    oauth_read_scopes = (USAGE_READ,)
+    oauth_write_scopes = ()
 
     @extend_schema(
         operation_id="generation_retrieve",
         summary="Usage record of one request (OpenRouter's /generation)",
-        parameters=[OpenApiParameter("id", str, required=True, description="The request id.")],
+        parameters=[GenerationQuerySerializer],
         responses=inline_serializer("GenerationEnvelope", fields={"data": serializers.DictField()}),
     )
     def get(self, request: Request) -> Response:
@@ -100,6 +106,9 @@ class GenerationApi(ManagementApiView):
             record = usage_record_get(
                 request_id=request_id, team_id=principal.team_id, key_id=key_id
             )
+        elif isinstance(request.auth, OAuthAccess):
+            # The team the user consented for, never the session's.
+            record = usage_record_get(request_id=request_id, team_id=request.auth.team.pk)
         else:
             membership = membership_current(request._request)
             record = (

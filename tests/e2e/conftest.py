@@ -53,6 +53,10 @@ BASE_ENV = {
     "CELERY_BROKER_URL": BROKER_URL,
     "TEST_UPSTREAM_KEY": UPSTREAM_KEY,
     "SECURE_SSL_REDIRECT": "false",
+    # Production settings refuse to serve on the public placeholder key.
+    "SECRET_KEY": "xrouter-e2e-only-key-never-deployed-Hq7rW2mZ9tPx4LbN6sVc",
+    # The emulators listen on loopback, which production settings deny.
+    "XROUTER_OUTBOUND_ALLOW_LOOPBACK": "true",
     "XROUTER_BREAKER_FAILURES": "3",
     "XROUTER_BREAKER_WINDOW_SECONDS": "60",
     "XROUTER_BREAKER_COOLDOWN_SECONDS": "60",

@@ -134,7 +134,9 @@ def test_web_process_does_not_load_celery_but_tasks_use_the_configured_app() -> 
     # A gunicorn worker never sends a task: Celery stays out of its memory.
     # Whoever does send one must go through our app and its broker, not
     # Celery's default app (amqp://localhost).
-    assert _probe(WORKER_PROBE, {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/14"}) == {
+    assert _probe(
+        WORKER_PROBE, {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/14", "DEBUG": "true"}
+    ) == {
         "celery_loaded_by_web": False,
         "bound": True,
         "broker": "redis://127.0.0.1:6379/14",

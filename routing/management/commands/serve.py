@@ -179,6 +179,9 @@ class Command(BaseCommand):
             self.children.append(process)
             _wait_healthy(f"http://127.0.0.1:{port}/_emulator/health", process)
             providers.append(entry.format(port=port))
+        # The emulators listen on loopback, which the outbound policy allows
+        # only when told to (providers.outbound); this demo tells it.
+        env.setdefault("XROUTER_OUTBOUND_ALLOW_LOOPBACK", "true")
         # Emulators accept any credential; a random one proves it is passed.
         env.setdefault("XROUTER_DEMO_UPSTREAM_KEY", secrets.token_urlsafe(16))
         # GigaChat's authorization key is base64 of "client_id:client_secret".

@@ -176,12 +176,19 @@ def test_token_acts_for_the_consent_team_not_the_session_team(
 
 
 def test_token_never_exceeds_the_users_role(oauth: OAuthClient, cast: Cast) -> None:
-    """A member's keys:write token reads, but writes get the member's 403."""
-    bob = OAuthClient(cast.client_for(cast.bob, cast.team), oauth.app)
-    client = bearer(access_token(bob, "chat keys:write"))
+    """A keys:write token stops working the moment its user's role falls short.
+
+    The role is lowered with a bare UPDATE, which skips the revocation that
+    a demotion through any service or the admin triggers: the resolver
+    still reads the role itself and refuses the token.
+    """
+    carol = OAuthClient(cast.client_for(cast.carol, cast.team), oauth.app)
+    client = bearer(access_token(carol, "keys:write"))
     assert client.get(KEYS_URL).status_code == 200
+    Membership.objects.filter(user=cast.carol, team=cast.team).update(role=Membership.Role.MEMBER)
+    assert_invalid_token(client.get(KEYS_URL))
     for response in write_attempts(client, cast.alice_key.api_key):
-        assert_error(response, 403, "permission_denied")
+        assert_invalid_token(response)
 
 
 @pytest.mark.parametrize("how", ["rfc7009", "dashboard"])
@@ -216,7 +223,7 @@ def test_removed_user_deactivated_user_and_expired_token_get_401(
     assert_invalid_token(removed.get(KEYS_URL))
 
     bob = OAuthClient(cast.client_for(cast.bob, cast.team), oauth.app)
-    deactivated = bearer(access_token(bob, "chat keys:read"))
+    deactivated = bearer(access_token(bob, "keys:read"))
     cast.bob.is_active = False
     cast.bob.save(update_fields=["is_active"])
     assert_invalid_token(deactivated.get(KEYS_URL))

@@ -104,7 +104,8 @@ def test_redaction_masks_credentials_everywhere() -> None:
     }
 
 
-def test_a_stream_response_closed_before_it_started_still_cleans_up() -> None:
+def test_a_stream_response_closed_before_it_started_still_cleans_up(db: None) -> None:
+    # close() sends request_finished, whose receiver checks the open database connection.
     from routing.gateway.relay import RelayResponse
 
     calls: list[str] = []
