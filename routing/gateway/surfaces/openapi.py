@@ -188,7 +188,7 @@ SCHEMAS: dict[str, Any] = {
             "usage": _obj({"prompt_tokens": _INT, "total_tokens": _INT}),
         }
     ),
-    "Model": _obj(
+    "V1Model": _obj(
         {
             "id": _STR,
             "object": {"type": "string", "enum": ["model"]},
@@ -199,10 +199,10 @@ SCHEMAS: dict[str, Any] = {
             "pricing": _obj({"currency": _STR, "unit": _STR, "prompt": _STR, "completion": _STR}),
         }
     ),
-    "ModelList": _obj(
+    "V1ModelList": _obj(
         {
             "object": {"type": "string", "enum": ["list"]},
-            "data": {"type": "array", "items": _ref("Model")},
+            "data": {"type": "array", "items": _ref("V1Model")},
         }
     ),
     "ResponseCreateRequest": _obj(
@@ -453,9 +453,9 @@ PATHS: dict[str, Any] = {
         errors=_ANTHROPIC_ERRORS,
         security=_ANTHROPIC_KEY,
     ),
-    "/v1/models": {"get": _get("v1_models_list", "Models this key may use", "ModelList")},
+    "/v1/models": {"get": _get("v1_models_list", "Models this key may use", "V1ModelList")},
     "/v1/models/{model_id}": {
-        "get": _get("v1_models_retrieve", "One model", "Model", parameters=[_MODEL_ID])
+        "get": _get("v1_models_retrieve", "One model", "V1Model", parameters=[_MODEL_ID])
     },
     "/api/v1/auth/keys": {
         "post": {
@@ -499,7 +499,11 @@ def add_gateway_api(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """drf-spectacular post-processing hook: add the ``/v1/`` API and key exchange."""
     result.setdefault("paths", {}).update(PATHS)
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update(SCHEMAS)
+    schemas = components.setdefault("schemas", {})
+    clashes = sorted(set(SCHEMAS) & set(schemas))
+    if clashes:  # never overwrite a management API component
+        raise ValueError(f"OpenAPI component names used twice: {', '.join(clashes)}")
+    schemas.update(SCHEMAS)
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     tags = result.setdefault("tags", [])
     tags += [
