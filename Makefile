@@ -74,6 +74,7 @@ migrations-check: $(DEV_STAMP)
 # Expand/contract: fail a migration the previous release, still serving
 # during a deploy, could not run against (django-migration-linter).
 migrations-lint: $(DEV_STAMP) services
+	$(PY) scripts/ensure_database.py $(TEST_DATABASE_URL)
 	DATABASE_URL=$(TEST_DATABASE_URL) LOG_LEVEL=WARNING \
 		DJANGO_SETTINGS_MODULE=xrouter_site.settings_migration_lint \
 		$(PY) manage.py lintmigrations -q ok ignore
