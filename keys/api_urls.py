@@ -14,5 +14,6 @@ urlpatterns = [
     path("keys/<uuid:public_id>", api.KeyDetailApi.as_view(), name="key-detail"),
     path("teams/current", api.TeamCurrentApi.as_view(), name="team-current"),
     # Last: JSON 404 for everything else, never Django's HTML page.
-    re_path(r"^(?P<unmatched>.*)$", api_not_found),
+    # [\s\S], not ".": a path with a newline in it gets the JSON 404 too.
+    re_path(r"^(?P<unmatched>[\s\S]*)$", api_not_found),
 ]

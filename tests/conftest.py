@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.utils import translation
 
 from accounts.models import Team
 from accounts.services import team_get_or_create
@@ -40,6 +41,9 @@ def _fresh_caches() -> Iterator[None]:
     yield
     # Also drops unwritten key activity: at exit the test database is gone.
     reset_process_state()
+    # A Russian request (or translation.activate) must not leak its language
+    # into the next test's messages.
+    translation.deactivate()
 
 
 @pytest.fixture
