@@ -1,22 +1,34 @@
-"""Server-side SVG charts for the usage dashboard: no JavaScript, no CDN.
+"""Usage charts, drawn on the server: no CDN, no script needed to read them.
 
-Each function returns a complete ``<svg>`` element (marked safe; every label
-is escaped) that scales to its container. Bars and points carry a
-``<title>``, which browsers show as a tooltip and screen readers read.
+A :class:`Chart` is data for ``templates/usage/_chart.html``: the plot as an
+SVG that stretches to its box (bars, lines, grid), and everything a person
+reads as HTML around it (axis labels at the page's font size, one slot per
+day that shows its exact values on hover, touch and keyboard focus).
+``static/xrouter/charts.js`` only adds arrow keys between the slots.
 
-Usage::
+Usage (any view; the key page passes ``key=``)::
 
-    svg = stacked_bars(days, {"gpt": [1, 2], "lite": [0, 3]}, title="Requests")
+    summary = selectors.usage_summary(team=team, start=start, end=end,
+                                      group="model", key=api_key)
+    context["charts"] = charts.usage_charts(summary)
+    # template: {% include "usage/_charts.html" %}
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 
+from django.utils.formats import date_format, number_format
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
+
+from routing.usage.selectors import UsageSummary
+from xrouter_site.templatetags.xrouter import count, format_rub
 
 PALETTE = (
     "#2453d6",
@@ -29,8 +41,14 @@ PALETTE = (
     "#6b7280",
     "#a3a3a3",
 )
-WIDTH, HEIGHT = 960, 220
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28
+#: The plot's own coordinates; the SVG stretches them to its box, so lines
+#: and grid use ``vector-effect: non-scaling-stroke`` and no text is in it.
+WIDTH, HEIGHT = 1000, 200
+TICKS = 4
+#: At most this many dates under a chart; "minor" ones hide on a phone.
+MAX_X_LABELS = 10
+
+Format = Callable[[float], str]
 
 
 def color(index: int) -> str:
@@ -39,120 +57,258 @@ def color(index: int) -> str:
 
 
 def compact(value: float) -> str:
-    """Return ``value`` in a short form for axis labels: 950, 1.2k, 3.4M."""
+    """Return ``value`` short for an axis, in the active locale: 1.5k, 1,5 тыс."""
     magnitude = abs(value)
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    suffixes = (
+        (1e9, pgettext("axis label: billions", "%(n)sB")),
+        (1e6, pgettext("axis label: millions", "%(n)sM")),
+        (1e3, pgettext("axis label: thousands", "%(n)sk")),
+    )
+    for limit, suffix in suffixes:
         if magnitude >= limit:
-            return f"{value / limit:.1f}".rstrip("0").rstrip(".") + suffix
-    if magnitude and magnitude < 1:
-        return f"{value:.2f}"
-    return f"{value:.0f}"
+            return suffix % {"n": _short(value / limit)}
+    return _short(value)
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
+def _short(value: float) -> str:
+    rounded = round(value, 2 if abs(value) < 1 else 1)
+    decimals = 0 if rounded == int(rounded) else (2 if abs(value) < 1 else 1)
+    return number_format(rounded, decimals)
+
+
+def milliseconds(value: float) -> str:
+    """Return ``value`` ms with the locale's grouping and unit: ``1 234 мс``."""
+    return _("%(ms)s ms") % {"ms": number_format(round(value), 0, force_grouping=True)}
+
+
+def _ms_axis(value: float) -> str:
+    return _("%(ms)s ms") % {"ms": compact(value)}
+
+
+def _exact_count(value: float) -> str:
+    return count(round(value))
+
+
+def nice_step(peak: float, *, integer: bool) -> float:
+    """Return a round tick step (1, 1.5, 2, 2.5 or 5 x 10^n) so ``TICKS`` steps cover ``peak``."""
+    if peak <= 0:
         return 1.0
-    exponent = math.floor(math.log10(value))
-    base = 10**exponent
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * base:
-            return float(step * base)
-    return float(10 * base)
+    raw = peak / TICKS
+    exponent = math.floor(math.log10(raw))
+    base = 10.0**exponent
+    for factor in (1, 1.5, 2, 2.5, 5, 10):
+        step = factor * base
+        if step >= raw and (not integer or step == int(step)):
+            return step
+    return 10 * base
 
 
-def _frame(days: Sequence[date], top: float, title: str, fmt: Callable[[float], str]) -> list[str]:
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="none" '
-        'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="system-ui, sans-serif">',
-        f"<title>{escape(title)}</title>",
-    ]
-    for i in range(5):
-        y = TOP + plot_h - plot_h * i / 4
+@dataclass(frozen=True)
+class Entry:
+    """One series' value on one day, as the tooltip shows it."""
+
+    label: str
+    colour: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One day of a chart: its axis label and what hovering it shows."""
+
+    day: date
+    label: str
+    minor: bool
+    heading: str
+    entries: list[Entry]
+    total: str
+    flip: bool
+    current: bool
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Everything ``usage/_chart.html`` draws for one chart."""
+
+    title: str
+    svg: SafeString
+    #: y-axis labels from the bottom (0) to the top.
+    ticks: list[str]
+    slots: list[Slot]
+    legend: list[tuple[str, str]]
+    empty: bool
+
+
+def _grid() -> list[str]:
+    parts = []
+    for i in range(TICKS + 1):
+        y = HEIGHT - HEIGHT * i / TICKS
         parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-            'stroke="#dde1e8" stroke-width="1"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#5b6475">'
-            f"{escape(fmt(top * i / 4))}</text>"
-        )
-    step = max(1, math.ceil(len(days) / 10))
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
-    for i in range(0, len(days), step):
-        x = LEFT + slot * (i + 0.5)
-        parts.append(
-            f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle" fill="#5b6475">'
-            f"{days[i]:%m-%d}</text>"
+            f'<line class="grid" x1="0" x2="{WIDTH}" y1="{y:g}" y2="{y:g}" '
+            'vector-effect="non-scaling-stroke"/>'
         )
     return parts
 
 
-def stacked_bars(
+def _svg(title: str, parts: list[str]) -> SafeString:
+    head = (
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" '
+        'xmlns="http://www.w3.org/2000/svg" aria-hidden="true" focusable="false">'
+        f"<title>{escape(title)}</title>"
+    )
+    return mark_safe(head + "".join(parts) + "</svg>")  # noqa: S308 - labels escaped
+
+
+def _slots(days: Sequence[date], entries: list[list[Entry]], totals: list[str]) -> list[Slot]:
+    step = max(1, math.ceil(len(days) / MAX_X_LABELS))
+    axis_format = pgettext("date under a chart", "M j")
+    slots = []
+    for i, day in enumerate(days):
+        # Labels count back from the last day, which is always labelled.
+        from_end = len(days) - 1 - i
+        labelled = from_end % step == 0
+        slots.append(
+            Slot(
+                day=day,
+                label=date_format(day, axis_format) if labelled else "",
+                minor=labelled and (from_end // step) % 2 == 1,
+                heading=date_format(day, "DATE_FORMAT"),
+                entries=entries[i],
+                total=totals[i],
+                flip=i >= len(days) / 2,
+                current=i == len(days) - 1,
+            )
+        )
+    return slots
+
+
+def bar_chart(
     days: Sequence[date],
     series: Mapping[str, Sequence[float]],
     *,
     title: str,
-    fmt: Callable[[float], str] = compact,
-) -> SafeString:
+    axis: Format = compact,
+    exact: Format = _exact_count,
+    integer: bool = True,
+) -> Chart:
     """Return one bar per day, stacked by series (in the order given)."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
-    top = _nice_max(max(totals, default=0))
-    parts = _frame(days, top, title, fmt)
-    plot_h = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
-    bar_w = max(1.0, slot * 0.8)
-    for i, day in enumerate(days):
-        base = float(TOP + plot_h)
-        x = LEFT + slot * i + (slot - bar_w) / 2
-        for index, (label, values) in enumerate(series.items()):
-            value = values[i]
-            if value <= 0:
+    step = nice_step(max(totals, default=0), integer=integer)
+    top = step * TICKS
+    slot_w = WIDTH / max(1, len(days))
+    bar_w = slot_w * 0.72
+    parts = _grid()
+    for i in range(len(days)):
+        base = float(HEIGHT)
+        x = slot_w * i + (slot_w - bar_w) / 2
+        for index, values in enumerate(series.values()):
+            if values[i] <= 0:
                 continue
-            h = plot_h * value / top
+            h = HEIGHT * values[i] / top
             base -= h
             parts.append(
-                f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{color(index)}"><title>{escape(label)} · {day:%Y-%m-%d}: '
-                f"{escape(fmt(value))}</title></rect>"
+                f'<rect x="{x:.2f}" y="{base:.2f}" width="{bar_w:.2f}" height="{h:.2f}" '
+                f'fill="{color(index)}"/>'
             )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated label is escaped
+    entries = [
+        [
+            Entry(label, color(index), exact(values[i]))
+            for index, (label, values) in enumerate(series.items())
+            if values[i] > 0
+        ]
+        for i in range(len(days))
+    ]
+    return Chart(
+        title=title,
+        svg=_svg(title, parts),
+        ticks=[axis(step * i) for i in range(TICKS + 1)],
+        slots=_slots(days, entries, [exact(total) for total in totals]),
+        legend=[(label, color(index)) for index, label in enumerate(series)],
+        empty=not any(totals),
+    )
 
 
-def lines(
+def line_chart(
     days: Sequence[date],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     title: str,
-    fmt: Callable[[float], str] = compact,
-) -> SafeString:
-    """Return one polyline per series; ``None`` values break the line."""
+    axis: Format = _ms_axis,
+    exact: Format = milliseconds,
+) -> Chart:
+    """Return one line per series; ``None`` (no data that day) breaks the line."""
     peak = max((v for values in series.values() for v in values if v is not None), default=0)
-    top = _nice_max(peak)
-    parts = _frame(days, top, title, fmt)
-    plot_h = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
-    for index, (label, values) in enumerate(series.items()):
-        segment: list[str] = []
-        segments: list[list[str]] = [segment]
+    step = nice_step(peak, integer=True)
+    top = step * TICKS
+    slot_w = WIDTH / max(1, len(days))
+    parts = _grid()
+    for index, values in enumerate(series.values()):
+        runs: list[list[tuple[float, float]]] = [[]]
         for i, value in enumerate(values):
             if value is None:
-                segment = []
-                segments.append(segment)
+                runs.append([])
                 continue
-            x = LEFT + slot * (i + 0.5)
-            y = TOP + plot_h - plot_h * value / top
-            segment.append(f"{x:.1f},{y:.1f}")
-            parts.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color(index)}">'
-                f"<title>{escape(label)} · {days[i]:%Y-%m-%d}: {escape(fmt(value))}</title>"
-                "</circle>"
-            )
-        for points in segments:
-            if len(points) > 1:
+            runs[-1].append((slot_w * (i + 0.5), HEIGHT - HEIGHT * value / top))
+        for run in runs:
+            if len(run) == 1:
+                # A lone day still shows: a short level stroke across its slot.
+                (x, y), half = run[0], slot_w * 0.2
+                run = [(x - half, y), (x + half, y)]
+            if run:
+                points = " ".join(f"{x:.2f},{y:.2f}" for x, y in run)
                 parts.append(
-                    f'<polyline fill="none" stroke="{color(index)}" stroke-width="2" '
-                    f'points="{" ".join(points)}"/>'
+                    f'<polyline class="line" points="{points}" stroke="{color(index)}" '
+                    'vector-effect="non-scaling-stroke"/>'
                 )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated label is escaped
+    no_data = _("no requests")
+    entries = [
+        [
+            Entry(label, color(index), no_data if values[i] is None else exact(values[i] or 0))
+            for index, (label, values) in enumerate(series.items())
+        ]
+        for i in range(len(days))
+    ]
+    return Chart(
+        title=title,
+        svg=_svg(title, parts),
+        ticks=[axis(step * i) for i in range(TICKS + 1)],
+        slots=_slots(days, entries, [""] * len(days)),
+        legend=[(label, color(index)) for index, label in enumerate(series)],
+        empty=all(v is None for values in series.values() for v in values),
+    )
+
+
+def usage_charts(summary: UsageSummary) -> list[Chart]:
+    """Return the usage page's charts: requests, tokens, cost, errors, latency."""
+    days = summary.days
+
+    def by_group(attr: str) -> dict[str, list[float]]:
+        return {
+            label: [float(getattr(t, attr)) for t in totals]
+            for label, totals in summary.series.items()
+        }
+
+    def money(value: float) -> str:
+        return format_rub(value)
+
+    return [
+        bar_chart(days, by_group("requests"), title=_("Requests")),
+        bar_chart(days, by_group("tokens"), title=_("Tokens")),
+        bar_chart(
+            days,
+            by_group("cost_rub"),
+            title=_("Cost, RUB"),
+            axis=money,
+            exact=money,
+            integer=False,
+        ),
+        bar_chart(days, by_group("errors"), title=_("Errors")),
+        line_chart(
+            days,
+            {
+                "p50": [t.p50_ms if t.requests else None for t in summary.per_day],
+                "p95": [t.p95_ms if t.requests else None for t in summary.per_day],
+            },
+            title=_("Latency percentiles"),
+        ),
+    ]

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, F, Min, Q, Sum, When
+from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, When
 from django.utils import timezone
 
 from routing.models import UsageDaily, UsageRecord, UsageRollupDay
@@ -118,12 +118,15 @@ def histogram_quantile(histogram: Sequence[int], q: float) -> int:
     return LATENCY_BOUNDS_MS[-1]
 
 
-def _aggregate(day: date) -> list[UsageDaily]:
-    start, end = day_bounds(day)
+def aggregate(records: QuerySet[UsageRecord], *, day: date) -> list[UsageDaily]:
+    """Return unsaved roll-up rows of ``records`` (all of one UTC ``day``).
+
+    One row per (team, key, model, provider); the usage page adds rows
+    built from the raw records a roll-up has not seen yet to the saved ones.
+    """
     buckets = {f"b{i}": Count("id", filter=q) for i, q in enumerate(_bucket_filters())}
     rows = (
-        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(
+        records.annotate(
             rollup_model=Case(
                 When(served_model="", then=F("requested_model")), default=F("served_model")
             )
@@ -179,7 +182,13 @@ def usage_rollup_day(*, day: date) -> RollupResult:
     # Aggregate outside the write transaction: the read is the slow part and
     # must not hold the delete's row locks while it runs.
     rolled_at = timezone.now()
-    rows = _aggregate(day)
+    start, end = day_bounds(day)
+    # Only records from before ``rolled_at``: the usage page reads those after
+    # it from the raw log, and a record must never be counted by both.
+    rows = aggregate(
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=min(end, rolled_at)),
+        day=day,
+    )
     records = sum(row.requests for row in rows)
     with transaction.atomic():
         UsageDaily.objects.filter(day=day).delete()
@@ -188,6 +197,36 @@ def usage_rollup_day(*, day: date) -> RollupResult:
             day=day, defaults={"rolled_at": rolled_at, "records": records}
         )
     return RollupResult(day=day, records=records, rows=len(rows))
+
+
+def usage_unrolled(
+    records: QuerySet[UsageRecord], *, start: date, end: date, now: datetime | None = None
+) -> list[UsageDaily]:
+    """Return roll-up rows of ``records`` that no saved roll-up counts yet.
+
+    For today and yesterday (UTC) within ``start``..``end``: the records
+    created since the day's last roll-up, or the whole day when it has none.
+    A day rolled up after it ended is complete and adds nothing. The tail is
+    a few minutes of records (roll-ups run every 300 s), read through the
+    ``created_at`` index, so the usage page shows traffic at once.
+    """
+    today = (now or timezone.now()).astimezone(UTC).date()
+    first_day, last_day = max(start, today - timedelta(days=1)), min(end, today)
+    rolled = dict(
+        UsageRollupDay.objects.filter(day__gte=first_day, day__lte=last_day).values_list(
+            "day", "rolled_at"
+        )
+    )
+    rows: list[UsageDaily] = []
+    day = first_day
+    while day <= last_day:
+        day_start, day_end = day_bounds(day)
+        since = rolled.get(day)
+        if since is None or since < day_end:
+            tail = records.filter(created_at__gte=max(day_start, since or day_start))
+            rows += aggregate(tail.filter(created_at__lt=day_end), day=day)
+        day += timedelta(days=1)
+    return rows
 
 
 def usage_rollup_range(*, start: date, end: date) -> list[RollupResult]:

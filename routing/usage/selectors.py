@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,13 @@ from django.db.models import Q, QuerySet
 from accounts.models import Team
 from keys.models import ApiKey
 from routing.models import UsageDaily, UsageRecord
-from routing.usage.rollups import BUCKETS, day_bounds, histogram_merge, histogram_quantile
+from routing.usage.rollups import (
+    BUCKETS,
+    day_bounds,
+    histogram_merge,
+    histogram_quantile,
+    usage_unrolled,
+)
 
 GROUPS = ("model", "key", "provider")
 # Series beyond this many share one "other" series so charts stay legible.
@@ -93,27 +99,48 @@ def _key_labels(team: Team, key_ids: set[int]) -> dict[int | None, str]:
     return labels
 
 
-def usage_summary(*, team: Team, start: date, end: date, group: str) -> UsageSummary:
-    """Return the team's usage from ``start`` to ``end`` (inclusive) by ``group``."""
+ROW_FIELDS = (
+    "day",
+    "key_id",
+    "model",
+    "provider",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_rub",
+    "latency_ms_sum",
+    "latency_histogram",
+)
+
+
+def usage_summary(
+    *,
+    team: Team,
+    start: date,
+    end: date,
+    group: str,
+    key: ApiKey | None = None,
+    now: datetime | None = None,
+) -> UsageSummary:
+    """Return the team's usage from ``start`` to ``end`` (inclusive) by ``group``.
+
+    Saved roll-ups plus the raw records created since the last one (see
+    :func:`~routing.usage.rollups.usage_unrolled`), so today never shows
+    zeros while the request log already lists traffic. ``key`` narrows
+    everything to one key of the team.
+    """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}")
-    rows = list(
-        UsageDaily.objects.filter(team=team, day__gte=start, day__lte=end)
-        .order_by()
-        .values_list(
-            "day",
-            "key_id",
-            "model",
-            "provider",
-            "requests",
-            "errors",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost_rub",
-            "latency_ms_sum",
-            "latency_histogram",
-        )
-    )
+    daily = UsageDaily.objects.filter(team=team, day__gte=start, day__lte=end)
+    raw = UsageRecord.objects.filter(team=team)
+    if key is not None:
+        daily, raw = daily.filter(key=key), raw.filter(key=key)
+    rows: list[tuple[Any, ...]] = list(daily.order_by().values_list(*ROW_FIELDS))
+    rows += [
+        tuple(getattr(row, name) for name in ROW_FIELDS)
+        for row in usage_unrolled(raw, start=start, end=end, now=now)
+    ]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     key_labels = _key_labels(team, {row[1] for row in rows if row[1] is not None})
 

@@ -2,7 +2,8 @@
 
 Everything is read for ``request.membership.team`` only; a request id of
 another team answers 404 exactly like one that does not exist. Charts come
-from the daily roll-ups, so their cost does not grow with raw records; the
+from the daily roll-ups plus the few minutes of raw records since the last
+one, so their cost does not grow with raw records; the
 log and the export read raw records through the ``(team, created_at)``
 index, a page at a time or streamed.
 """
@@ -16,26 +17,15 @@ from typing import Any
 from django.db.models import Max
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.utils.formats import number_format
-from django.utils.translation import gettext as _
 
 from accounts.decorators import TeamRequest, team_required
 from routing.models import UsageRollupDay
 from routing.usage import charts, selectors
 from routing.usage.forms import RequestLogForm, UsageOverviewForm, UsageRangeForm
-from xrouter_site.templatetags.xrouter import format_rub
 
 REQUESTS_PER_PAGE = 50
 # Deep OFFSET pages get slow on millions of rows; narrow the dates instead.
 MAX_PAGE = 200
-
-
-def _rub(value: float) -> str:
-    return format_rub(value)
-
-
-def _ms(value: float) -> str:
-    return _("%(ms)s ms") % {"ms": number_format(round(value), 0, force_grouping=True)}
 
 
 @team_required
@@ -47,35 +37,6 @@ def usage_overview(request: TeamRequest) -> HttpResponse:
     summary = selectors.usage_summary(
         team=request.membership.team, start=start, end=end, group=group
     )
-    days = summary.days
-
-    def by_group(attr: str) -> dict[str, list[float]]:
-        return {
-            label: [float(getattr(t, attr)) for t in totals]
-            for label, totals in summary.series.items()
-        }
-
-    chart_list = [
-        (_("Requests"), charts.stacked_bars(days, by_group("requests"), title=_("Requests"))),
-        (_("Tokens"), charts.stacked_bars(days, by_group("tokens"), title=_("Tokens"))),
-        (
-            _("Cost, RUB"),
-            charts.stacked_bars(days, by_group("cost_rub"), title=_("Cost, RUB"), fmt=_rub),
-        ),
-        (_("Errors"), charts.stacked_bars(days, by_group("errors"), title=_("Errors"))),
-        (
-            _("Latency percentiles"),
-            charts.lines(
-                days,
-                {
-                    "p50": [t.p50_ms if t.requests else None for t in summary.per_day],
-                    "p95": [t.p95_ms if t.requests else None for t in summary.per_day],
-                },
-                title=_("Latency percentiles"),
-                fmt=_ms,
-            ),
-        ),
-    ]
     rolled = UsageRollupDay.objects.filter(day__gte=start, day__lte=end).aggregate(
         last=Max("rolled_at")
     )["last"]
@@ -88,9 +49,7 @@ def usage_overview(request: TeamRequest) -> HttpResponse:
             "end": end,
             "group": group,
             "summary": summary,
-            "charts": chart_list,
-            "legend": [(label, charts.color(i)) for i, label in enumerate(summary.labels)],
-            "latency_legend": [("p50", charts.color(0)), ("p95", charts.color(1))],
+            "charts": charts.usage_charts(summary),
             "rolled_at": rolled,
         },
     )

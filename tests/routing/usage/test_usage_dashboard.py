@@ -40,7 +40,8 @@ def test_overview_charts_show_only_the_current_team(
     html = bob.get("/usage/").content.decode()
     assert html.count('<svg class="chart"') == 5
     assert "local/mock" in html and "secret/globex-model" not in html
-    assert "<title>local/mock" in html
+    # The day's tooltip names each series with its exact value.
+    assert "local/mock: <b>2</b>" in html
     by_key = bob.get("/usage/?group=key").content.decode()
     assert f"acme prod ({key.masked})" in by_key and "globex prod" not in by_key
     assert "local" in bob.get("/usage/?group=provider").content.decode()
