@@ -33,6 +33,29 @@ from typing import Any, ClassVar
 
 from providers.http import HttpClient
 
+#: Request parameters a deployment may honour, in OpenRouter's vocabulary
+#: (``supported_parameters``). ``response_format`` is JSON mode (json_object),
+#: ``structured_outputs`` a ``json_schema`` format, ``reasoning`` a reasoning
+#: effort. Routing preferences with ``require_parameters`` pick only
+#: deployments that declare every parameter a request uses.
+PARAMETERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "structured_outputs",
+        "reasoning",
+    }
+)
+
 
 class FinishReason(enum.StrEnum):
     STOP = "stop"
@@ -293,6 +316,9 @@ class Provider:
     """
 
     kind: ClassVar[str] = ""
+    # What this kind of upstream honours (see PARAMETERS); a deployment in
+    # the catalog may declare its own list instead.
+    supported_parameters: ClassVar[frozenset[str]] = frozenset()
     #: Keys of ``ChatRequest.extra`` this adapter sends upstream; the gateway
     #: names the others in ``x-xrouter-ignored-params``.
     extra_params: ClassVar[frozenset[str]] = frozenset()

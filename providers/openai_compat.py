@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from providers.base import (
+    PARAMETERS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -76,6 +77,8 @@ def _finish_reason(value: Any) -> FinishReason | None:
 
 class OpenAICompatibleProvider(Provider):
     kind = "openai"
+    # Every parameter is forwarded as sent.
+    supported_parameters = PARAMETERS - {"reasoning"}
 
     def _headers(self, request_id: str | None = None) -> dict[str, str]:
         headers = dict(self.config.options.get("headers") or {})

@@ -210,6 +210,11 @@ class Deployment(models.Model):
         _("data region"), max_length=2, blank=True, validators=[_REGION], db_default=""
     )
     stores_prompts = models.BooleanField(_("stores prompts"), default=True, db_default=True)
+    # Request parameters this deployment honours (providers.base.PARAMETERS);
+    # null means the defaults of its provider's kind.
+    supported_parameters = models.JSONField(
+        _("supported parameters"), null=True, blank=True, default=None
+    )
 
     class Meta:
         verbose_name = _("deployment")
@@ -413,3 +418,34 @@ class UsageRollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} rolled {self.rolled_at:%Y-%m-%d %H:%M}"
+
+
+class StoredResponse(models.Model):
+    """A ``/v1/responses`` result kept for ``previous_response_id`` and GET.
+
+    Team-scoped: every lookup filters by the caller's team, so another
+    team's id reads exactly like one that does not exist. ``conversation``
+    is the chain's messages up to and including this reply (internal chat
+    messages as JSON, instructions excluded: they do not carry over), so a
+    continuation is one row read. Rows older than
+    ``XROUTER_RESPONSES_RETENTION_DAYS`` are invisible and pruned hourly.
+    """
+
+    response_id = models.CharField(max_length=80, unique=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    key = models.ForeignKey(
+        "keys.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model = models.CharField(max_length=200)
+    previous_response_id = models.CharField(max_length=80, blank=True)
+    conversation = models.JSONField(default=list)
+    body = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("stored response")
+        verbose_name_plural = _("stored responses")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.response_id

@@ -13,6 +13,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from providers.base import PARAMETERS
 from providers.registry import PROVIDER_KINDS
 from routing import residency
 from routing.models import Deployment, Model, Provider
@@ -56,8 +57,18 @@ _MODEL_FIELDS = {
     "fallbacks",
     "limits",
     *_RESIDENCY_FIELDS,
+    # Shorthand for the single deployment's own list.
+    "supported_parameters",
 }
-_DEPLOYMENT_FIELDS = {"provider", "upstream", "priority", "weight", "enabled", *_RESIDENCY_FIELDS}
+_DEPLOYMENT_FIELDS = {
+    "provider",
+    "upstream",
+    "priority",
+    "weight",
+    "enabled",
+    "supported_parameters",
+    *_RESIDENCY_FIELDS,
+}
 
 
 class CatalogError(ValueError):
@@ -108,6 +119,21 @@ def _residency(entry: dict[str, Any], defaults: tuple[str, bool], where: str) ->
             raise CatalogError(f"{where}.stores_prompts: expected true or false, got {value!r}")
         stores = value
     return region, stores
+
+
+def _parameters(value: Any, where: str) -> list[str] | None:
+    """Validate a ``supported_parameters`` list (None: the provider's defaults)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise CatalogError(f"{where}: expected a list of parameter names")
+    unknown = sorted(set(value) - PARAMETERS)
+    if unknown:
+        raise CatalogError(
+            f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(PARAMETERS))}"
+        )
+    return sorted(set(value))
 
 
 def _full_clean(obj: Any, where: str) -> None:
@@ -230,6 +256,7 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
                     "provider": entry.get("provider"),
                     "upstream": entry.get("upstream"),
                     **{k: entry[k] for k in _RESIDENCY_FIELDS if k in entry},
+                    "supported_parameters": entry.get("supported_parameters"),
                 }
             ]
         keep: list[int] = []
@@ -260,6 +287,9 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
                     "enabled": bool(dep.get("enabled", True)),
                     "data_region": data_region,
                     "stores_prompts": stores_prompts,
+                    "supported_parameters": _parameters(
+                        dep.get("supported_parameters"), f"{dep_where}.supported_parameters"
+                    ),
                 },
             )
             keep.append(deployment.pk)

@@ -48,6 +48,8 @@ class DeploymentRoute:
     # Residency (routing/residency.py): ISO alpha-2 region, "" undeclared.
     data_region: str = ""
     stores_prompts: bool = True
+    # Request parameters it honours (providers.base.PARAMETERS).
+    supported_parameters: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,15 @@ def _provider_config(provider: Provider) -> ProviderEntry:
     return ProviderEntry(config=config, unavailable=unavailable)
 
 
+def _supported_parameters(deployment: Deployment) -> frozenset[str]:
+    if deployment.supported_parameters is not None:
+        return frozenset(deployment.supported_parameters)
+    try:
+        return provider_class(deployment.provider.kind).supported_parameters
+    except KeyError:  # an unknown kind serves nothing anyway
+        return frozenset()
+
+
 def build_table(version: str) -> RoutingTable:
     """Read the enabled catalog from the database into a new table."""
     table = RoutingTable(version=version)
@@ -163,6 +174,7 @@ def build_table(version: str) -> RoutingTable:
                 weight=dep.weight,
                 data_region=dep.data_region,
                 stores_prompts=dep.stores_prompts,
+                supported_parameters=_supported_parameters(dep),
             )
         )
     for model in Model.objects.filter(enabled=True):

@@ -1,4 +1,4 @@
-"""Celery entry points of the routing app: health probes of deployments.
+"""Celery entry points of the routing app: health probes, stored responses.
 
 Thin wrappers around :mod:`routing.probes`. Beat (or the in-process
 scheduler, :mod:`xrouter_site.scheduler`) runs :func:`probe_all_deployments`
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from routing.gateway.surfaces import store
 from routing.probes import deployment_ids_to_probe, deployment_probe
 from xrouter_site.celery import app
 
@@ -35,3 +36,9 @@ def probe_deployment(deployment_id: int) -> bool | None:
     """Probe one deployment; return its health, or None if skipped."""
     result = deployment_probe(deployment_id=deployment_id)
     return None if result is None else result.healthy
+
+
+@app.task(name="routing.responses_prune", ignore_result=True)
+def responses_prune() -> int:
+    """Delete stored /v1/responses results past retention; return how many."""
+    return store.responses_prune()

@@ -39,6 +39,7 @@ class ErrorCode(enum.StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNSUPPORTED_OPERATION = "unsupported_operation"
+    NO_MATCHING_DEPLOYMENT = "no_matching_deployment"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"

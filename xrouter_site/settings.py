@@ -468,7 +468,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "XRouter management API",
     "DESCRIPTION": (
-        "Manage a team's API keys and read the model catalog. Authenticate with a "
+        "The gateway (`/v1/`: OpenAI chat, completions, embeddings and Responses, "
+        "Anthropic Messages) and the management API (`/api/v1/`: keys, key info, "
+        "credits, the model catalog). `/v1/` takes an API key; the management API a "
         "management key (`Authorization: Bearer xr_live_...`, see `createapikey "
         "--management`) or a dashboard session."
     ),
@@ -479,10 +481,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Error answers on every operation, closed request bodies (keys.api_schema).
+    # Error answers on every operation, closed request bodies (keys.api_schema);
+    # then the /v1/ gateway and the key exchange, plain Django views with
+    # their own error dialects and open bodies (routing/gateway/surfaces/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "keys.api_schema.add_error_responses",
+        "routing.gateway.surfaces.openapi.add_gateway_api",
     ],
     # A team's PII mode and a key's (which may also be "", the team's).
     "ENUM_NAME_OVERRIDES": {
@@ -608,6 +613,10 @@ CELERY_BEAT_SCHEDULE["usage-rollup"] = {
     "schedule": XROUTER_USAGE_ROLLUP_SECONDS,
 }
 CELERY_BEAT_SCHEDULE["usage-prune"] = {"task": "routing.usage_prune", "schedule": 3600.0}
+# /v1/responses results stored for previous_response_id and GET: kept this
+# many days (OpenAI keeps 30), then pruned hourly; 0 keeps them forever.
+XROUTER_RESPONSES_RETENTION_DAYS = env_int("XROUTER_RESPONSES_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE["responses-prune"] = {"task": "routing.responses_prune", "schedule": 3600.0}
 # Switches for measuring their cost (bench/): false skips writing usage
 # records / recording Prometheus metrics on the request path. Keep both on
 # in production: budgets are settled either way, but nothing is accounted.

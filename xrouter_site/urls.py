@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny
 from accounts.lockout import throttle_login_posts
 from accounts.oauth import urls as oauth_urls
 from routing import api as catalog_api
-from routing import metrics_views
+from routing import key_api, metrics_views
 from xrouter_site import views
 
 # The admin login gets the dashboard's per-address cap; django-axes (an
@@ -75,5 +75,8 @@ urlpatterns = [
     path("api/v1/", include((oauth_urls.exchange_api_urlpatterns, "oauth_exchange_api"))),
     # The catalog REST API (routing.api) goes before it too.
     path("api/v1/models", catalog_api.ModelListApi.as_view(), name="api-models"),
+    # Self-service key info (routing.key_api), before the catch-all too.
+    path("api/v1/key", key_api.KeyInfoApi.as_view(), name="api-key-current"),
+    path("api/v1/credits", key_api.CreditsApi.as_view(), name="api-credits"),
     path("api/v1/", include("keys.api_urls")),
 ]

@@ -125,6 +125,21 @@ class GigaChatProvider(Provider):
     """Adapter for Sber's GigaChat (see the module docstring for options)."""
 
     kind = "gigachat"
+    # Stops are applied to the reply here; json_schema goes native or as a
+    # function, but there is no JSON mode (response_format json_object), no
+    # seed, no penalties and no parallel calls (one call per turn).
+    supported_parameters = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "stop",
+            "tools",
+            "tool_choice",
+            "structured_outputs",
+            "reasoning",
+        }
+    )
     extra_params = frozenset(PASSTHROUGH_FIELDS)
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:

@@ -172,6 +172,18 @@ class YandexGPTProvider(Provider):
     """YandexGPT adapter; ``surface: openai`` delegates to the /v1 surface."""
 
     kind = "yandexgpt"
+    # The native API drops stop, top_p, seed and the penalties (above).
+    supported_parameters = frozenset(
+        {
+            "temperature",
+            "max_tokens",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "structured_outputs",
+        }
+    )
     extra_params = frozenset({"reasoning_mode"})
 
     def accepted_extra(self) -> frozenset[str]:

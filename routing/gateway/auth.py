@@ -27,8 +27,11 @@ def authenticate_bearer(header: str) -> KeyPrincipal:
     return resolve_oauth_token(credential)
 
 
-def authenticate(request: HttpRequest, ctx: CallContext) -> KeyPrincipal:
-    principal = authenticate_bearer(request.META.get("HTTP_AUTHORIZATION", ""))
+def authenticate(request: HttpRequest, ctx: CallContext, header: str | None = None) -> KeyPrincipal:
+    """Resolve the caller from ``Authorization`` (or a surface's own ``header``)."""
+    if header is None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+    principal = authenticate_bearer(header)
     ctx.principal = principal
     activity.touch(principal.key_id)
     return principal

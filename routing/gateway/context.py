@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from django.http import HttpResponse
 
 from keys.principal import KeyPrincipal
 from providers.base import Usage
-from routing import metrics, router
+from routing import metrics, preferences, router
 from routing.limits.limiter import limiter
 from routing.limits.types import Decision
 from routing.table import ModelRoute
@@ -85,11 +86,14 @@ class CallContext:
     finished: bool = False
     # Called once when the call is over (the middleware's in-flight count).
     on_finish: Any = None
+    # Renders errors in the surface's dialect (OpenAI's unless a surface
+    # such as /v1/messages sets its own).
+    render_error: Callable[[XRouterError], HttpResponse] = error_response
 
     def fail(self, error: XRouterError) -> HttpResponse:
         self.status = error.http_status
         self.error_code = str(error.code)
-        return error_response(error)
+        return self.render_error(error)
 
     def finish(self) -> None:
         """Settle limits, record usage and metrics, write the log line; once."""
@@ -109,6 +113,14 @@ class CallContext:
             and settings.XROUTER_USAGE_RECORDS_ENABLED
         ):
             self._record_usage(served)
+        if self.status == 200 and self.deployment_id is not None and self.usage is not None:
+            elapsed = time.perf_counter() - self.started
+            preferences.observe(
+                self.deployment_id,
+                latency_ms=self.first_token_ms or self.upstream_ms or elapsed * 1000,
+                completion_tokens=served.completion_tokens,
+                seconds=elapsed,
+            )
         self._metrics(served)
         self._log()
 

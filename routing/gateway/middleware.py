@@ -17,7 +17,11 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from routing.gateway import pipeline
 from routing.gateway import views as gateway
+from routing.gateway.context import CallContext
+from routing.gateway.disconnect import ClientDisconnected
+from routing.gateway.surfaces import completions, messages, responses
 from xrouter_site.errors import (
     ErrorCode,
     MethodNotAllowed,
@@ -30,17 +34,23 @@ from xrouter_site.middleware import request_id_from
 logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
+ANTHROPIC_PREFIX = "/v1/messages"
 View = Callable[..., HttpResponseBase]
 
 # Exact paths: (allowed methods, view).
 ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/chat/completions": (("POST",), gateway.chat_completions),
+    "/v1/completions": (("POST",), completions.completions),
     "/v1/embeddings": (("POST",), gateway.embeddings),
+    "/v1/messages": (("POST",), messages.messages),
+    "/v1/messages/count_tokens": (("POST",), messages.count_tokens),
     "/v1/models": (("GET", "HEAD"), gateway.list_models),
+    "/v1/responses": (("POST",), responses.create),
 }
 # Paths with one trailing argument: prefix -> (allowed methods, view).
 PREFIX_ROUTES: dict[str, tuple[tuple[str, ...], View]] = {
     "/v1/models/": (("GET", "HEAD"), gateway.retrieve_model),
+    "/v1/responses/": (("GET", "DELETE"), responses.detail),
 }
 
 
@@ -95,7 +105,7 @@ class GatewayMiddleware:
         path = request.path_info
         if not path.startswith(PREFIX):
             return self.get_response(request)
-        ctx = gateway.CallContext(
+        ctx = CallContext(
             request_id=request_id_from(request.META), method=request.method or "", path=path
         )
         response: HttpResponseBase
@@ -117,9 +127,10 @@ class GatewayMiddleware:
     def _done(self) -> None:
         self.inflight -= 1
 
-    def _dispatch(
-        self, request: HttpRequest, ctx: gateway.CallContext, path: str
-    ) -> HttpResponseBase:
+    def _dispatch(self, request: HttpRequest, ctx: CallContext, path: str) -> HttpResponseBase:
+        if path.startswith(ANTHROPIC_PREFIX):
+            # Wrong methods and paths there answer in Anthropic's dialect too.
+            ctx.render_error = messages.error_response
         try:
             resolved = _resolve(path)
             if resolved is None:
@@ -130,6 +141,9 @@ class GatewayMiddleware:
             return view(request, ctx, *args)
         except XRouterError as exc:
             return ctx.fail(exc)
+        except ClientDisconnected:
+            # Raised while the upstream worked, before any byte was sent.
+            return pipeline.client_gone(ctx)
         except Exception:
             logger.exception("unhandled error in the gateway", extra={"request_id": ctx.request_id})
             return ctx.fail(XRouterError())

@@ -1,8 +1,10 @@
-"""The SSE relay of a streamed chat completion.
+"""The SSE relay of a streamed completion, for every API surface.
 
-Chunks go to the client as upstream sends them; the usage chunk, the
-``[DONE]`` marker and, after a failure mid-stream, OpenAI's terminal error
-event are added here. :class:`RelayResponse` makes sure the call is
+Chunks go to the client as upstream sends them, turned into the surface's
+events by its :class:`StreamEncoder` (chat's own is :class:`ChatEncoder`:
+chunks, the usage chunk, ``[DONE]`` and, after a failure mid-stream,
+OpenAI's terminal error event). Billing, lease renewal and the end of the
+call are the relay's, whatever the surface. :class:`RelayResponse` makes sure the call is
 finished even when the WSGI server never starts the generator.
 """
 
@@ -12,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
@@ -30,7 +32,8 @@ logger = logging.getLogger(__name__)
 SSE_DONE = b"data: [DONE]\n\n"
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
+def sse_data(payload: dict[str, Any]) -> bytes:
+    """An unnamed SSE event (OpenAI's streams)."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
@@ -44,22 +47,69 @@ def _is_usage_only(chunk: ChatChunk) -> bool:
     )
 
 
+def sse_event(name: str, payload: dict[str, Any]) -> bytes:
+    """A named SSE event (``event:`` line), as Anthropic and Responses streams use."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def openai_stream_error(exc: ProviderError) -> bytes:
+    """OpenAI's terminal stream error event."""
+    return sse_data(error_body(exc.message, code=exc.code, type_="api_error"))
+
+
+class StreamEncoder(Protocol):
+    """Turns the internal chunk stream into one surface's wire events."""
+
+    def start(self) -> bytes:
+        """Bytes sent before the first chunk (may be empty)."""
+
+    def chunk(self, chunk: ChatChunk) -> bytes:
+        """Bytes for one upstream chunk (may be empty)."""
+
+    def end(self, usage: Usage) -> bytes:
+        """Bytes that close a complete stream; ``usage`` is what is billed."""
+
+    def error(self, exc: ProviderError) -> bytes:
+        """The terminal error event of a stream cut after its first byte."""
+
+
+class ChatEncoder:
+    """``chat.completion.chunk`` events, then usage (if asked) and ``[DONE]``."""
+
+    def __init__(self, stream: ChatStream, ctx: CallContext, include_usage: bool) -> None:
+        self.base = {
+            "id": ctx.generation_id,
+            "object": "chat.completion.chunk",
+            "created": stream.created,
+            "model": ctx.model,
+        }
+        self.include_usage = include_usage
+
+    def start(self) -> bytes:
+        return b""
+
+    def chunk(self, chunk: ChatChunk) -> bytes:
+        return sse_data({**self.base, "choices": [chunk_dict(chunk)]})
+
+    def end(self, usage: Usage) -> bytes:
+        if not self.include_usage:
+            return SSE_DONE
+        return sse_data({**self.base, "choices": [], "usage": usage.as_openai()}) + SSE_DONE
+
+    def error(self, exc: ProviderError) -> bytes:
+        return openai_stream_error(exc)
+
+
 def relay(
-    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, include_usage: bool
+    stream: ChatStream, first: ChatChunk | None, ctx: CallContext, encoder: StreamEncoder
 ) -> Iterator[bytes]:
-    """Yield the client's SSE bytes chunk by chunk as upstream sends them.
+    """Yield the client's bytes chunk by chunk as upstream sends them.
 
     Closing this generator (the client went away: the WSGI server calls
     ``close()`` on the response) closes the upstream response at once. The
     client is billed for what it received: on a cut or a disconnect the
     usage is what upstream reported, or an estimate of the text relayed.
     """
-    base = {
-        "id": ctx.generation_id,
-        "object": "chat.completion.chunk",
-        "created": stream.created,
-        "model": ctx.model,
-    }
     reported: Usage | None = None
     relayed_chars = 0
     ctx.stream_complete = False
@@ -71,7 +121,20 @@ def relay(
             yield first
         yield from stream
 
+    def billed() -> Usage:
+        if reported is not None:
+            return reported
+        # Upstream never sent its count (cut or client gone): bill the text
+        # delivered so far, estimated like the reservation.
+        return Usage(
+            prompt_tokens=ctx.prompt_estimate,
+            completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
+        )
+
     try:
+        opening = encoder.start()
+        if opening:
+            yield opening
         for chunk in pending():
             if chunk.usage is not None:
                 reported = chunk.usage
@@ -79,29 +142,33 @@ def relay(
                     continue
             if chunk.content:
                 relayed_chars += len(chunk.content)
+            for call in chunk.tool_calls:
+                relayed_chars += len(call.arguments)
             if chunk.finish_reason is not None:
                 ctx.finish_reason = str(chunk.finish_reason)
-            yield _sse({**base, "choices": [chunk_dict(chunk)]})
+            out = encoder.chunk(chunk)
+            if out:
+                yield out
             if ctx.decision is not None and time.monotonic() >= next_renewal:
                 # A long stream keeps its concurrency slot.
                 limiter.settle(ctx.decision, renew=True)
                 next_renewal = time.monotonic() + renew_every
-        if include_usage:
-            shown = ctx.plausible(reported) if reported is not None else Usage()
-            yield _sse({**base, "choices": [], "usage": shown.as_openai()})
-        yield SSE_DONE
+        # What the client is shown is what it is billed, clamped like it.
+        yield encoder.end(ctx.plausible(billed()))
         ctx.stream_complete = True
     except ProviderError as exc:
-        yield _stream_error(ctx, exc)
+        yield _stream_error(ctx, encoder, exc)
     except Exception:
         # An adapter choked on an event it did not expect (valid JSON of the
-        # wrong shape): still a terminal error event, never a dropped stream.
+        # wrong shape): still the surface's terminal error event, never a
+        # dropped stream.
         logger.exception(
             "upstream stream event could not be read",
             extra={"request_id": ctx.request_id, "provider": ctx.provider},
         )
         yield _stream_error(
             ctx,
+            encoder,
             ProviderError(
                 f"{ctx.provider} sent a stream event the gateway cannot read",
                 provider=ctx.provider or "",
@@ -111,23 +178,16 @@ def relay(
         )
     finally:
         stream.close()
-        if reported is None:
-            # Upstream never sent its count (cut or client gone): bill the
-            # text delivered so far, estimated like the reservation.
-            reported = Usage(
-                prompt_tokens=ctx.prompt_estimate,
-                completion_tokens=math.ceil(relayed_chars / 3) if relayed_chars else 0,
-            )
-        ctx.usage = reported
+        ctx.usage = billed()
         ctx.finish()
 
 
-def _stream_error(ctx: CallContext, exc: ProviderError) -> bytes:
+def _stream_error(ctx: CallContext, encoder: StreamEncoder, exc: ProviderError) -> bytes:
     """Return the terminal error event of a stream that failed mid-way.
 
     Bytes already reached the client: no switch to another provider, only
-    one error event in OpenAI's stream error shape (the message went through
-    ProviderError's sanitiser, like a plain error's).
+    one error event in the surface's stream error shape (the message went
+    through ProviderError's sanitiser, like a plain error's).
     """
     ctx.status = exc.status
     ctx.error_code = exc.code
@@ -135,7 +195,7 @@ def _stream_error(ctx: CallContext, exc: ProviderError) -> bytes:
         "upstream stream failed",
         extra={"request_id": ctx.request_id, "provider": exc.provider, "code": exc.code},
     )
-    return _sse(error_body(exc.message, code=exc.code, type_="api_error"))
+    return encoder.error(exc)
 
 
 class RelayResponse(StreamingHttpResponse):

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from providers.base import ChatRequest, EmbeddingRequest, Message, Tool, ToolCall
+from routing import preferences
 from xrouter_site.errors import ErrorCode, InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -294,28 +295,6 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     raise _value_error("response_format.type", "must be 'text', 'json_object' or 'json_schema'.")
 
 
-def data_collection(body: dict[str, Any]) -> str | None:
-    """Return the request's ``provider.data_collection`` (``allow``/``deny``), if any.
-
-    OpenRouter's routing preference: ``deny`` keeps the request off
-    deployments that store request data (routing/residency.py). Other
-    ``provider`` fields are left to their own readers.
-    """
-    preferences = body.get("provider")
-    if preferences is None:
-        return None
-    if not isinstance(preferences, dict):
-        raise _type_error("provider", "an object", preferences)
-    value = preferences.get("data_collection")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _type_error("provider.data_collection", "a string", value)
-    if value not in ("allow", "deny"):
-        raise _value_error("provider.data_collection", f"must be 'allow' or 'deny', got {value!r}.")
-    return value
-
-
 @dataclass(slots=True)
 class ChatInput:
     """A validated chat request: the public model id plus the adapter request."""
@@ -326,7 +305,7 @@ class ChatInput:
     fallback_models: list[str] = field(default_factory=list)
     # Which parameter carried max_tokens (errors name what the client sent).
     max_tokens_param: str = "max_tokens"
-    data_collection: str | None = None
+    preferences: preferences.Preferences = preferences.DEFAULT
 
 
 #: OpenAI's reasoning_effort values; GigaChat takes the same word (v1 field,
@@ -409,14 +388,6 @@ def chat_input(body: Any) -> ChatInput:
         max_tokens_param = "max_tokens"
         max_tokens = _integer(body, max_tokens_param, 1, cap)
     tools = _tools(body)
-    fallback_models: list[str] = []
-    models = body.get("models")
-    if models is not None:
-        if not isinstance(models, list) or not all(
-            isinstance(m, str) and m.strip() for m in models
-        ):
-            raise _type_error("models", "an array of model ids", models)
-        fallback_models = [m.strip() for m in models]
     request = ChatRequest(
         model=model,
         messages=messages,
@@ -440,10 +411,20 @@ def chat_input(body: Any) -> ChatInput:
         model=model,
         request=request,
         include_usage=include_usage,
-        fallback_models=fallback_models,
+        fallback_models=fallback_models(body),
         max_tokens_param=max_tokens_param,
-        data_collection=data_collection(body),
+        preferences=preferences.parse(body.get("provider")),
     )
+
+
+def fallback_models(body: dict[str, Any]) -> list[str]:
+    """Return the request's ``models`` list (OpenRouter-style fallbacks)."""
+    models = body.get("models")
+    if models is None:
+        return []
+    if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
+        raise _type_error("models", "an array of model ids", models)
+    return [m.strip() for m in models]
 
 
 @dataclass(slots=True)
@@ -451,7 +432,7 @@ class EmbeddingInput:
     model: str
     request: EmbeddingRequest
     encoding_format: str = "float"
-    data_collection: str | None = None
+    preferences: preferences.Preferences = preferences.DEFAULT
 
 
 def embedding_input(body: Any) -> EmbeddingInput:
@@ -491,5 +472,5 @@ def embedding_input(body: Any) -> EmbeddingInput:
         model=model,
         request=request,
         encoding_format=encoding_format,
-        data_collection=data_collection(body),
+        preferences=preferences.parse(body.get("provider")),
     )

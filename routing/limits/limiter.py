@@ -45,7 +45,7 @@ from django.conf import settings
 
 from routing.limits.database import DatabaseLimiter
 from routing.limits.local import LocalLimiter
-from routing.limits.types import Decision, Limit
+from routing.limits.types import WINDOW_MS, Decision, Limit
 from xrouter_site.batching import GroupCommit
 from xrouter_site.state import on_reset
 
@@ -282,6 +282,22 @@ class Limiter:
             for i, result in zip(missing, send(missing), strict=True):
                 results[i] = result
         return results
+
+    def requests_in_window(self, key: str) -> int:
+        """How many requests a requests-per-minute log holds now (read only).
+
+        From Redis when it is in use, else this process's own log (which is
+        all a zero-config worker enforces).
+        """
+        if self.uses_redis:
+            try:
+                client = self._redis()
+                seconds, micros = client.time()
+                now = int(seconds) * 1000 + int(micros) // 1000
+                return int(client.zcount(key, f"({now - WINDOW_MS}", "+inf"))
+            except Exception as exc:
+                self._redis_failed(exc)
+        return self.local.requests_in_window(key)
 
     def reset(self) -> None:
         """Forget state and connections (tests)."""

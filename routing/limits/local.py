@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from django.conf import settings
 
-from routing.limits.types import Decision, Limit
+from routing.limits.types import WINDOW_MS, Decision, Limit
 
 
 class LocalLimiter:
@@ -118,6 +118,11 @@ class LocalLimiter:
                         expires,
                         spent + actual.get("cost", limit.cost) - limit.cost,
                     )
+
+    def requests_in_window(self, key: str) -> int:
+        now = time.monotonic() * 1000
+        with self._lock:
+            return sum(1 for entry in self._logs.get(key, ()) if entry[0] > now - WINDOW_MS)
 
     def clear(self) -> None:
         with self._lock:

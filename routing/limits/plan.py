@@ -92,6 +92,11 @@ def _budget(
     )
 
 
+def requests_key(team_id: int, owner: str) -> str:
+    """The limiter key of a requests-per-minute log (owner: ``k<key id>`` or ``team``)."""
+    return f"rl:{{t{team_id}}}:{owner}:rpm"
+
+
 def limit_plan(
     principal: KeyPrincipal, route: ModelRoute, tokens: int, cost_micro: int
 ) -> list[Limit]:
@@ -103,7 +108,9 @@ def limit_plan(
 
     def add(scope: str, owner: str, rpm: int | None, tpm: int | None, conc: int | None) -> None:
         if rpm:
-            plan.append(Limit("r", scope, f"rl:{tag}:{owner}:rpm", rpm, 1, WINDOW_MS))
+            plan.append(
+                Limit("r", scope, requests_key(principal.team_id, owner), rpm, 1, WINDOW_MS)
+            )
         if tpm:
             plan.append(Limit("t", scope, f"rl:{tag}:{owner}:tpm", tpm, tokens, WINDOW_MS))
         if conc:

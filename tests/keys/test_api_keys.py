@@ -547,6 +547,18 @@ def test_schema_and_docs_are_served_without_cdn(cast: Cast) -> None:
         "/api/v1/keys/{public_id}",
         "/api/v1/teams/current",
         "/api/v1/models",
+        "/api/v1/key",
+        "/api/v1/credits",
+        "/api/v1/auth/keys",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/responses/{id}",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/v1/models/{model_id}",
     }
     assert "managementKey" in schema["components"]["securitySchemes"]
     assert "key_hash" not in response.content.decode()
