@@ -11,7 +11,9 @@ from typing import Any
 
 import openai
 import pytest
+import requests
 
+from accounts.models import Team
 from routing import preferences
 from routing.breaker import breakers
 from routing.table import get_table
@@ -278,3 +280,97 @@ def _candidates(table: Any, model_id: str) -> Any:
 
     routes = [table.models[model_id]] + [table.models[m] for m in table.models[model_id].fallbacks]
     return router.candidates(table, routes)
+
+
+SURFACE_BODIES = {
+    "/v1/responses": {"input": "hello"},
+    "/v1/completions": {"prompt": "hello"},
+    "/v1/messages": {"max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]},
+    "/v1/messages/count_tokens": {"messages": [{"role": "user", "content": "hello"}]},
+}
+
+
+@pytest.mark.parametrize("path", sorted(SURFACE_BODIES))
+def test_every_surface_takes_the_provider_object(routed: LiveGateway, path: str) -> None:
+    body = {
+        "model": "team/multi",
+        "provider": {"order": ["dead", "gamma"], "ignore": ["alpha"]},
+        **SURFACE_BODIES[path],
+    }
+    response = requests.post(routed.url + path, headers=routed.headers, json=body, timeout=15)
+    assert response.status_code == 200, response.content
+    if path.endswith("count_tokens"):
+        # An OpenAI-compatible upstream has no token counter: the first
+        # deployment the preferences put first answers with the estimate,
+        # without a connection (so even the dead one).
+        assert response.headers["x-xrouter-attempts"] == "dead:200"
+    else:
+        assert response.headers["x-xrouter-attempts"] == "dead:502, gamma:200"
+    bad = requests.post(
+        routed.url + path,
+        headers=routed.headers,
+        json={**body, "provider": {"sort": "fastest"}},
+        timeout=15,
+    )
+    assert bad.status_code == 400
+    assert "provider.sort" in bad.text
+
+
+def test_embeddings_take_the_provider_object(
+    routed: LiveGateway, load_catalog: Any, upstream: Any
+) -> None:
+    url = f"{upstream.base_url}/v1"
+    load_catalog(f"""
+providers:
+  - {{name: alpha, kind: openai, base_url: "{url}", api_key_env: TEST_UPSTREAM_KEY}}
+  - {{name: beta, kind: openai, base_url: "{url}", api_key_env: TEST_UPSTREAM_KEY}}
+models:
+  - id: team/embed
+    type: embedding
+    deployments:
+      - {{provider: alpha, upstream: text-embedding-mock, priority: 0}}
+      - {{provider: beta, upstream: text-embedding-mock, priority: 1}}
+""")
+    raw = routed.client().embeddings.with_raw_response.create(
+        model="team/embed", input="hello", extra_body={"provider": {"only": ["beta"]}}
+    )
+    assert raw.headers["x-xrouter-attempts"] == "beta:200"
+    with pytest.raises(openai.BadRequestError) as caught:
+        routed.client().embeddings.create(
+            model="team/embed", input="hello", extra_body={"provider": {"only": "beta"}}
+        )
+    assert caught.value.body["param"] == "provider.only"
+
+
+def test_preferences_never_route_around_the_data_policy(
+    routed: LiveGateway, load_catalog: Any, upstream: Any, upstream_control: Any
+) -> None:
+    url = f"{upstream.base_url}/v1"
+    load_catalog(f"""
+providers:
+  - {{name: abroad, kind: openai, base_url: "{url}", api_key_env: TEST_UPSTREAM_KEY,
+      data_region: us}}
+  - {{name: home, kind: openai, base_url: "{url}", api_key_env: TEST_UPSTREAM_KEY,
+      data_region: ru}}
+models:
+  - id: team/both
+    deployments:
+      - {{provider: home, upstream: gpt-mock, priority: 0}}
+      - {{provider: abroad, upstream: gpt-mock, priority: 1}}
+""")
+    team = Team.objects.get(slug="acme")
+    team.data_policy = "ru_only"
+    team.save()
+    # Ordered first, the refused deployment is recorded as skipped, not tried.
+    raw = ask(routed, "team/both", {"order": ["abroad"]})
+    assert raw.headers["x-xrouter-attempts"] == "abroad:skipped(data_region=us), home:200"
+    # No fallbacks: the first choice is the first one the policy allows.
+    raw = ask(routed, "team/both", {"order": ["abroad", "home"], "allow_fallbacks": False})
+    assert raw.headers["x-xrouter-provider"] == "home"
+    # Only refused ones left: the data policy's 403, nothing sent.
+    before = upstream_control.stats()["requests_total"]
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        ask(routed, "team/both", {"only": ["abroad"]})
+    assert caught.value.body["code"] == "data_policy_violation"
+    assert caught.value.response.headers["x-xrouter-attempts"] == ("abroad:skipped(data_region=us)")
+    assert upstream_control.stats()["requests_total"] == before
