@@ -76,8 +76,9 @@ def test_management_api_has_no_server_errors_or_violations(
             str(REPORTS / "junit.xml"),
             "--no-color",
             # The management API only: the same schema documents /v1/, the
-            # key exchange, /key and /credits, which this management-key run
-            # does not cover (tests/routing/gateway/, tests/routing/usage/).
+            # key exchange, /key and /credits; an inference key's run below
+            # covers /key, /credits and GET /v1/models, the POST surfaces are
+            # tested with their SDKs (tests/routing/gateway/).
             "--include-path-regex",
             "^/api/v1/(keys|teams|models|generation)",
         ],
@@ -111,3 +112,57 @@ def test_management_api_has_no_server_errors_or_violations(
     assert ApiKey.objects.filter(team=team, revoked_at__isnull=False).exists(), output[-3000:]
     assert ApiKey.objects.filter(team=team).count() > 7, output[-3000:]
     assert ApiKey.objects.get(pk=key.api_key.pk).is_usable(), output[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_key_info_and_model_list_have_no_server_errors_or_violations(
+    transactional_db: None, live_server: Any, load_catalog: Callable[[str], None]
+) -> None:
+    """The inference key's own operations: /api/v1/key, /credits, GET /v1/models."""
+    load_catalog(openai_catalog("http://127.0.0.1:9"))
+    team = team_get_or_create(slug="fuzz", name="Fuzz")[0]
+    key = api_key_create(team=team, name="inference", rpm_limit=100_000)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    report = REPORTS / "junit-key-info.xml"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "run",
+            f"{live_server.url}/api/schema/",
+            "--url",
+            live_server.url,
+            "-H",
+            f"Authorization: Bearer {key.plaintext}",
+            "--checks",
+            "all",
+            "--max-examples",
+            os.environ.get("XROUTER_SCHEMATHESIS_EXAMPLES", "25"),
+            "--max-time",
+            "60",
+            "--seed",
+            "20261201",
+            "--request-timeout",
+            "10",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(report),
+            "--no-color",
+            "--include-path-regex",
+            "^/(api/v1/(key|credits)|v1/models(/\\{[^}]+\\})?)$",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+    output = result.stdout + result.stderr
+    (REPORTS / "output-key-info.txt").write_text(output, encoding="utf-8")
+    assert result.returncode == 0, output[-8000:]
+    # Our own report file, written by the run above: not untrusted input.
+    suites = ElementTree.parse(report).getroot()  # noqa: S314
+    assert (suites.get("failures"), suites.get("errors")) == ("0", "0"), output[-3000:]
+    ran = {case.get("name") for case in suites.iter("testcase") if not list(case)}
+    assert {"GET /api/v1/key", "GET /api/v1/credits", "GET /v1/models"} <= ran, output[-3000:]

@@ -409,7 +409,20 @@ def _get(operation_id: str, summary: str, response: str, **extra: Any) -> dict[s
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": _STR}
-_MODEL_ID = {"name": "model_id", "in": "path", "required": True, "schema": _STR}
+# The catalog's model id rule (routing.models._MODEL_ID); its "/" stays a
+# path separator, the gateway reads everything after /v1/models/.
+_MODEL_ID = {
+    "name": "model_id",
+    "in": "path",
+    "required": True,
+    "description": "A public model id: provider/model or provider/model:version.",
+    "schema": {
+        "type": "string",
+        "maxLength": 200,
+        "pattern": r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)*(:[A-Za-z0-9._\-]+)?$",
+        "example": "gigachat/gigachat-2",
+    },
+}
 _ANTHROPIC_KEY: list[dict[str, list[str]]] = [{"anthropicKey": []}, {"xrouterKey": []}]
 
 PATHS: dict[str, Any] = {
