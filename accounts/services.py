@@ -50,9 +50,22 @@ class CreatedInvitation:
     token: str
 
 
+@transaction.atomic
 def user_signup(*, username: str, email: str, password: str) -> User:
-    """Create an active user with a hashed password."""
-    return User.objects.create_user(username=username, email=email, password=password)
+    """Create an active user with a hashed password.
+
+    With ``XROUTER_DEMO_TEAM`` set (``make run`` on emulators), the first
+    account signed up becomes the owner of that team while it has no
+    members, so the demo key printed at start-up is on its dashboard.
+    """
+    user = User.objects.create_user(username=username, email=email, password=password)
+    slug = settings.XROUTER_DEMO_TEAM
+    if slug:
+        # Locked: two first sign-ups at once cannot both become its owner.
+        team = Team.objects.select_for_update().filter(slug=slug).first()
+        if team is not None and not Membership.objects.filter(team=team).exists():
+            Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
+    return user
 
 
 def _unique_slug(name: str) -> str:

@@ -86,6 +86,10 @@ def post_worker_init(worker: Any) -> None:
     from xrouter_site.scheduler import scheduler_start
 
     scheduler_start()
+    # `manage.py serve` prints its banner once every worker got here.
+    ready_dir = os.environ.get("XROUTER_READY_DIR")
+    if ready_dir:
+        Path(ready_dir, str(os.getpid())).touch()
 
 
 def _clean_metrics_dir() -> None:

@@ -657,6 +657,10 @@ CELERY_BEAT_SCHEDULE["deployment-health"] = {
 # Run CELERY_BEAT_SCHEDULE in each gunicorn worker (xrouter_site.scheduler) when
 # there is no broker, hence no beat; `manage.py serve` turns it on then.
 XROUTER_INPROCESS_SCHEDULER = env_bool("XROUTER_INPROCESS_SCHEDULER", False)
+# Slug of the team of `make run`'s demo key (set by `manage.py serve` when it
+# emulates the providers): the first account signed up becomes its owner, so
+# the new user sees the key and its usage. Empty: no team is joined.
+XROUTER_DEMO_TEAM = env_str("XROUTER_DEMO_TEAM")
 
 # Requests (streams included) one worker serves at once; more get 503 at
 # once. Below gunicorn's worker_connections so the worker can still answer.
@@ -703,6 +707,10 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # django-axes logs every failed login at INFO; lockouts are WARNING.
         "axes": {"level": "WARNING"},
+        # Celery logs every task it ran at INFO (eager ones too: a health
+        # probe per deployment every interval); failures are WARNING and up.
+        "celery": {"level": "WARNING"},
+        "kombu": {"level": "WARNING"},
     },
 }
 

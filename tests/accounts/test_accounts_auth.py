@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.core import mail
 from django.test import Client
 
-from accounts.models import User
+from accounts.models import Membership, User
+from accounts.services import team_get_or_create
+from keys.services import api_key_create
 from tests.accounts.cast import PASSWORD, make_user
 
 
@@ -29,6 +32,30 @@ def test_signup_creates_user_and_logs_in(db: None) -> None:
     assert client.get("/accounts/teams/").status_code == 200
     # Without a team the dashboard sends users to the teams page.
     assert client.get("/")["Location"] == "/accounts/teams/"
+
+
+def test_first_signup_owns_the_demo_team_of_make_run(db: None, settings: Any) -> None:
+    """With XROUTER_DEMO_TEAM set, the first account owns that team and sees its key."""
+    settings.XROUTER_DEMO_TEAM = "demo"
+    team, _created = team_get_or_create(slug="demo", name="Demo team")
+    api_key_create(team=team, name="demo key (make run)")
+    first = Client()
+    signup(first)
+    dana = Membership.objects.get(team=team)
+    assert (dana.user.username, dana.role) == ("dana", Membership.Role.OWNER)
+    assert "demo key (make run)" in first.get("/keys/").content.decode()
+    # Only the first: a second account gets no way into the demo team.
+    signup(Client(), username="erin", email="erin@example.com")
+    assert list(Membership.objects.filter(team=team).values_list("user__username", flat=True)) == [
+        "dana"
+    ]
+
+
+def test_signup_joins_no_team_without_the_demo_setting(db: None) -> None:
+    """Outside ``make run`` on emulators a team named "demo" is nobody's by sign-up."""
+    team, _created = team_get_or_create(slug="demo", name="Demo team")
+    signup(Client())
+    assert not Membership.objects.filter(team=team).exists()
 
 
 @pytest.mark.parametrize(

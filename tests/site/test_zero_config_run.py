@@ -80,7 +80,18 @@ def test_zero_config_serve_emulates_every_provider_and_says_so(tmp_path: Path) -
         banner = log_path.read_text(errors="replace")
         assert "PROVIDERS ARE EMULATED" in banner
         key = re.search(r"Demo API key: (xr_live_\w+)", banner).group(1)  # type: ignore[union-attr]
+        # The banner closes the start-up: every worker has logged its start
+        # before it, and the start-up is a handful of lines, not a hundred.
+        startup, _banner, after = banner.rpartition("=" * 72 + "\n")
+        assert "Sign up at" in _banner + startup
+        assert startup.count("in-process scheduler started") == 2, startup
+        assert len(startup.splitlines()) < 45, startup
+        assert after == "", after
+        assert "kombu" not in banner and "Booting worker" not in banner
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        models = requests.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=10)
+        assert models.status_code == 200, models.text
+        assert "gigachat/gigachat-2" in {m["id"] for m in models.json()["data"]}
         served = {}
         for model in ("gigachat/gigachat-2", "yandex/yandexgpt:rc", "demo/gpt-mock"):
             response = requests.post(
@@ -103,12 +114,21 @@ def test_zero_config_serve_emulates_every_provider_and_says_so(tmp_path: Path) -
         assert (tmp_path / "demo-api-key").read_text().strip() == key
         assert (tmp_path / "xrouter.sqlite3").exists()
     finally:
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal signals the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=20)
+            returncode = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            raise
+    output = log_path.read_text(errors="replace")
+    # A quiet stop: status 0, no traceback (gevent's SystemExit, a child's
+    # KeyboardInterrupt), no warning printed on the way out.
+    assert returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "SystemExit" not in output, output[-3000:]
+    assert output.rstrip().endswith("XRouter stopped."), output[-1000:]
+    assert '"level":"WARNING"' not in output and '"level":"ERROR"' not in output
     # Nothing it started is left listening.
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)

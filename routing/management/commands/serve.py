@@ -12,22 +12,28 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.models import Membership
 from accounts.services import team_get_or_create
 from keys import tokens
 from keys.models import ApiKey
 from keys.services import api_key_create
 
+#: The team of the demo key; the first account signed up joins it as owner
+#: (XROUTER_DEMO_TEAM, accounts.services.user_signup).
+DEMO_TEAM_SLUG = "demo"
 # Emulator kind -> the demo catalog's provider entry for it. Each emulator
 # listens on its own port; the adapters talk to it exactly as to the real
 # provider (OAuth, IAM folders and all).
@@ -137,18 +143,29 @@ class Command(BaseCommand):
         self.children: list[subprocess.Popen[bytes]] = []
         env = os.environ.copy()
         env["XROUTER_BIND"] = options["bind"]
+        # The arbiter's own lines (booting, listening...) say nothing the
+        # banner does not; its warnings and errors still show.
+        env.setdefault("GUNICORN_LOG_LEVEL", "warning")
+        ready_dir = Path(tempfile.mkdtemp(prefix="xrouter-ready-"))
+        env["XROUTER_READY_DIR"] = str(ready_dir)
         demo_key = None
+        # Ctrl-C reaches only this process (the children run in sessions of
+        # their own): it stops them with SIGTERM, gracefully and quietly,
+        # instead of each child printing its own KeyboardInterrupt.
+        signal.signal(signal.SIGTERM, _interrupt)
+        code = 0
         try:
             if not settings.XROUTER_CATALOG:
                 catalog_path = self._start_emulators(options["emulator_port"], env)
                 env["XROUTER_CATALOG"] = str(catalog_path)
+                env.setdefault("XROUTER_DEMO_TEAM", DEMO_TEAM_SLUG)
                 demo_key = self._demo_key()
             if settings.CELERY_BROKER_URL:
                 self._start_celery(env)
             else:
                 # No beat without a broker: gunicorn workers run the schedule.
                 env.setdefault("XROUTER_INPROCESS_SCHEDULER", "true")
-            gunicorn = subprocess.Popen(
+            gunicorn = self._spawn(
                 [
                     sys.executable,
                     "-m",
@@ -157,28 +174,39 @@ class Command(BaseCommand):
                     str(settings.BASE_DIR / "deploy" / "gunicorn.conf.py"),
                     "xrouter_site.wsgi:application",
                 ],
-                env=env,
+                env,
             )
-            self.children.append(gunicorn)
             _wait_healthy(f"http://{options['bind']}/healthz", gunicorn, timeout=60)
+            # Every worker has started (and logged) before the banner, so the
+            # banner is the last thing on the screen until requests arrive.
+            workers = int(env.get("WEB_CONCURRENCY", "2"))
+            _wait_ready(ready_dir, workers, gunicorn, timeout=60)
             self._banner(options["bind"], demo_key)
-            signal.signal(signal.SIGTERM, lambda *_: gunicorn.terminate())
-            gunicorn.wait()
+            code = gunicorn.wait()
         except KeyboardInterrupt:
-            pass
+            # A second Ctrl-C while stopping kills whatever is left.
+            signal.signal(signal.SIGINT, lambda *_: self._kill_children())
+            signal.signal(signal.SIGTERM, lambda *_: self._kill_children())
+            self.stderr.write("Stopping XRouter...")
         finally:
             self._stop_children()
+            shutil.rmtree(ready_dir, ignore_errors=True)
+        if code:
+            raise CommandError(f"gunicorn exited with status {code}", returncode=code)
+        self.stderr.write("XRouter stopped.")
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+        self.children.append(process)
+        return process
 
     def _start_emulators(self, base_port: int, env: dict[str, str]) -> Path:
         providers = []
         for offset, (kind, entry) in enumerate(DEMO_EMULATORS.items()):
             port = base_port + offset
-            process = subprocess.Popen(
-                [sys.executable, "-m", "providers.emulators", kind, "--port", str(port)],
-                cwd=settings.BASE_DIR,
-                env=env,
+            process = self._spawn(
+                [sys.executable, "-m", "providers.emulators", kind, "--port", str(port)], env
             )
-            self.children.append(process)
             _wait_healthy(f"http://127.0.0.1:{port}/_emulator/health", process)
             providers.append(entry.format(port=port))
         # The emulators listen on loopback, which the outbound policy allows
@@ -211,32 +239,27 @@ class Command(BaseCommand):
                 key = ApiKey.objects.filter(key_hash=tokens.digest(plaintext)).first()
                 if key is not None and key.is_usable():
                     return plaintext
-        team, _created = team_get_or_create(slug="demo", name="Demo team")
+        team, _created = team_get_or_create(slug=DEMO_TEAM_SLUG, name="Demo team")
         created = api_key_create(team=team, name="demo key (make run)")
         path.write_text(created.plaintext + "\n", encoding="utf-8")
         path.chmod(0o600)
         return created.plaintext
 
     def _start_celery(self, env: dict[str, str]) -> None:
+        schedule = str(settings.VAR_DIR / "celerybeat-schedule")
         for argv in (
-            ["worker", "--loglevel", "INFO", "--concurrency", "2"],
-            [
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(settings.VAR_DIR / "celerybeat-schedule"),
-            ],
+            ["worker", "--loglevel", "WARNING", "--concurrency", "2"],
+            ["beat", "--loglevel", "WARNING", "--schedule", schedule],
         ):
-            self.children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "xrouter_site", *argv], env=env
-                )
+            self._spawn(
+                [sys.executable, "-m", "celery", "-A", "xrouter_site", "--quiet", *argv], env
             )
 
     def _banner(self, bind: str, demo_key: str | None) -> None:
         line = "=" * 72
-        out = [line, f"  XRouter is serving on http://{bind}"]
+        url = f"http://{bind}"
+        out = ["", line, f"  XRouter is serving on {url}  (Ctrl-C stops it)", ""]
+        out += [f"  Dashboard {url}/   API {url}/v1/"]
         if demo_key:
             out += [
                 "",
@@ -250,23 +273,76 @@ class Command(BaseCommand):
                 "  embeddings: gigachat/embeddings, demo/embedding-mock",
                 "",
                 f"  Demo API key: {demo_key}",
+                f"  (kept in {settings.VAR_DIR / 'demo-api-key'})",
                 "",
-                f"  curl http://{bind}/v1/chat/completions \\",
+                f"  curl {url}/v1/chat/completions \\",
                 f"    -H 'Authorization: Bearer {demo_key}' \\",
                 "    -H 'Content-Type: application/json' \\",
                 '    -d \'{"model": "gigachat/gigachat-2", "messages": [{"role": "user", '
                 '"content": "Привет"}]}\'',
+                "",
+                *self._sign_in_lines(url),
             ]
+        else:
+            out += ["", f"  Sign in: {url}/accounts/login/  (new account: {url}/accounts/signup/)"]
         out.append(line)
         self.stderr.write("\n".join(out))
 
+    def _sign_in_lines(self, url: str) -> list[str]:
+        """Say how to reach the demo key's team on the dashboard."""
+        owner = (
+            Membership.objects.filter(team__slug=DEMO_TEAM_SLUG, role=Membership.Role.OWNER)
+            .select_related("user")
+            .order_by("pk")
+            .first()
+        )
+        if owner is None:
+            return [
+                f"  Sign up at {url}/accounts/signup/",
+                "  The next account signed up there becomes the owner of the demo",
+                "  team: its dashboard shows this key, its usage and its requests.",
+            ]
+        return [
+            f"  Sign in at {url}/accounts/login/ as {owner.user.get_username()!r}",
+            "  (the owner of the demo team: this key, its usage and its requests).",
+        ]
+
+    def _kill_children(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+
     def _stop_children(self) -> None:
+        # Newest first, each one gone before the next: the gateway stops
+        # before the emulators it probes, so nothing logs them as down.
+        deadline = time.monotonic() + 20
         for child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
-        deadline = time.monotonic() + 10
-        for child in self.children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Turn SIGTERM into the same quiet stop as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def _wait_ready(
+    ready_dir: Path, workers: int, process: subprocess.Popen[bytes], timeout: float
+) -> None:
+    """Wait until ``workers`` gunicorn workers have finished starting.
+
+    Each worker touches a file in ``ready_dir`` at the end of its start-up
+    (``post_worker_init`` in deploy/gunicorn.conf.py).
+    """
+    deadline = time.monotonic() + timeout
+    while len(list(ready_dir.iterdir())) < workers:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            return  # serve anyway; the banner only comes a little early
+        time.sleep(0.1)
