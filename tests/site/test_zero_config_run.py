@@ -35,6 +35,9 @@ def _free_run(count: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
+# Five processes start and stop in turn: on a loaded 2-core machine that
+# alone can use most of the default 120 s.
+@pytest.mark.timeout(300)
 def test_zero_config_serve_emulates_every_provider_and_says_so(tmp_path: Path) -> None:
     env = {
         k: v
