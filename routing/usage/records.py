@@ -162,19 +162,73 @@ class UsageEvent:
         """Return the record's unique key (see the class docstring)."""
         return self.generation_id or self.request_id
 
-    def to_bytes(self) -> bytes:
+    def to_stream_fields(self) -> dict[str, bytes]:
+        """Return the event as stream entry fields: ``e`` (base) and ``x`` (the rest).
+
+        Releases from before commit fd90aba (which added ``finish_reason``)
+        read only ``e`` and refuse a field they do not know, so ``e``
+        carries only :data:`BASE_FIELDS`; every field added since travels in
+        ``x``, which those releases never open. An old
+        worker that consumes the entry during a rolling deploy writes the
+        record without the newer fields instead of dropping it.
+        """
         # orjson serialises dataclasses natively, without asdict's deep copy.
-        return orjson.dumps(self)
+        data = orjson.loads(orjson.dumps(self))
+        base = {k: v for k, v in data.items() if k in BASE_FIELDS}
+        rest = {k: v for k, v in data.items() if k not in BASE_FIELDS}
+        return {"e": orjson.dumps(base), "x": orjson.dumps(rest)}
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> UsageEvent:
+    def from_stream_fields(cls, fields: dict[bytes, bytes]) -> UsageEvent:
+        """Read an entry of any release: ``e``, merged with ``x`` when present."""
+        data = orjson.loads(fields[b"e"])
+        extension = fields.get(b"x")
+        if extension is not None:
+            more = orjson.loads(extension)
+            if not isinstance(more, dict):
+                raise ValueError("the x field of a usage entry is not an object")
+            data = {**data, **more}
+        return cls._from_dict(data)
+
+    @classmethod
+    def _from_dict(cls, data: object) -> UsageEvent:
         # Fields a newer worker added are dropped rather than fatal, so a
-        # rolling deploy can mix versions on one stream.
-        data = orjson.loads(raw)
+        # rolling deploy can mix versions on one stream (forward compatible).
+        if not isinstance(data, dict):
+            raise ValueError("a usage event is not a JSON object")
         return cls(**{k: v for k, v in data.items() if k in _EVENT_FIELDS})
 
 
 _EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageEvent))
+#: The fields of the last release whose reader refused unknown fields (before
+#: commit fd90aba): only these may go in an entry's ``e`` field. Never
+#: add to this set; a new field goes in ``x`` (docs/operations.md, section 8).
+BASE_FIELDS = frozenset(
+    {
+        "request_id",
+        "created",
+        "team_id",
+        "key_id",
+        "endpoint",
+        "requested_model",
+        "served_model",
+        "model_version",
+        "provider",
+        "deployment_id",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_rub",
+        "status",
+        "error_code",
+        "latency_ms",
+        "ttft_ms",
+        "stream",
+        "stream_complete",
+        "oauth_app",
+    }
+)
 
 
 def write_events(events: list[UsageEvent]) -> int:
@@ -478,7 +532,7 @@ class StreamSink:
             retry=None,
         )
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self._committer: GroupCommit[bytes] | None = None
+        self._committer: GroupCommit[dict[str, bytes]] | None = None
         self._thread: threading.Thread | None = None
         self._group_ready = False
 
@@ -498,15 +552,15 @@ class StreamSink:
                         timeout=2.0,
                         timeout_message="the usage stream did not confirm the record in time",
                     )
-        self._committer.submit(event.to_bytes())
+        self._committer.submit(event.to_stream_fields())
         if self._thread is None and settings.XROUTER_USAGE_CONSUMER:
             self._start()
 
-    def _write_batch(self, payloads: list[bytes]) -> None:
+    def _write_batch(self, payloads: list[dict[str, bytes]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         maxlen = settings.XROUTER_USAGE_STREAM_MAXLEN
         for payload in payloads:
-            pipe.xadd(STREAM_KEY, {"e": payload}, maxlen=maxlen, approximate=True)
+            pipe.xadd(STREAM_KEY, cast(Any, payload), maxlen=maxlen, approximate=True)
         pipe.execute()
 
     def _ensure_group(self, client: Any) -> None:
@@ -561,7 +615,7 @@ class StreamSink:
             events = []
             for _eid, fields in entries:
                 try:
-                    events.append(UsageEvent.from_bytes(fields[b"e"]))
+                    events.append(UsageEvent.from_stream_fields(fields))
                 except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
                     logger.error("unreadable usage entry skipped", extra={"entry": str(_eid)})
             write_events(events)
