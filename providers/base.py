@@ -365,6 +365,15 @@ class Provider:
         """Return the token count of each text for ``model``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement count_tokens()")
 
+    def count_prompt_tokens(self, model: str, messages: list[Message]) -> int:
+        """Return the provider's own token count of a chat prompt for ``model``.
+
+        The gateway asks only when an estimate would decide a refusal
+        (routing/limits/admission.py). Adapters whose provider has no
+        counter leave this unimplemented.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not count prompt tokens")
+
     def health_check(self) -> None:
         """Probe the upstream cheaply; return None or raise ProviderError.
 

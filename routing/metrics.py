@@ -40,6 +40,12 @@ UPSTREAM_ERRORS = Counter(
 LIMIT_REFUSALS = Counter(
     "xrouter_limit_refusals_total", "Requests refused by a limit.", ["code", "scope"]
 )
+TOKEN_COUNTS = Counter(
+    "xrouter_token_counts_total",
+    "Provider token counts asked where the estimate could not decide a limit, by outcome "
+    "(counted, cached, failed: the estimate decided, unsupported: no counter).",
+    ["provider", "outcome"],
+)
 LIMITER_FAIL_OPEN = Counter(
     "xrouter_limiter_fail_open_total",
     "Limit decisions taken in-process because Redis was unreachable.",

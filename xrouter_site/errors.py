@@ -32,6 +32,7 @@ class ErrorCode(enum.StrEnum):
     MISSING_PARAMETER = "missing_required_parameter"
     INVALID_TYPE = "invalid_type"
     INVALID_VALUE = "invalid_value"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     MODEL_NOT_FOUND = "model_not_found"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     NOT_FOUND = "not_found"

@@ -558,6 +558,11 @@ XROUTER_LIMITER_ASYNC_SETTLE = env_bool("XROUTER_LIMITER_ASYNC_SETTLE", True)
 XROUTER_LIMITER_BATCH = env_bool("XROUTER_LIMITER_BATCH", True)
 # Budgets checked without Redis may be overshot by this fraction at most.
 XROUTER_BUDGET_FAIL_OPEN_MARGIN = env_float("XROUTER_BUDGET_FAIL_OPEN_MARGIN", 0.05)
+# Where the prompt estimate cannot decide a limit (routing/limits/prompt_size.py),
+# the provider's counter is asked for at most this many seconds, and its
+# answer is cached this long (by a digest of provider, model and messages).
+XROUTER_TOKEN_COUNT_TIMEOUT = env_float("XROUTER_TOKEN_COUNT_TIMEOUT", 2.0)
+XROUTER_TOKEN_COUNT_CACHE_SECONDS = env_int("XROUTER_TOKEN_COUNT_CACHE_SECONDS", 3600)
 # Completion tokens reserved for a request that sets no max_tokens.
 XROUTER_DEFAULT_COMPLETION_ESTIMATE = env_int("XROUTER_DEFAULT_COMPLETION_ESTIMATE", 1024)
 # A request whose budget cannot cover its reservation is served with

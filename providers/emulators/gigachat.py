@@ -122,6 +122,7 @@ from providers.emulators.gigachat_text import (
 )
 from providers.emulators.gigachat_v2 import V2_PATH, ChatV2
 from providers.emulators.openai import count_tokens, embedding_vector
+from providers.emulators.tokenizer import GIGACHAT
 
 __all__ = ["CHAT_MODELS", "EMBEDDING_MODELS", "EMULATOR", "GigaChatConfig", "GigaChatEmulator"]
 
@@ -820,7 +821,7 @@ class GigaChatEmulator(Emulator):
             raise _invalid("input must be an array of strings")
         return json_response(
             [
-                {"object": "tokens", "tokens": count_tokens(text), "characters": len(text)}
+                {"object": "tokens", "tokens": GIGACHAT.count(text), "characters": len(text)}
                 for text in inputs
             ],
             headers=self._x_headers(request),

@@ -87,6 +87,7 @@ from providers.emulators.openai import (
     count_tokens,
     embedding_vector,
 )
+from providers.emulators.tokenizer import YANDEXGPT
 
 __all__ = ["EMULATOR", "YandexGPTConfig", "YandexGPTEmulator", "reply_prefix"]
 
@@ -575,10 +576,16 @@ class YandexGPTEmulator(OpenAIEmulator):
     # ---- tokenizer and embeddings ----------------------------------------------
 
     def _tokens(self, text: str) -> list[dict[str, Any]]:
+        """Tokenise like YandexGPT's counter (a model of it, tokenizer.py)."""
         tokens: list[dict[str, Any]] = [{"id": "1", "text": "<s>", "special": True}]
-        for word in text.split():
-            token_id = int.from_bytes(word.encode()[:4].ljust(4, b"\0"), "big") % 120000 + 2
-            tokens.append({"id": str(token_id), "text": "▁" + word})
+        for piece in YANDEXGPT.pieces(text):
+            shown = piece.replace(" ", "▁")
+            count = YANDEXGPT.piece_tokens(piece)
+            size = max(1, -(-len(shown) // count))
+            for start in range(0, count * size, size):
+                part = shown[start : start + size] or shown[-1:]
+                token_id = int.from_bytes(part.encode()[:4].ljust(4, b"\0"), "big") % 120000 + 2
+                tokens.append({"id": str(token_id), "text": part, "special": False})
         return tokens
 
     def tokenize(self, request: Request) -> Response:
@@ -600,8 +607,17 @@ class YandexGPTEmulator(OpenAIEmulator):
         body = request.json_object()
         match = self._uri(body.get("modelUri"), ("gpt", "ds"), unary=True)
         messages = body.get("messages") or []
-        text = " ".join(_native_text(m) for m in messages if isinstance(m, dict))
-        return json_response({"tokens": self._tokens(text), "modelVersion": self._version(match)})
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise _status_error(400, "messages must be an array of objects")
+        # Each message is rendered with its role; <s> starts the prompt once.
+        tokens = self._tokens("")
+        for message in messages:
+            rendered = self._tokens(f"{message.get('role', 'user')}: {_native_text(message)}")
+            tokens += rendered[1:]
+        return json_response(
+            {"tokens": tokens, "modelVersion": self._version(match)},
+            headers=self._headers(request),
+        )
 
     def text_embedding(self, request: Request) -> Response:
         """Handle ``POST /foundationModels/v1/textEmbedding`` (one text)."""

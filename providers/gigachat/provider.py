@@ -645,6 +645,16 @@ class GigaChatProvider(Provider):
         except (KeyError, TypeError, ValueError) as exc:
             raise self._bad_shape("a model list") from exc
 
+    def count_prompt_tokens(self, model: str, messages: list[Message]) -> int:
+        """Count a prompt with ``/tokens/count``: one input per message, summed.
+
+        GigaChat counts texts, not messages, so the role markup of a chat is
+        not in the sum (Sber documents no count of it); tool calls count as
+        their name and arguments.
+        """
+        texts = [_counted_text(m) for m in messages]
+        return sum(self.count_tokens(model, [t for t in texts if t])) if any(texts) else 0
+
     def count_tokens(self, model: str, texts: list[str]) -> list[int]:
         """Return GigaChat's token count of each text for ``model``."""
         response = self._send(
@@ -658,3 +668,10 @@ class GigaChatProvider(Provider):
         if len(counts) != len(texts):
             raise self._bad_shape("token counts")
         return counts
+
+
+def _counted_text(message: Message) -> str:
+    """Return what a message contributes to a token count."""
+    parts = [message.text()]
+    parts += [f"{call.name} {call.arguments}" for call in message.tool_calls]
+    return " ".join(part for part in parts if part)

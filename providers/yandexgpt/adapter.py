@@ -97,6 +97,7 @@ logger = logging.getLogger(__name__)
 
 COMPLETION_PATH = "/foundationModels/v1/completion"
 TOKENIZE_PATH = "/foundationModels/v1/tokenize"
+TOKENIZE_COMPLETION_PATH = "/foundationModels/v1/tokenizeCompletion"
 EMBEDDING_PATH = "/foundationModels/v1/textEmbedding"
 # Upper bound for one NDJSON line; a peer that never sends a newline cannot
 # make the gateway buffer without limit.
@@ -526,6 +527,23 @@ class YandexGPTProvider(Provider):
         return EmbeddingResponse(
             model=request.model, vectors=vectors, usage=Usage(prompt_tokens=tokens)
         )
+
+    def count_prompt_tokens(self, model: str, messages: list[Message]) -> int:
+        """Count a chat prompt with ``tokenizeCompletion`` (native API only).
+
+        Yandex renders the messages as the completion would, so the count
+        includes its markup. The OpenAI surface has no counter.
+        """
+        if self._openai is not None:
+            raise NotImplementedError("the OpenAI surface has no token counter")
+        body = {"modelUri": self.model_uri(model), "messages": _messages_to_yandex(messages)}
+        response = self._post(TOKENIZE_COMPLETION_PATH, body, None)
+        self._raise_for_status(response)
+        data = parse_json(response, provider=self.name)
+        try:
+            return len(data["tokens"])
+        except (KeyError, TypeError) as exc:
+            raise self._bad_shape("tokens") from exc
 
     def count_tokens(self, model: str, texts: list[str]) -> list[int]:
         """Count tokens with ``/tokenize`` (special tokens included)."""

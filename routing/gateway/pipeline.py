@@ -35,7 +35,8 @@ from routing.gateway import validation
 from routing.gateway.context import CallContext
 from routing.gateway.disconnect import watch_client
 from routing.gateway.relay import RelayResponse, StreamEncoder, relay
-from routing.limits.admission import admit, estimate_prompt_tokens
+from routing.gateway.token_count import prompt_counter
+from routing.limits.admission import PromptSize, admit, check_context, estimate_prompt_tokens
 from routing.router import AttemptCall
 from routing.table import ModelRoute, RoutingTable, get_table
 from routing.versions import deprecation_headers, resolve_model_id
@@ -449,10 +450,15 @@ def _admit_chat(
             param=data.max_tokens_param,
             code=ErrorCode.INVALID_VALUE,
         )
-    prompt_tokens = estimate_prompt_tokens([m.text() for m in data.request.messages])
-    ctx.prompt_estimate = prompt_tokens
+    size = PromptSize.of(
+        [m.text() for m in data.request.messages],
+        prompt_counter(call.table, call.options, call.outbound.messages),
+    )
+    check_context(route, size, max_tokens, data.max_tokens_param)
     reserved = max_tokens or settings.XROUTER_DEFAULT_COMPLETION_ESTIMATE
-    ctx.decision, allowed = admit(principal, route, prompt_tokens, reserved, cappable=True)
+    ctx.decision, allowed = admit(principal, route, size, reserved, cappable=True)
+    # A cut stream is billed its prompt at this: the real count once asked.
+    ctx.prompt_estimate = size.tokens
     if allowed < reserved:
         # The budget affords less than the reservation: the answer is capped
         # to what it can pay for instead of refusing the request.

@@ -22,42 +22,52 @@ from providers.base import Usage
 from routing import metrics
 from routing.limits.limiter import limiter
 from routing.limits.plan import limit_plan
+from routing.limits.prompt_size import PromptSize, estimate_prompt_tokens
 from routing.limits.types import Decision, Limit
 from routing.table import ModelRoute
 from routing.usage.pricing import cost_rub, to_micro
-from xrouter_site.errors import BudgetExhausted, ErrorCode, RateLimited
+from xrouter_site.errors import BudgetExhausted, ErrorCode, InvalidRequest, RateLimited
+
+__all__ = [
+    "PromptSize",
+    "admit",
+    "affordable_completion",
+    "check_context",
+    "estimate_prompt_tokens",
+    "refusal_headers",
+]
 
 logger = logging.getLogger(__name__)
-
-
-def estimate_prompt_tokens(texts: list[str]) -> int:
-    """Estimate tokens before the call: a generous 1 token per 3 characters.
-
-    Only the limiter's reservation uses this; the real count replaces it.
-    """
-    return sum(math.ceil(len(text) / 3) + 4 for text in texts)
 
 
 def admit(
     principal: KeyPrincipal,
     route: ModelRoute,
-    tokens: int,
+    prompt: int | PromptSize,
     completion_tokens: int,
     *,
     cappable: bool = False,
 ) -> tuple[Decision, int]:
     """Reserve the request's limits; return the decision and its completion tokens.
 
-    ``completion_tokens`` is what the request reserves for its answer. When
-    ``cappable`` and a budget cannot cover that but can cover the prompt and
-    at least ``XROUTER_BUDGET_MIN_COMPLETION_TOKENS``, the reservation is
-    retried with the completion tokens the budget affords, and that smaller
-    number is returned (the caller sends it upstream as ``max_tokens``).
+    ``prompt`` is the prompt's :class:`PromptSize` (or a bare estimate).
+    When a token or budget limit's threshold falls inside the estimate's
+    error bound, the estimate cannot decide: the provider's count is asked
+    for (``PromptSize.count``) and decides, whichever way, both when the
+    estimate was refused (the real count may fit) and when it was admitted
+    (the real count may not). ``completion_tokens`` is what the request
+    reserves for its answer. When ``cappable`` and a budget cannot cover
+    that but can cover the prompt and at least
+    ``XROUTER_BUDGET_MIN_COMPLETION_TOKENS``, the reservation is retried
+    with the completion tokens the budget affords, and that smaller number
+    is returned (the caller sends it upstream as ``max_tokens``).
 
     Raises :class:`RateLimited` or :class:`BudgetExhausted` when a limit
     refuses; nothing is reserved then.
     """
-    for _attempt in range(3):
+    size = prompt if isinstance(prompt, PromptSize) else PromptSize(prompt)
+    for _attempt in range(4):
+        tokens = size.tokens
         estimated_cost = cost_rub(
             route.prompt_price,
             route.completion_price,
@@ -66,16 +76,52 @@ def admit(
         plan = limit_plan(principal, route, tokens + completion_tokens, to_micro(estimated_cost))
         decision = limiter.acquire(plan)
         if decision.allowed:
-            return decision, completion_tokens
+            broken = _broken_by_real_count(decision, size, route, completion_tokens)
+            if broken is None:
+                return decision, completion_tokens
+            # The real count does not fit what the estimate was given:
+            # release the reservation and refuse as the limiter would have.
+            limiter.settle(decision, tokens=0, cost=0)
+            decision = broken
         failed = decision.failed
         assert failed is not None
+        if size.real is None and _undecided(decision, size, route, completion_tokens):
+            # Refused by the estimate, but the real count may fit.
+            size.count()
+            if size.tokens < tokens:
+                continue
         if failed.code == ErrorCode.INSUFFICIENT_BUDGET and cappable and decision.used >= 0:
-            affordable = affordable_completion(route, tokens, failed.limit - decision.used)
+            affordable = affordable_completion(route, size.tokens, failed.limit - decision.used)
             if settings.XROUTER_BUDGET_MIN_COMPLETION_TOKENS <= affordable < completion_tokens:
                 completion_tokens = affordable
                 continue
         break
-    _refuse(decision, route, tokens)
+    _refuse(decision, route, size.tokens)
+
+
+def check_context(route: ModelRoute, size: PromptSize, completion: int | None, param: str) -> None:
+    """Refuse (400) a prompt that, with ``completion``, cannot fit the model's context.
+
+    The estimate decides when it can; inside its error bound the provider's
+    count does (and the estimate again if the provider cannot count).
+    """
+    context = route.context_length
+    if not context:
+        return
+    threshold = context - (completion or 0)
+    if not size.decides(threshold):
+        size.count()
+    if size.tokens <= threshold:
+        return
+    counted = "" if size.real is not None else "an estimated "
+    asked = f", {completion} in the completion" if completion else ""
+    raise InvalidRequest(
+        f"This model's maximum context length is {context} tokens. However, you requested "
+        f"{size.tokens + (completion or 0)} tokens ({counted}{size.tokens} in the messages"
+        f"{asked}). Please reduce the length of the messages or the '{param}'.",
+        param="messages",
+        code=ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    )
 
 
 def affordable_completion(route: ModelRoute, prompt_tokens: int, left_micro: int) -> int:
@@ -96,6 +142,69 @@ def affordable_completion(route: ModelRoute, prompt_tokens: int, left_micro: int
             return count
         count -= 1
     return 0
+
+
+def _prompt_threshold(limit: Limit, left: int, route: ModelRoute, completion: int) -> int | None:
+    """Return the most prompt tokens that ``left`` of ``limit`` admits, or None.
+
+    ``None``: the prompt's size does not matter to this limit (requests,
+    concurrency, a budget with no prompt price).
+    """
+    if limit.kind == "t":
+        return left - completion
+    if limit.kind != "b" or not route.prompt_price or route.prompt_price <= 0:
+        return None
+    completion_micro = to_micro(cost_rub(None, route.completion_price, Usage(0, completion)))
+    # Micro-roubles per prompt token: price per 1,000 tokens x 1,000.
+    return math.floor((left - completion_micro) / (route.prompt_price * 1000))
+
+
+def _undecided(decision: Decision, size: PromptSize, route: ModelRoute, completion: int) -> bool:
+    """Whether a refusal's threshold lies inside the estimate's error bound."""
+    failed = decision.failed
+    assert failed is not None
+    if failed.kind not in "tb":
+        return False
+    if decision.used < 0:
+        return True  # the engine did not say what was used: ask
+    threshold = _prompt_threshold(failed, failed.limit - decision.used, route, completion)
+    return threshold is not None and not size.decides(threshold)
+
+
+def _broken_by_real_count(
+    decision: Decision, size: PromptSize, route: ModelRoute, completion: int
+) -> Decision | None:
+    """Return a refusal if the prompt's real count breaks an admitted limit.
+
+    The provider is asked only when some token or budget limit has less
+    room left than the estimate's error could need.
+    """
+    if size.real is not None:
+        return None
+    room: list[tuple[int, Limit, int]] = []
+    for i, limit in enumerate(decision.limits):
+        if limit.kind not in "tb" or i >= len(decision.remaining):
+            continue
+        threshold = _prompt_threshold(limit, limit.cost + decision.remaining[i], route, completion)
+        if threshold is not None:
+            room.append((i, limit, threshold))
+    if all(size.decides(threshold) for _i, _limit, threshold in room):
+        return None
+    real = size.count()
+    if real is None:
+        return None
+    for i, limit, threshold in room:
+        if real > threshold:
+            return Decision(
+                False,
+                decision.member,
+                decision.limits,
+                failed=limit,
+                retry_after_ms=decision.reset_ms[i] if i < len(decision.reset_ms) else 1000,
+                engine=decision.engine,
+                used=limit.limit - decision.remaining[i] - limit.cost,
+            )
+    return None
 
 
 def _human_duration(ms: int) -> str:
