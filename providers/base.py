@@ -88,6 +88,9 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
+    # The model's reasoning text, where the provider sends it (OpenAI's
+    # ``message.reasoning_content`` as DeepSeek and GigaChat spell it).
+    reasoning_content: str | None = None
 
     def text(self) -> str:
         """Return the text of ``content``, joining text parts."""
@@ -220,6 +223,8 @@ class ChatChunk:
     # OpenAI's ``delta.refusal``: the provider's refusal text when a content
     # filter replaced an answer whose start was already streamed.
     refusal: str | None = None
+    # A piece of the model's reasoning text (``delta.reasoning_content``).
+    reasoning_content: str | None = None
 
 
 class ChatStream:

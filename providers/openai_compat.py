@@ -77,8 +77,10 @@ def _finish_reason(value: Any) -> FinishReason | None:
 
 class OpenAICompatibleProvider(Provider):
     kind = "openai"
-    # Every parameter is forwarded as sent.
-    supported_parameters = PARAMETERS - {"reasoning"}
+    # Every parameter is forwarded as sent (reasoning_effort too, below).
+    supported_parameters = PARAMETERS
+    #: OpenAI's own field; models without reasoning ignore it upstream.
+    extra_params = frozenset({"reasoning_effort"})
 
     def _headers(self, request_id: str | None = None) -> dict[str, str]:
         headers = dict(self.config.options.get("headers") or {})
@@ -107,6 +109,8 @@ class OpenAICompatibleProvider(Provider):
             "user": request.user,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if isinstance(request.extra.get("reasoning_effort"), str):
+            body["reasoning_effort"] = request.extra["reasoning_effort"]
         if request.n != 1:
             body["n"] = request.n
         if request.tools:
@@ -175,6 +179,7 @@ class OpenAICompatibleProvider(Provider):
                             role=raw_message.get("role") or "assistant",
                             content=raw_message.get("content"),
                             tool_calls=tool_calls,
+                            reasoning_content=_text_or_none(raw_message.get("reasoning_content")),
                         ),
                         finish_reason=_finish_reason(raw_choice.get("finish_reason")),
                     )
@@ -248,6 +253,7 @@ class OpenAICompatibleProvider(Provider):
                     content=delta.get("content"),
                     tool_calls=tool_deltas,
                     finish_reason=_finish_reason(choice.get("finish_reason")),
+                    reasoning_content=_text_or_none(delta.get("reasoning_content")),
                 )
             if data.get("usage"):
                 yield ChatChunk(usage=usage_from_openai(data["usage"]))
@@ -295,3 +301,8 @@ class OpenAICompatibleProvider(Provider):
                 self.name,
                 f"{self.name} sent a model list in an unexpected shape",
             ) from exc
+
+
+def _text_or_none(value: object) -> str | None:
+    """Return ``value`` when it is a non-empty string (reasoning text), else None."""
+    return value if isinstance(value, str) and value else None

@@ -119,6 +119,7 @@ from providers.emulators.gigachat_text import (
     WEATHER_RE,
     echo_words,
     fake_value,
+    reasoning_text,
 )
 from providers.emulators.gigachat_v2 import V2_PATH, ChatV2
 from providers.emulators.openai import count_tokens, embedding_vector
@@ -291,6 +292,8 @@ class _Reply:
     function_call: dict[str, Any] | None
     finish_reason: str
     completion_tokens: int
+    # The SDK's Messages.reasoning_content, sent when reasoning_effort asks.
+    reasoning: str | None = None
 
 
 class GigaChatEmulator(Emulator):
@@ -507,6 +510,11 @@ class GigaChatEmulator(Emulator):
             raise HTTPError(400, "Your request contains invalid JSON syntax.")
 
         reply = self._reply(body, messages, functions, function_call)
+        if reply.function_call is None:
+            last_user = next(
+                (m.get("content", "") for m in reversed(messages) if m["role"] == "user"), ""
+            )
+            reply.reasoning = reasoning_text(body.get("reasoning_effort"), last_user)
         prompt_tokens = self._prompt_tokens(messages, functions)
         cached = self._session_cache(request, prompt_tokens)
         # GigaChat reports the cached part of the prompt on top of the part it
@@ -524,6 +532,8 @@ class GigaChatEmulator(Emulator):
         if stream:
             return self._stream(served, created, reply, usage, headers)
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
         if reply.function_call is not None:
             message["function_call"] = reply.function_call
             message["functions_state_id"] = str(uuid.uuid4())
@@ -757,7 +767,16 @@ class GigaChatEmulator(Emulator):
             payloads = [chunk(delta, reply.finish_reason)]
         else:
             pieces = _split_text(reply.content, self.config.stream_tokens) or [""]
-            payloads = [chunk({"content": pieces[0], "role": "assistant"})]
+            payloads = []
+            if reply.reasoning is not None:
+                # Reasoning streams first, in its own deltas (gpt2giga reads
+                # delta.reasoning_content).
+                thoughts = _split_text(reply.reasoning, 2)
+                payloads.append(
+                    chunk({"role": "assistant", "content": "", "reasoning_content": thoughts[0]})
+                )
+                payloads += [chunk({"reasoning_content": t}) for t in thoughts[1:]]
+            payloads.append(chunk({"content": pieces[0], "role": "assistant"}))
             payloads += [chunk({"content": piece}) for piece in pieces[1:]]
             payloads.append(chunk({"content": ""}, reply.finish_reason))
         return sse_response(payloads, headers=headers)

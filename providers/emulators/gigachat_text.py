@@ -55,3 +55,14 @@ def fake_value(name: str, schema: object, place: str, depth: int = 0) -> object:
             return {}
         return {key: fake_value(key, sub, place, depth + 1) for key, sub in properties.items()}
     return None
+
+
+#: reasoning_effort values for which the emulators think aloud.
+THINKING_EFFORTS = frozenset({"low", "medium", "high"})
+
+
+def reasoning_text(effort: object, last_user: str) -> str | None:
+    """Return the reasoning a model shows at ``effort``, or None (no reasoning)."""
+    if effort not in THINKING_EFFORTS:
+        return None
+    return f"Рассуждение ({effort}): пользователь пишет «{echo_words(last_user, 8)}»; отвечу эхом."

@@ -183,14 +183,23 @@ class ChatV2:
         message: dict[str, Any] = {"role": "assistant", "content": parts}
         if state_id:
             message["tool_state_id"] = state_id
+        answer = [message]
+        reasoning = options.get("reasoning")
+        thought = replies.reasoning_text(
+            reasoning.get("effort") if isinstance(reasoning, dict) else None, last_user
+        )
+        if thought is not None and not state_id:
+            # The model's reasoning comes as a message of its own, before the
+            # answer (the SDK's "reasoning" role, read by gpt2giga).
+            answer.insert(0, {"role": "reasoning", "content": [{"text": thought}]})
         headers = emulator._x_headers(request)
         if stream:
-            return self._stream(served, created, message, finish, usage, headers)
+            return self._stream(served, created, answer, finish, usage, headers)
         return json_response(
             {
                 "model": served,
                 "created_at": created,
-                "messages": [message],
+                "messages": answer,
                 "finish_reason": finish,
                 "usage": usage,
             },
@@ -278,7 +287,7 @@ class ChatV2:
         self,
         served: str,
         created: int,
-        message: dict[str, Any],
+        answer: list[dict[str, Any]],
         finish: str,
         usage: dict[str, Any],
         headers: list[tuple[str, str]],
@@ -289,6 +298,9 @@ class ChatV2:
             return f"event: {name}\n".encode() + b"data: " + orjson.dumps(payload) + b"\n\n"
 
         frames: list[bytes] = []
+        message = answer[-1]
+        for thought in answer[:-1]:
+            frames.append(event("response.message.delta", {**base, "messages": [thought]}))
         text_parts = [p for p in message["content"] if "text" in p]
         if text_parts:
             pieces = _split_text(text_parts[0]["text"], self.emulator.config.stream_tokens)

@@ -153,10 +153,22 @@ class _Reply:
     tool_calls: list[dict[str, Any]]
     finish_reason: str
     completion_tokens: int
+    # Shown reasoning (``reasoning_content``) and its tokens, which are part
+    # of completion_tokens as OpenAI counts them.
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
+
+
+#: reasoning_effort values for which a thinking model reasons.
+THINKING_EFFORTS = frozenset({"low", "medium", "high"})
 
 
 class OpenAIEmulator(Emulator):
     """Emulates ``api.openai.com/v1`` for chat, embeddings and models."""
+
+    #: Whether ``reasoning_effort`` makes the model show its reasoning as
+    #: ``reasoning_content`` (DeepSeek-style surfaces do; OpenAI hides it).
+    shows_reasoning = False
 
     kind = "openai"
     config_class = OpenAIConfig
@@ -294,8 +306,15 @@ class OpenAIEmulator(Emulator):
         tool_choice = body.get("tool_choice")
 
         reply = self._reply(messages, tools, tool_choice, max_tokens, stops)
+        effort = body.get("reasoning_effort")
+        if self.shows_reasoning and effort in THINKING_EFFORTS and not reply.tool_calls:
+            last = _content_text(messages[-1].get("content"))
+            reply.reasoning = f"Reasoning ({effort}): the user wrote {len(last.split())} words."
+            reply.reasoning_tokens = count_tokens(reply.reasoning)
+            reply.completion_tokens += reply.reasoning_tokens
         prompt_tokens = self._prompt_tokens(messages)
         usage = self._usage(prompt_tokens, reply.completion_tokens)
+        usage["completion_tokens_details"]["reasoning_tokens"] = reply.reasoning_tokens
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         if stream:
@@ -307,6 +326,8 @@ class OpenAIEmulator(Emulator):
             "refusal": None,
             "annotations": [],
         }
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         return json_response(
@@ -568,6 +589,8 @@ class OpenAIEmulator(Emulator):
                 )
         if not reply.tool_calls:
             payloads.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+            for thought in _split_text(reply.reasoning or "", 2):
+                payloads.append(chunk({"reasoning_content": thought}))
             for piece in _split_text(reply.content or "", pieces):
                 payloads.append(chunk({"content": piece}))
         payloads.append(chunk({}, reply.finish_reason))

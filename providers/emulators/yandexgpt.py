@@ -176,6 +176,10 @@ def _words(text: str, limit: int = 50) -> str:
 class YandexGPTEmulator(OpenAIEmulator):
     """Emulates ``llm.api.cloud.yandex.net``, its operations and IAM hosts."""
 
+    #: The surface's thinking models (Qwen3, DeepSeek, gpt-oss) send
+    #: ``reasoning_content``; the SDK reads it (``_chat/completions/model.py``).
+    shows_reasoning = True
+
     kind = "yandexgpt"
     config_class = YandexGPTConfig
     config: YandexGPTConfig

@@ -356,7 +356,12 @@ class GigaChatProvider(Provider):
             content = unfence_json(content)
         return Choice(
             index=int(raw.get("index", 0)),
-            message=Message(role="assistant", content=content, tool_calls=tool_calls),
+            message=Message(
+                role="assistant",
+                content=content,
+                tool_calls=tool_calls,
+                reasoning_content=_reasoning(message),
+            ),
             finish_reason=reason,
         )
 
@@ -463,6 +468,7 @@ class GigaChatProvider(Provider):
             content=content,
             tool_calls=tool_calls,
             finish_reason=reason,
+            reasoning_content=_reasoning(delta),
         )
 
     # ---- chat, v2 contract -------------------------------------------------------
@@ -504,7 +510,10 @@ class GigaChatProvider(Provider):
                     Choice(
                         index=0,
                         message=Message(
-                            role="assistant", content=content, tool_calls=answer.tool_calls
+                            role="assistant",
+                            content=content,
+                            tool_calls=answer.tool_calls,
+                            reasoning_content=answer.reasoning,
                         ),
                         finish_reason=reason or FinishReason.STOP,
                     )
@@ -586,14 +595,16 @@ class GigaChatProvider(Provider):
                     content=text or (None if deltas else ""),
                     tool_calls=deltas,
                     finish_reason=reason,
+                    reasoning_content=answer.reasoning,
                     usage=v2.usage_from_v2(data.get("usage")) if data.get("usage") else None,
                 )
                 return
-            if text or deltas or not role_sent:
+            if text or deltas or answer.reasoning or not role_sent:
                 yield ChatChunk(
                     role=None if role_sent else "assistant",
                     content=text if (text or not deltas) else None,
                     tool_calls=deltas,
+                    reasoning_content=answer.reasoning,
                 )
                 role_sent = True
         raise ProviderError(
@@ -675,3 +686,9 @@ def _counted_text(message: Message) -> str:
     parts = [message.text()]
     parts += [f"{call.name} {call.arguments}" for call in message.tool_calls]
     return " ".join(part for part in parts if part)
+
+
+def _reasoning(message: dict[str, Any]) -> str | None:
+    """Return v1's ``reasoning_content`` (the SDK's ``Messages`` field), if any."""
+    value = message.get("reasoning_content")
+    return value if isinstance(value, str) and value else None

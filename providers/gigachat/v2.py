@@ -330,21 +330,30 @@ class AnswerV2:
 
     content: str | None
     tool_calls: list[ToolCall]
+    # Text of ``role: "reasoning"`` messages (gpt2giga reads it so).
+    reasoning: str | None = None
 
 
 def read_messages(messages: Any, plan: PlanV2, offset: int = 0) -> AnswerV2:
-    """Collect text and calls from answer messages; ``offset`` numbers later calls."""
+    """Collect text and calls from answer messages; ``offset`` numbers later calls.
+
+    Text of ``role: "reasoning"`` messages is the model's reasoning, kept
+    apart from the answer (their ``tool_execution`` parts are progress of a
+    built-in tool, which OpenAI has no field for).
+    """
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[ToolCall] = []
     for message in messages or []:
         if not isinstance(message, dict):
             continue
         state = state_id(message)
+        into = thoughts if message.get("role") == "reasoning" else texts
         for part in message.get("content") or []:
             if not isinstance(part, dict):
                 continue
             if isinstance(part.get("text"), str):
-                texts.append(part["text"])
+                into.append(part["text"])
             call = part.get("function_call")
             if isinstance(call, dict) and call.get("name"):
                 arguments = call.get("arguments")
@@ -360,4 +369,8 @@ def read_messages(messages: Any, plan: PlanV2, offset: int = 0) -> AnswerV2:
                 )
     if plan.single_call:
         calls = calls[:1]
-    return AnswerV2(content="".join(texts) if texts else None, tool_calls=calls)
+    return AnswerV2(
+        content="".join(texts) if texts else None,
+        tool_calls=calls,
+        reasoning="".join(thoughts) or None,
+    )

@@ -189,7 +189,7 @@ class YandexGPTProvider(Provider):
 
     def accepted_extra(self) -> frozenset[str]:
         """reasoningOptions exist on the native API only."""
-        return self.extra_params if self._openai is None else frozenset()
+        return self.extra_params if self._openai is None else self._openai.extra_params
 
     def __init__(self, config: ProviderConfig, http: HttpClient | None = None) -> None:
         """Check the options and set up authentication."""

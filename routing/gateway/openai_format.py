@@ -23,6 +23,8 @@ def message_dict(response: ChatResponse) -> list[dict[str, Any]]:
             "content": choice.message.content,
             "refusal": None,
         }
+        if choice.message.reasoning_content:
+            message["reasoning_content"] = choice.message.reasoning_content
         if choice.message.tool_calls:
             message["tool_calls"] = [
                 {
@@ -47,6 +49,8 @@ def chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     if chunk.role:
         delta["role"] = chunk.role
+    if chunk.reasoning_content:
+        delta["reasoning_content"] = chunk.reasoning_content
     if chunk.content is not None:
         delta["content"] = chunk.content
     if chunk.refusal is not None:

@@ -41,6 +41,7 @@ def _is_usage_only(chunk: ChatChunk) -> bool:
     return (
         chunk.usage is not None
         and chunk.content is None
+        and not chunk.reasoning_content
         and not chunk.tool_calls
         and chunk.finish_reason is None
         and chunk.role is None
