@@ -66,13 +66,13 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from providers.base import ChatRequest, FinishReason, Message, ToolCall, Usage
+from providers.base import ChatRequest, FinishReason, Message, Tool, ToolCall, Usage
 from providers.errors import ProviderError
 from xrouter_site.errors import ErrorCode
 
@@ -258,7 +258,8 @@ def function_result(text: str) -> str:
     return dumps({"result": value})
 
 
-def _arguments_object(provider: str, call: ToolCall, param: str) -> dict[str, Any]:
+def arguments_object(provider: str, call: ToolCall, param: str) -> dict[str, Any]:
+    """Return a tool call's arguments as the JSON object GigaChat (v1, v2) takes."""
     if not call.arguments.strip():
         return {}
     try:
@@ -270,17 +271,24 @@ def _arguments_object(provider: str, call: ToolCall, param: str) -> dict[str, An
     return value if isinstance(value, dict) else {"value": value}
 
 
+def refuse_non_text(provider: str, message: Message, param: str) -> None:
+    """Refuse content parts other than text, which GigaChat cannot take inline."""
+    if not isinstance(message.content, list):
+        return
+    for part in message.content:
+        if part.get("type") not in ("text", None):
+            raise bad_request(
+                provider,
+                f"GigaChat through this gateway accepts text only; "
+                f"'{part.get('type')}' content parts are not supported.",
+                param,
+            )
+
+
 def _text(provider: str, message: Message, param: str) -> str:
-    """Return a message's text; refuse parts GigaChat v1 cannot take inline."""
+    """Return a message's text (v1 joins text parts with newlines)."""
+    refuse_non_text(provider, message, param)
     if isinstance(message.content, list):
-        for part in message.content:
-            if part.get("type") not in ("text", None):
-                raise bad_request(
-                    provider,
-                    f"GigaChat through this gateway accepts text only; "
-                    f"'{part.get('type')}' content parts are not supported.",
-                    param,
-                )
         return "\n".join(
             str(part.get("text", "")) for part in message.content if part.get("type") == "text"
         )
@@ -324,7 +332,7 @@ def messages_to_gigachat(provider: str, messages: list[Message]) -> list[dict[st
                     "content": text if position == 0 else "",
                     "function_call": {
                         "name": call.name,
-                        "arguments": _arguments_object(
+                        "arguments": arguments_object(
                             provider, call, f"{param}.tool_calls[{position}].function.arguments"
                         ),
                     },
@@ -357,17 +365,22 @@ def messages_to_gigachat(provider: str, messages: list[Message]) -> list[dict[st
     return [system, *out] if system is not None else out
 
 
+def unknown_tool_call(provider: str, param: str) -> ProviderError:
+    """Return the 400 for a tool message that answers no earlier call."""
+    return bad_request(
+        provider,
+        "A tool message must answer a tool call made earlier in the conversation "
+        "(unknown tool_call_id).",
+        f"{param}.tool_call_id",
+    )
+
+
 def _function_message(
     provider: str, message: Message, call_names: Mapping[str, str], param: str
 ) -> dict[str, Any]:
     name = call_names.get(message.tool_call_id or "") or message.name
     if not name:
-        raise bad_request(
-            provider,
-            "A tool message must answer a tool call made earlier in the conversation "
-            "(unknown tool_call_id).",
-            f"{param}.tool_call_id",
-        )
+        raise unknown_tool_call(provider, param)
     return {"role": "function", "name": name, "content": function_result(message.text())}
 
 
@@ -380,6 +393,39 @@ def _schema_function_name(name: Any, taken: set[str]) -> str:
     return base
 
 
+def sampling(
+    request: ChatRequest, options: Mapping[str, Any], names: Iterable[str]
+) -> dict[str, Any]:
+    """Return temperature, top_p, max_tokens and the ``names`` options set.
+
+    v1 puts them in the body, v2 in ``model_options``; a request's own value
+    (``request.extra``) wins over the catalog default (``options``).
+    """
+    out: dict[str, Any] = {}
+    if request.temperature is not None:
+        out["temperature"] = request.temperature or _DETERMINISTIC_TEMPERATURE
+    if request.top_p is not None:
+        out["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        out["max_tokens"] = request.max_tokens
+    for name in names:
+        value = request.extra.get(name, options.get(name))
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def function_specs(tools: list[Tool]) -> list[dict[str, Any]]:
+    """Return GigaChat function specifications (schemas normalised) for ``tools``."""
+    specs = []
+    for tool in tools:
+        spec: dict[str, Any] = {"name": tool.name, "parameters": gigachat_schema(tool.parameters)}
+        if tool.description:
+            spec["description"] = tool.description
+        specs.append(spec)
+    return specs
+
+
 def chat_body(
     provider: str, request: ChatRequest, options: Mapping[str, Any]
 ) -> tuple[dict[str, Any], ChatPlan]:
@@ -388,27 +434,10 @@ def chat_body(
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages_to_gigachat(provider, request.messages),
+        **sampling(request, options, PASSTHROUGH_FIELDS),
     }
-    if request.temperature is not None:
-        body["temperature"] = request.temperature or _DETERMINISTIC_TEMPERATURE
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
-    for name in PASSTHROUGH_FIELDS:
-        value = request.extra.get(name, options.get(name))
-        if value is not None:
-            body[name] = value
 
-    functions: list[dict[str, Any]] = []
-    for tool in request.tools:
-        spec: dict[str, Any] = {
-            "name": tool.name,
-            "parameters": gigachat_schema(tool.parameters),
-        }
-        if tool.description:
-            spec["description"] = tool.description
-        functions.append(spec)
+    functions = function_specs(request.tools)
     function_call: str | dict[str, str] | None = None
     choice = request.tool_choice
     if functions:

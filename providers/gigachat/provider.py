@@ -58,7 +58,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import requests
@@ -338,14 +338,8 @@ class GigaChatProvider(Provider):
             content = schema_content(plan, call.get("arguments"))
             reason = FinishReason.STOP
         elif call:
-            arguments = call.get("arguments") or {}
-            tool_calls.append(
-                ToolCall(
-                    id=tool_call_id(call["name"], arguments, message.get("functions_state_id")),
-                    name=str(call["name"]),
-                    arguments=arguments if isinstance(arguments, str) else dumps(arguments),
-                )
-            )
+            call_id, name, arguments = _openai_call(call, message)
+            tool_calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
             # OpenAI clients expect null content next to tool calls.
             content = content or None
         elif content and plan.stops:
@@ -378,15 +372,28 @@ class GigaChatProvider(Provider):
             headers=self._headers(request.request_id, request.extra, request.user),
             stream=True,
         )
+        stream = self._event_stream(response, request)
+        stream._chunks = self._parse_stream(response, stream, plan)
+        return stream
+
+    def _event_stream(self, response: requests.Response, request: ChatRequest) -> ChatStream:
+        """Return the stream over ``response`` once it is an SSE body (v1 and v2)."""
         content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
         if content_type != "text/event-stream":
             response.close()
             raise self._bad_shape("a stream that is not text/event-stream")
-        stream = ChatStream(
+        return ChatStream(
             iter(()), id="", model=request.model, created=int(time.time()), close=response.close
         )
-        stream._chunks = self._parse_stream(response, stream, plan)
-        return stream
+
+    def _raise_stream_error(self, data: dict[str, Any]) -> NoReturn:
+        """Raise the error event GigaChat sends in place of a chunk."""
+        status = data.get("status")
+        raise error_from_status(
+            self.name,
+            status if isinstance(status, int) and status >= 400 else 502,
+            str(data.get("message") or ""),
+        )
 
     def _parse_stream(
         self, response: requests.Response, stream: ChatStream, plan: ChatPlan
@@ -395,12 +402,7 @@ class GigaChatProvider(Provider):
         finished = False
         for data in iter_sse_json(response, provider=self.name):
             if "choices" not in data and "message" in data:
-                status = data.get("status")
-                raise error_from_status(
-                    self.name,
-                    status if isinstance(status, int) and status >= 400 else 502,
-                    str(data.get("message") or ""),
-                )
+                self._raise_stream_error(data)
             served = data.get("model")
             if stream.model_version is None and isinstance(served, str) and served:
                 stream.model = served
@@ -446,15 +448,8 @@ class GigaChatProvider(Provider):
         elif call:
             # GigaChat sends a call whole in one delta: one OpenAI delta
             # carries id, name and the full arguments string.
-            arguments = call.get("arguments") or {}
-            tool_calls.append(
-                ToolCallDelta(
-                    index=0,
-                    id=tool_call_id(call["name"], arguments, delta.get("functions_state_id")),
-                    name=str(call["name"]),
-                    arguments=arguments if isinstance(arguments, str) else dumps(arguments),
-                )
-            )
+            call_id, name, arguments = _openai_call(call, delta)
+            tool_calls.append(ToolCallDelta(index=0, id=call_id, name=name, arguments=arguments))
             content = None
         elif scanner is not None:
             content = scanner.feed(content or "")
@@ -529,13 +524,7 @@ class GigaChatProvider(Provider):
         body, plan = v2.chat_body_v2(self.name, request, self.config.options)
         body["stream"] = True
         response = self._post_v2(request, body, stream=True)
-        content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
-        if content_type != "text/event-stream":
-            response.close()
-            raise self._bad_shape("a stream that is not text/event-stream")
-        stream = ChatStream(
-            iter(()), id="", model=request.model, created=int(time.time()), close=response.close
-        )
+        stream = self._event_stream(response, request)
         stream._chunks = self._parse_stream_v2(response, stream, plan)
         return stream
 
@@ -552,12 +541,7 @@ class GigaChatProvider(Provider):
             if not isinstance(data, dict):
                 continue
             if "messages" not in data and "finish_reason" not in data and "message" in data:
-                status = data.get("status")
-                raise error_from_status(
-                    self.name,
-                    status if isinstance(status, int) and status >= 400 else 502,
-                    str(data.get("message") or ""),
-                )
+                self._raise_stream_error(data)
             served = data.get("model")
             if stream.model_version is None and isinstance(served, str) and served:
                 stream.model = served
@@ -692,3 +676,13 @@ def _reasoning(message: dict[str, Any]) -> str | None:
     """Return v1's ``reasoning_content`` (the SDK's ``Messages`` field), if any."""
     value = message.get("reasoning_content")
     return value if isinstance(value, str) and value else None
+
+
+def _openai_call(call: dict[str, Any], message: dict[str, Any]) -> tuple[str, str, str]:
+    """Return (id, name, arguments string) of a v1 ``function_call`` (whole, plain or stream)."""
+    arguments = call.get("arguments") or {}
+    return (
+        tool_call_id(call["name"], arguments, message.get("functions_state_id")),
+        str(call["name"]),
+        arguments if isinstance(arguments, str) else dumps(arguments),
+    )

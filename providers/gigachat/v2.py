@@ -56,16 +56,18 @@ from providers.base import (
 from providers.gigachat.mapping import (
     FINISH_REASONS,
     JSON_MODE_INSTRUCTION,
-    bad_request,
+    arguments_object,
     dumps,
-    gigachat_schema,
+    function_specs,
+    refuse_non_text,
+    sampling,
     tool_call_id,
+    unknown_tool_call,
 )
 
 #: v2 ``model_options`` filled from same-named catalog options / request extras.
 MODEL_OPTIONS = ("repetition_penalty", "update_interval")
 _STATE_CALL_ID = re.compile(r"^call_(?P<state>[0-9A-Za-z-]{8,64})_(?P<index>\d{1,3})$")
-_DETERMINISTIC_TEMPERATURE = 0.001
 _VERSION_SUFFIX = re.compile(r"/v\d+$")
 
 
@@ -105,15 +107,7 @@ def state_from_call_id(value: str | None) -> str | None:
 
 
 def _text(provider: str, message: Message, param: str) -> str:
-    if isinstance(message.content, list):
-        for part in message.content:
-            if part.get("type") not in ("text", None):
-                raise bad_request(
-                    provider,
-                    f"GigaChat through this gateway accepts text only; "
-                    f"'{part.get('type')}' content parts are not supported.",
-                    param,
-                )
+    refuse_non_text(provider, message, param)
     return message.text()
 
 
@@ -124,18 +118,6 @@ def _result_value(text: str) -> Any:
     except orjson.JSONDecodeError:
         return {"result": text}
     return value if isinstance(value, dict) else {"result": value}
-
-
-def _arguments(provider: str, call: ToolCall, param: str) -> dict[str, Any]:
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(call.arguments)
-    except orjson.JSONDecodeError:
-        raise bad_request(
-            provider, f"The arguments of tool call {call.id} are not valid JSON.", param
-        ) from None
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def messages_to_v2(provider: str, messages: list[Message]) -> list[dict[str, Any]]:
@@ -161,7 +143,7 @@ def messages_to_v2(provider: str, messages: list[Message]) -> list[dict[str, Any
             for position, call in enumerate(message.tool_calls):
                 state = state or state_from_call_id(call.id)
                 calls[call.id] = (call.name, state_from_call_id(call.id))
-                arguments = _arguments(
+                arguments = arguments_object(
                     provider, call, f"{param}.tool_calls[{position}].function.arguments"
                 )
                 parts.append({"function_call": {"name": call.name, "arguments": arguments}})
@@ -172,12 +154,7 @@ def messages_to_v2(provider: str, messages: list[Message]) -> list[dict[str, Any
         elif role == "tool":
             name, state = calls.get(message.tool_call_id or "", (message.name or "", None))
             if not name:
-                raise bad_request(
-                    provider,
-                    "A tool message must answer a tool call made earlier in the conversation "
-                    "(unknown tool_call_id).",
-                    f"{param}.tool_call_id",
-                )
+                raise unknown_tool_call(provider, param)
             result: dict[str, Any] = {
                 "role": "tool",
                 "content": [
@@ -215,17 +192,7 @@ def chat_body_v2(
     messages = messages_to_v2(provider, request.messages)
     body: dict[str, Any] = {"model": request.model, "messages": messages}
 
-    model_options: dict[str, Any] = {}
-    if request.temperature is not None:
-        model_options["temperature"] = request.temperature or _DETERMINISTIC_TEMPERATURE
-    if request.top_p is not None:
-        model_options["top_p"] = request.top_p
-    if request.max_tokens is not None:
-        model_options["max_tokens"] = request.max_tokens
-    for name in MODEL_OPTIONS:
-        value = request.extra.get(name, options.get(name))
-        if value is not None:
-            model_options[name] = value
+    model_options = sampling(request, options, MODEL_OPTIONS)
     effort = request.extra.get("reasoning_effort", options.get("reasoning_effort"))
     if effort is not None:
         model_options["reasoning"] = {"effort": effort}
@@ -251,16 +218,7 @@ def chat_body_v2(
         body["model_options"] = model_options
 
     if request.tools and request.tool_choice != "none":
-        specifications = []
-        for tool in request.tools:
-            spec_out: dict[str, Any] = {
-                "name": tool.name,
-                "parameters": gigachat_schema(tool.parameters),
-            }
-            if tool.description:
-                spec_out["description"] = tool.description
-            specifications.append(spec_out)
-        body["tools"] = [{"functions": {"specifications": specifications}}]
+        body["tools"] = [{"functions": {"specifications": function_specs(request.tools)}}]
         config = _tool_config(request, {tool.name for tool in request.tools})
         if config is not None:
             body["tool_config"] = config
