@@ -13,16 +13,19 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.decorators import TeamRequest, team_required
-from keys import selectors, services
+from keys import quickstart, selectors, services
 from keys.forms import STATUS_LABELS, ApiKeyCreateForm, ApiKeyForm, KeyFilterForm
 from keys.models import ApiKey
 
 KEYS_PER_PAGE = 25
+#: Stands for the key in the home page's snippets and says where to get one.
+QUICKSTART_PLACEHOLDER = gettext_lazy("YOUR_KEY_FROM_THE_API_KEYS_PAGE")
 
 
 def _get_key(request: TeamRequest, public_id: Any) -> ApiKey:
@@ -37,14 +40,25 @@ def _require_manager(request: TeamRequest) -> None:
         raise PermissionDenied
 
 
+def _quickstart(request: HttpRequest, *, key: str, allowed: list[str]) -> list[quickstart.Snippet]:
+    model = quickstart.example_model(selectors.catalog_model_list(), allowed)
+    return quickstart.snippets(origin=quickstart.base_url(request), key=key, model=model)
+
+
 def _show_secret(
     request: TeamRequest, created: services.CreatedKey, *, rotated: bool
 ) -> HttpResponse:
-    response = render(
-        request,
-        "keys/key_created.html",
-        {"api_key": created.api_key, "plaintext": created.plaintext, "rotated": rotated},
-    )
+    api_key = created.api_key
+    context: dict[str, Any] = {
+        "api_key": api_key,
+        "plaintext": created.plaintext,
+        "rotated": rotated,
+    }
+    if not api_key.is_management:
+        context["quickstart"] = _quickstart(
+            request, key=created.plaintext, allowed=api_key.allowed_models
+        )
+    response = render(request, "keys/key_created.html", context)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -71,6 +85,8 @@ def home(request: TeamRequest) -> HttpResponse:
             "recent_keys": keys[:5],
             "recently_used": keys.filter(last_used_at__isnull=False).order_by("-last_used_at")[:5],
             "models": models,
+            "quickstart": _quickstart(request, key=str(QUICKSTART_PLACEHOLDER), allowed=[]),
+            "quickstart_placeholder": QUICKSTART_PLACEHOLDER,
         },
     )
 

@@ -276,6 +276,15 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 XROUTER_INVITATION_TTL_HOURS = env_int("XROUTER_INVITATION_TTL_HOURS", 7 * 24)
 if XROUTER_INVITATION_TTL_HOURS < 1:
     raise ImproperlyConfigured("XROUTER_INVITATION_TTL_HOURS must be at least 1")
+# The origin clients reach the gateway at, for the dashboard's quickstart
+# snippets (https://llm.example.com). Unset: the request's own scheme and host.
+XROUTER_PUBLIC_URL = env_str("XROUTER_PUBLIC_URL")
+if XROUTER_PUBLIC_URL and not XROUTER_PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("XROUTER_PUBLIC_URL must start with http:// or https://")
+# How long a key the playground mints stays valid (keys/playground/).
+XROUTER_PLAYGROUND_KEY_TTL_MINUTES = env_int("XROUTER_PLAYGROUND_KEY_TTL_MINUTES", 60)
+if not 1 <= XROUTER_PLAYGROUND_KEY_TTL_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured("XROUTER_PLAYGROUND_KEY_TTL_MINUTES must be between 1 and 1440")
 
 # --- Single sign-on (OpenID Connect, mozilla-django-oidc; accounts/sso.py) ---
 # On when the provider's endpoints and a client id are set. Claims map to

@@ -19,7 +19,8 @@
     select.addEventListener("change", function () { select.form.submit(); });
   });
 
-  // Copy buttons: data-copy holds the selector of the field to copy.
+  // Copy buttons: data-copy holds the selector of the field (or the <code>
+  // block) to copy.
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
       var field = document.querySelector(button.getAttribute("data-copy"));
@@ -28,14 +29,53 @@
       var done = function () {
         if (status) { status.textContent = status.getAttribute("data-copied-text") || "OK"; }
       };
-      field.select();
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(field.value).then(done, function () {
-          document.execCommand("copy"); done();
-        });
-      } else {
+      var isField = typeof field.select === "function";
+      var text = isField ? field.value : field.textContent;
+      var fallback = function () {
+        if (isField) {
+          field.select();
+        } else {
+          window.getSelection().selectAllChildren(field);
+        }
         document.execCommand("copy"); done();
+      };
+      if (isField) { field.select(); }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, fallback);
+      } else {
+        fallback();
       }
     });
+  });
+
+  // Tabs ([data-tabs]): without JavaScript every panel is shown, stacked.
+  document.querySelectorAll("[data-tabs]").forEach(function (box) {
+    var list = box.querySelector("[role=tablist]");
+    if (!list) { return; }
+    var tabs = Array.prototype.slice.call(list.querySelectorAll("[role=tab]"));
+    var show = function (chosen, focus) {
+      tabs.forEach(function (tab) {
+        var selected = tab === chosen;
+        tab.setAttribute("aria-selected", selected ? "true" : "false");
+        tab.tabIndex = selected ? 0 : -1;
+        var panel = document.getElementById(tab.getAttribute("aria-controls"));
+        if (panel) { panel.hidden = !selected; }
+      });
+      if (focus) { chosen.focus(); }
+    };
+    list.hidden = false;
+    box.classList.add("tabbed");
+    tabs.forEach(function (tab, i) {
+      tab.addEventListener("click", function () { show(tab, false); });
+      tab.addEventListener("keydown", function (event) {
+        var step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+        if (step) {
+          event.preventDefault();
+          show(tabs[(i + step + tabs.length) % tabs.length], true);
+        }
+      });
+    });
+    var first = tabs.filter(function (t) { return t.getAttribute("aria-selected") === "true"; })[0];
+    if (first || tabs[0]) { show(first || tabs[0], false); }
   });
 })();
