@@ -102,6 +102,14 @@ class ApiKey(models.Model):
         db_default="",
     )
 
+    # Minted by the dashboard's playground for its user (keys/playground/):
+    # a standard key that always expires, labelled as such wherever keys are
+    # listed. The database default lets the previous release insert rows
+    # during a rolling deploy.
+    playground = models.BooleanField(
+        _("playground key"), default=False, db_default=False, editable=False
+    )
+
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:

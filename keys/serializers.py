@@ -216,6 +216,10 @@ class KeySerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApiKey.Kind.choices, read_only=True)
     status = serializers.SerializerMethodField()
     disabled = serializers.BooleanField(read_only=True)
+    playground = serializers.BooleanField(
+        read_only=True,
+        help_text="Minted by the dashboard's playground for its user; always expires.",
+    )
     limit = serializers.DecimalField(
         source="budget_rub",
         max_digits=14,

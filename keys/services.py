@@ -101,6 +101,7 @@ def api_key_create(
     env: str | None = None,
     kind: str = ApiKey.Kind.STANDARD,
     pii_mode: str = "",
+    playground: bool = False,
 ) -> CreatedKey:
     """Create a key for ``team`` and return it with its plaintext (shown once).
 
@@ -109,6 +110,8 @@ def api_key_create(
     asking; their current role in ``team`` must allow creating keys, else
     :class:`accounts.roles.RoleDenied`. None means the system itself (a
     management command, or a management key acting for the team).
+    ``playground`` marks a key minted by the dashboard's playground
+    (:func:`keys.playground.services.playground_key_mint`); it must expire.
     """
     if kind not in (ApiKey.Kind.STANDARD, ApiKey.Kind.MANAGEMENT):
         # Hidden ``oauth`` keys are made by consent (accounts.oauth.services).
@@ -119,6 +122,8 @@ def api_key_create(
         roles.credential_authorize(user=created_by, team=team, action=roles.Action.KEY_CREATE)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry must be in the future"})
+    if playground and (kind != ApiKey.Kind.STANDARD or expires_at is None):
+        raise ValidationError("a playground key is a standard key with an expiry")
     if (
         ApiKey.objects.filter(team=team, revoked_at__isnull=True).count()
         >= MAX_UNREVOKED_KEYS_PER_TEAM
@@ -144,6 +149,7 @@ def api_key_create(
         concurrency_limit=concurrency_limit,
         model_limits=_clean_model_limits(model_limits),
         pii_mode=pii_mode,
+        playground=playground,
     )
     api_key.full_clean()
     api_key.save()
@@ -164,6 +170,10 @@ def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> Create
     locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if locked.revoked_at is not None:
         raise ValidationError("a revoked key cannot be rotated")
+    if locked.playground:
+        raise ValidationError(
+            "a playground key cannot be rotated; the playground mints a new one when needed"
+        )
     if locked.kind == ApiKey.Kind.OAUTH:
         raise ValidationError(
             "an OAuth app's access has no secret to rotate; revoke it and let the app ask again"
@@ -202,6 +212,16 @@ def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
     expires_at = changes.get("expires_at")
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry must be in the future"})
+    if (
+        api_key.playground
+        and "expires_at" in changes
+        and api_key.expires_at is not None
+        and (expires_at is None or expires_at > api_key.expires_at)
+    ):
+        # A short life is what makes a key held by a browser tab acceptable.
+        raise ValidationError(
+            {"expires_at": "a playground key's expiry can only be brought forward"}
+        )
     for field, value in changes.items():
         setattr(api_key, field, value)
     api_key.full_clean()

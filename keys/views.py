@@ -145,7 +145,8 @@ def key_create(request: TeamRequest) -> HttpResponse:
 def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
     """Show a key; owners and admins edit its limits, models, expiry and name."""
     api_key = _get_key(request, public_id)
-    editable = request.membership.can_manage and not api_key.is_revoked
+    # A playground key is the playground's: revoke it, never extend it.
+    editable = request.membership.can_manage and not api_key.is_revoked and not api_key.playground
     initial = {
         "name": api_key.name,
         "expires_at": api_key.expires_at,
@@ -157,6 +158,8 @@ def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
     }
     if request.method == "POST":
         _require_manager(request)
+        if api_key.playground:
+            raise PermissionDenied
         form = ApiKeyForm(request.POST, current_models=api_key.allowed_models)
         if form.is_valid():
             try:

@@ -190,6 +190,7 @@ def test_create_returns_secret_once_and_it_calls_the_gateway(cast: Cast, mgmt: C
         "kind": "standard",
         "status": "active",
         "disabled": False,
+        "playground": False,
         "limit": 1500.5,
         "rpm_limit": 60,
         "tpm_limit": 10000,
