@@ -1,7 +1,7 @@
 """Every data page at three screen sizes, in English and Russian.
 
-Screenshots of Home, Keys, a key's page, Usage, the request log and
-Deployments at 1366x768, 1920x1080 and 390x844 go to
+Screenshots of Home, Keys, a key's page, Usage, the request log,
+Deployments and the Playground at 1366x768, 1920x1080 and 390x844 go to
 ``artifacts/screenshots/layout/``. On each, a script measures what a person
 would notice: the page scrolling sideways, a navigation item outside the
 screen, a header taller than one line, a table that is not inside its own
@@ -98,6 +98,7 @@ def pages(dashboard: dict[str, Any]) -> dict[str, str]:
         "usage": f"/usage/?start={start}",
         "requests": f"/usage/requests/?start={start}",
         "deployments": "/routing/deployments/",
+        "playground": "/playground/",
     }
 
 
