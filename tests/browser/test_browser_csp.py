@@ -70,6 +70,7 @@ def test_every_page_loads_without_a_csp_violation(site: str, chromium: Any) -> N
             "/keys/": "h1",
             "/keys/new/": "form",
             "/usage/": "h1",
+            "/playground/": "#playground",
             "/accounts/members/": "h1",
             "/oauth/apps/": "h1",
             "/admin/": "#content",
@@ -89,5 +90,11 @@ def test_every_page_loads_without_a_csp_violation(site: str, chromium: Any) -> N
             v for v in visited["/api/redoc/"] if v != f"img-src {REDOC_CDN_LOGO}"
         ]
         assert visited == {path: [] for path in pages}
+        # The playground's fetch calls (key, stream, generation) are same-origin.
+        page.goto(site + "/playground/")
+        page.get_by_label("Message").fill("Hello")
+        page.get_by_role("button", name="Send").click()
+        page.locator('.pg-assistant[data-state="done"]').wait_for()
+        assert page.evaluate("window.__csp") == []
     finally:
         context.close()

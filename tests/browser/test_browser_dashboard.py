@@ -103,7 +103,7 @@ def test_key_lifecycle_in_browser(site: str, page: Any, screenshot_dir: Path) ->
     assert plaintext.startswith("xr_live_") and len(plaintext) == 57
     expect(page.get_by_role("alert").filter(has_text="shown only once")).to_be_visible()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copy", exact=True).click()
     page.get_by_role("status").filter(has_text="Copied").wait_for()
     shot("05-key-created")
 

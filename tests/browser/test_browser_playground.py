@@ -258,7 +258,7 @@ def test_quickstart_copy_puts_the_snippet_on_the_clipboard(
     python = page.get_by_test_id("snippet-python")
     expect(python).to_be_visible()
     expect(page.get_by_test_id("snippet-curl")).to_be_hidden()
-    python.get_by_role("button", name="Copy").click()
+    python.get_by_role("button", name="Copy code").click()
     expect(python.get_by_role("status")).to_have_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == python.locator("code").inner_text()

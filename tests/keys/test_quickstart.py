@@ -49,7 +49,7 @@ def test_home_snippets_hold_a_placeholder_that_says_where_keys_are(cast: Cast) -
     # The Anthropic SDK adds /v1/messages itself.
     assert 'base_url="http://testserver"' in snippet(page, "anthropic")
     assert cast.alice_key.plaintext not in page
-    assert 'href="/keys/new/">create one on the API keys page.</a>' in page
+    assert 'href="/keys/new/">create a new one.</a>' in page
 
 
 def test_members_are_told_to_ask_for_a_key(cast: Cast) -> None:
