@@ -159,3 +159,17 @@ def test_curl_snippet_runs_against_the_gateway(
     body = json.loads(done.stdout)
     assert body["object"] == "chat.completion" and body["model"] == "local/mock"
     assert body["choices"][0]["message"]["content"]
+
+
+def test_anthropic_snippet_runs_against_the_gateway(
+    gateway: LiveGateway, team: Team, other_team: Team
+) -> None:
+    """The Anthropic SDK snippet reaches /v1/messages with the key and prints the text."""
+    page, plaintext = _created_page(gateway, team, other_team)
+    code = snippet(page, "anthropic")
+    assert f'anthropic.Anthropic(base_url="{gateway.url}", api_key="{plaintext}")' in code
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the snippet printed no answer"
