@@ -13,6 +13,7 @@ import functools
 import http.client
 import logging
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -21,8 +22,9 @@ import orjson
 import requests
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from providers import wire
 from providers.errors import ProviderError, bad_response
-from providers.outbound import PolicyHTTPAdapter, refused_in
+from providers.outbound import OutboundRefused, PolicyHTTPAdapter, refused_in
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 # make the gateway buffer without limit.
 MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024
 
+
+#: What :meth:`HttpClient.request` returns: the wire client's response on the
+#: hot path, requests' for form posts and auth objects (token endpoints).
+UpstreamResponse = requests.Response | wire.WireResponse
 
 # The monotonic time by which the current request must be answered, set by
 # the router around each attempt. Context variables are per greenlet under
@@ -50,10 +56,14 @@ def deadline_scope(deadline: float | None) -> Iterator[None]:
 
 
 class HttpClient:
-    """A ``requests.Session`` with a sized pool, timeouts and no retries.
+    """Pooled upstream HTTP with timeouts and no retries.
 
-    Retries belong to the router (one retry layer), so urllib3's are off.
-    ``verify`` is True (system CAs), False is refused, or a CA bundle path.
+    Calls go through :class:`providers.wire.WireClient` (gevent-friendly
+    sockets, a C parser); a form body (``data`` as a mapping) or an
+    ``auth`` object goes through a ``requests.Session``, as does everything
+    when ``XROUTER_UPSTREAM_CLIENT=requests``. Retries belong to the router
+    (one retry layer), so neither retries. ``verify`` is True (certifi's
+    CAs), False is refused, or a CA bundle path.
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class HttpClient:
             )
         self.provider = provider
         self.timeout = (connect_timeout, read_timeout)
+        self.wire = wire.WireClient(max_idle=pool_size, verify=verify) if _wire_on() else None
         self.session = requests.Session()
         self.session.verify = verify
         # Requests otherwise reads proxies and .netrc from the environment on
@@ -94,7 +105,7 @@ class HttpClient:
         stream: bool = False,
         timeout: tuple[float, float] | None = None,
         auth: Any = None,
-    ) -> requests.Response:
+    ) -> UpstreamResponse:
         """Send a request and return the response, whatever its status.
 
         Raises ProviderError (retryable) on connection errors and timeouts.
@@ -111,6 +122,10 @@ class HttpClient:
             all_headers.update(_JSON_HEADERS)
         if headers:
             all_headers.update(headers)
+        if self.wire is not None and auth is None and not isinstance(data, Mapping):
+            return self._wire_request(
+                method, url, data, all_headers, stream=stream, timeout=(connect, read)
+            )
         try:
             return self.session.request(
                 method,
@@ -170,22 +185,102 @@ class HttpClient:
                 status=502,
             ) from exc
 
-    def post_json(self, url: str, body: Any, **kwargs: Any) -> requests.Response:
+    def _wire_request(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        *,
+        stream: bool,
+        timeout: tuple[float, float],
+    ) -> wire.WireResponse:
+        """The wire client's call, its failures mapped as requests' are above."""
+        assert self.wire is not None
+        try:
+            return self.wire.request(method, url, data, headers, timeout=timeout, stream=stream)
+        except TimeoutError as exc:
+            raise ProviderError(
+                f"{self.provider} did not answer in time",
+                provider=self.provider,
+                retryable=True,
+                status=504,
+                code=ErrorCode.UPSTREAM_TIMEOUT,
+            ) from exc
+        except OutboundRefused as exc:
+            logger.warning(
+                "upstream address refused by the outbound policy",
+                extra={"provider": self.provider, "reason": str(exc)},
+            )
+            raise ProviderError(
+                f"{self.provider}'s address is refused by the outbound policy",
+                provider=self.provider,
+                retryable=True,
+                status=502,
+                code="upstream_address_refused",
+            ) from exc
+        except wire.BodyCut as exc:
+            if not exc.after_head:
+                raise self._unreachable() from exc
+            raise ProviderError(
+                f"the response from {self.provider} broke off",
+                provider=self.provider,
+                retryable=True,
+                status=502,
+                code=ErrorCode.UPSTREAM_STREAM_CUT,
+            ) from exc
+        except (wire.HTTPParseError, zlib.error) as exc:
+            raise bad_response(
+                self.provider, f"{self.provider} sent a response that is not valid HTTP"
+            ) from exc
+        except wire.BadHeader as exc:
+            raise ProviderError(
+                f"request to {self.provider} failed",
+                provider=self.provider,
+                retryable=False,
+                status=502,
+            ) from exc
+        except OSError as exc:
+            raise self._unreachable() from exc
+
+    def _unreachable(self) -> ProviderError:
+        return ProviderError(
+            f"could not reach {self.provider}",
+            provider=self.provider,
+            retryable=True,
+            status=502,
+            code=ErrorCode.UPSTREAM_UNREACHABLE,
+        )
+
+    def post_json(self, url: str, body: Any, **kwargs: Any) -> UpstreamResponse:
         return self.request("POST", url, json=body, **kwargs)
 
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
+    def get(self, url: str, **kwargs: Any) -> UpstreamResponse:
         return self.request("GET", url, **kwargs)
 
     def close(self) -> None:
         self.session.close()
+        if self.wire is not None:
+            self.wire.close()
 
 
-def parse_json(response: requests.Response, *, provider: str) -> Any:
+def _wire_on() -> bool:
+    from django.conf import settings
+
+    return str(getattr(settings, "XROUTER_UPSTREAM_CLIENT", "wire")) == "wire"
+
+
+def parse_json(response: UpstreamResponse, *, provider: str) -> Any:
     """Return the JSON body or raise a retryable ProviderError if it is not JSON."""
 
     try:
         return orjson.loads(response.content)
-    except (orjson.JSONDecodeError, requests.RequestException, Urllib3HTTPError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        requests.RequestException,
+        Urllib3HTTPError,
+        *wire.TRANSPORT_ERRORS,
+    ) as exc:
         raise bad_response(
             provider,
             f"{provider} sent a response that is not valid JSON",
@@ -193,7 +288,7 @@ def parse_json(response: requests.Response, *, provider: str) -> Any:
         ) from exc
 
 
-def _body_reader(response: requests.Response) -> Any:
+def _body_reader(response: UpstreamResponse) -> Any:
     """The cheapest ``read1`` for a streamed body.
 
     A stream event costs the gateway one ``read1`` call; urllib3's wraps
@@ -203,8 +298,10 @@ def _body_reader(response: requests.Response) -> Any:
     it is read from the http.client response underneath (which still does
     the chunked framing and honours the socket's read timeout); an encoded
     body goes through urllib3, which decodes it. Errors of both are caught
-    by the caller.
+    by the caller. The wire client's response decodes in its own ``read1``.
     """
+    if isinstance(response, wire.WireResponse):
+        return response.read1
     raw = response.raw
     fp = getattr(raw, "_fp", None)
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
@@ -216,7 +313,7 @@ def _body_reader(response: requests.Response) -> Any:
 
 
 def iter_lines(
-    response: requests.Response, *, provider: str, max_line: int = MAX_SSE_EVENT_BYTES
+    response: UpstreamResponse, *, provider: str, max_line: int = MAX_SSE_EVENT_BYTES
 ) -> Iterator[bytes]:
     """Yield each line of a streamed body as bytes, without its line ending.
 
@@ -237,6 +334,7 @@ def iter_lines(
                 Urllib3HTTPError,
                 http.client.HTTPException,
                 OSError,
+                zlib.error,
             ) as exc:
                 raise ProviderError(
                     f"the stream from {provider} broke off",
@@ -263,7 +361,7 @@ def iter_lines(
         response.close()
 
 
-def iter_sse_data(response: requests.Response, *, provider: str) -> Iterator[bytes]:
+def iter_sse_data(response: UpstreamResponse, *, provider: str) -> Iterator[bytes]:
     """Yield the ``data`` payload of each server-sent event as bytes.
 
     Each event is passed on as soon as its terminating blank line is in;
@@ -296,7 +394,7 @@ def loads_event(payload: bytes, *, provider: str) -> Any:
         ) from exc
 
 
-def iter_sse_json(response: requests.Response, *, provider: str) -> Iterator[dict[str, Any]]:
+def iter_sse_json(response: UpstreamResponse, *, provider: str) -> Iterator[dict[str, Any]]:
     """Yield each SSE event's JSON object until ``data: [DONE]``.
 
     For upstreams that end streams OpenAI's way (OpenAI-compatible servers,
@@ -310,7 +408,12 @@ def iter_sse_json(response: requests.Response, *, provider: str) -> Iterator[dic
         data = loads_event(payload, provider=provider)
         if isinstance(data, dict):
             yield data
-    raise ProviderError(
+    raise stream_ended_early(provider)
+
+
+def stream_ended_early(provider: str) -> ProviderError:
+    """Return the error of a stream whose body ended before ``[DONE]``."""
+    return ProviderError(
         f"the stream from {provider} ended before it was complete",
         provider=provider,
         retryable=True,

@@ -521,6 +521,14 @@ XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
 # Upstream timeouts (seconds): connect, and read between two bytes.
 XROUTER_UPSTREAM_CONNECT_TIMEOUT = env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 5.0)
 XROUTER_UPSTREAM_READ_TIMEOUT = env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0)
+# Upstream HTTP client (issue 19): "wire" (providers.wire: pooled sockets and
+# a C parser, the measured faster one) or "requests" (the previous client,
+# kept for comparison in the bench and as a fallback).
+XROUTER_UPSTREAM_CLIENT = env_str("XROUTER_UPSTREAM_CLIENT", "wire")
+if XROUTER_UPSTREAM_CLIENT not in ("wire", "requests"):
+    raise ImproperlyConfigured(
+        f"XROUTER_UPSTREAM_CLIENT must be 'wire' or 'requests', not {XROUTER_UPSTREAM_CLIENT!r}"
+    )
 # Outbound host policy for upstream calls (providers.outbound): checked when
 # a provider is saved and on every new connection, after DNS resolution.
 # Link-local and cloud-metadata addresses are always denied; loopback only

@@ -99,7 +99,15 @@ from providers.gigachat.mapping import (
     usage_from_gigachat,
     without_state_ids,
 )
-from providers.http import HttpClient, iter_sse_data, iter_sse_json, loads_event, parse_json
+from providers.http import (
+    HttpClient,
+    UpstreamResponse,
+    iter_sse_data,
+    iter_sse_json,
+    loads_event,
+    parse_json,
+)
+from providers.wire import TRANSPORT_ERRORS as WIRE_ERRORS
 from xrouter_site.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -217,7 +225,7 @@ class GigaChatProvider(Provider):
         headers: dict[str, str],
         stream: bool = False,
         url: str | None = None,
-    ) -> requests.Response:
+    ) -> UpstreamResponse:
         """Call the API with a token; on 401 refresh the token once and retry.
 
         ``url`` (absolute) overrides ``base_url + path``. Returns a 200
@@ -272,13 +280,13 @@ class GigaChatProvider(Provider):
             finally:
                 response.close()
 
-    def _raise_for_status(self, response: requests.Response) -> None:
+    def _raise_for_status(self, response: UpstreamResponse) -> None:
         message = ""
         try:
             data = orjson.loads(response.content)
             if isinstance(data, dict):
                 message = str(data.get("message") or "")
-        except (orjson.JSONDecodeError, requests.RequestException):
+        except (orjson.JSONDecodeError, requests.RequestException, *WIRE_ERRORS):
             message = ""
         raise error_from_status(
             self.name,
@@ -396,7 +404,7 @@ class GigaChatProvider(Provider):
         )
 
     def _parse_stream(
-        self, response: requests.Response, stream: ChatStream, plan: ChatPlan
+        self, response: UpstreamResponse, stream: ChatStream, plan: ChatPlan
     ) -> Iterator[ChatChunk]:
         scanner = StopScanner(plan.stops) if plan.stops else None
         finished = False
@@ -529,7 +537,7 @@ class GigaChatProvider(Provider):
         return stream
 
     def _parse_stream_v2(
-        self, response: requests.Response, stream: ChatStream, plan: v2.PlanV2
+        self, response: UpstreamResponse, stream: ChatStream, plan: v2.PlanV2
     ) -> Iterator[ChatChunk]:
         """Named events, no ``[DONE]``: the event with ``finish_reason`` ends it."""
         scanner = StopScanner(plan.stops) if plan.stops else None

@@ -88,8 +88,9 @@ from providers.errors import (
     retry_after_seconds,
     sanitize_upstream_message,
 )
-from providers.http import HttpClient, iter_lines, loads_event, parse_json
+from providers.http import HttpClient, UpstreamResponse, iter_lines, loads_event, parse_json
 from providers.openai_compat import OpenAICompatibleProvider
+from providers.wire import TRANSPORT_ERRORS as WIRE_ERRORS
 from providers.yandexgpt.auth import IamTokenSource
 from xrouter_site.errors import ErrorCode
 
@@ -156,7 +157,7 @@ def usage_from_yandex(data: dict[str, Any] | None) -> Usage:
     )
 
 
-def iter_json_lines(response: requests.Response, *, provider: str) -> Iterator[bytes]:
+def iter_json_lines(response: UpstreamResponse, *, provider: str) -> Iterator[bytes]:
     """Yield each non-blank line of a newline-delimited JSON body, as bytes.
 
     :func:`providers.http.iter_lines` does the reading, so multi-byte
@@ -244,7 +245,7 @@ class YandexGPTProvider(Provider):
 
     def _post(
         self, path: str, body: Any, request_id: str | None, *, stream: bool = False
-    ) -> requests.Response:
+    ) -> UpstreamResponse:
         """POST with auth; on a 401 with an IAM token, refresh it and retry once."""
         headers = self.headers(request_id)
         response = self.http.post_json(self.url(path), body, headers=headers, stream=stream)
@@ -292,11 +293,11 @@ class YandexGPTProvider(Provider):
             self.name, status, message, retry_after=retry_after_seconds(retry_after)
         )
 
-    def _raise_for_status(self, response: requests.Response) -> None:
+    def _raise_for_status(self, response: UpstreamResponse) -> None:
         if response.status_code >= 400:
             try:
                 content = response.content
-            except (requests.RequestException, Urllib3HTTPError):
+            except (requests.RequestException, Urllib3HTTPError, *WIRE_ERRORS):
                 content = b""
             finally:
                 response.close()
@@ -429,7 +430,7 @@ class YandexGPTProvider(Provider):
         stream._chunks = _prepend(first, chunks)
         return stream
 
-    def _parse_stream(self, response: requests.Response, stream: ChatStream) -> Iterator[ChatChunk]:
+    def _parse_stream(self, response: UpstreamResponse, stream: ChatStream) -> Iterator[ChatChunk]:
         sent = ""
         role_sent = False
         finished = False

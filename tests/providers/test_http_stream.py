@@ -1,5 +1,6 @@
-"""Reading streamed bodies: the fast path and urllib3's path give the same
-events, and a body cut mid-chunk is a retryable stream cut on both.
+"""Reading streamed bodies: the wire client (providers.wire), requests' fast
+path and urllib3's path give the same events, and a body cut mid-chunk is a
+retryable stream cut on each.
 
 A real HTTP server on loopback writes the raw bytes, so chunked framing,
 gzip and an early close are what the client's socket actually sees.
@@ -11,11 +12,13 @@ import gzip
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from providers.errors import ProviderError
 from providers.http import HttpClient, _body_reader, iter_sse_json
+from providers.wire import WireResponse
 
 EVENTS = [
     b'data: {"n": 1, "text": "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"}\n\n',
@@ -82,27 +85,40 @@ def server() -> Iterator[str]:
     listener.close()
 
 
+@pytest.fixture(params=["wire", "requests"])
+def client_kind(request: pytest.FixtureRequest, settings: Any) -> str:
+    settings.XROUTER_UPSTREAM_CLIENT = request.param
+    return str(request.param)
+
+
 def _events(url: str) -> tuple[list[dict[str, object]], str]:
     client = HttpClient(provider="test", read_timeout=5)
     response = client.request("GET", url, stream=True)
     reader = _body_reader(response)
-    kind = "http.client" if getattr(reader, "__self__", None) is response.raw._fp else "urllib3"
+    if isinstance(response, WireResponse):
+        kind = "wire"
+    elif getattr(reader, "__self__", None) is response.raw._fp:
+        kind = "http.client"
+    else:
+        kind = "urllib3"
     return list(iter_sse_json(response, provider="test")), kind
 
 
-def test_identity_body_takes_the_fast_path_and_keeps_every_event(server: str) -> None:
+def test_identity_body_takes_the_fast_path_and_keeps_every_event(
+    server: str, client_kind: str
+) -> None:
     events, kind = _events(server + "/plain")
-    assert kind == "http.client"
+    assert kind == ("wire" if client_kind == "wire" else "http.client")
     assert events == [{"n": 1, "text": "Привет"}, {"n": 2}]
 
 
-def test_gzip_body_goes_through_urllib3_and_is_decoded(server: str) -> None:
+def test_gzip_body_is_decoded(server: str, client_kind: str) -> None:
     events, kind = _events(server + "/gzip")
-    assert kind == "urllib3"
+    assert kind == ("wire" if client_kind == "wire" else "urllib3")
     assert events == [{"n": 1, "text": "Привет"}, {"n": 2}]
 
 
-def test_body_cut_inside_a_chunk_is_a_retryable_stream_cut(server: str) -> None:
+def test_body_cut_inside_a_chunk_is_a_retryable_stream_cut(server: str, client_kind: str) -> None:
     client = HttpClient(provider="test", read_timeout=5)
     response = client.request("GET", server + "/cut", stream=True)
     received = []
