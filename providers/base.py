@@ -225,6 +225,10 @@ class ChatChunk:
     refusal: str | None = None
     # A piece of the model's reasoning text (``delta.reasoning_content``).
     reasoning_content: str | None = None
+    # The upstream's own bytes of an OpenAI-format content chunk from its
+    # ``"choices"`` key on (providers.passthrough), for a relay that may send
+    # them as they are; ``content`` holds the same text.
+    raw: bytes | None = None
 
 
 class ChatStream:
@@ -233,7 +237,10 @@ class ChatStream:
     ``close()`` must release the connection whether or not the stream was
     read to the end; the gateway calls it when the client goes away. The
     ``id``, ``model`` and ``model_version`` attributes may be filled in by
-    the adapter as the first chunks arrive.
+    the adapter as the first chunks arrive. ``passthrough`` says the
+    chunks' ``raw`` bytes may reach the client as they are; only the adapter
+    that made them sets it, so a wrapper that edits chunks (a new stream,
+    like the PII guard's) never passes stale bytes on.
     """
 
     def __init__(
@@ -251,6 +258,7 @@ class ChatStream:
         self.model = model
         self.created = created
         self.model_version: str | None = None
+        self.passthrough = False
         self.closed = False
 
     def __iter__(self) -> Iterator[ChatChunk]:

@@ -32,7 +32,8 @@ from providers.base import (
     Usage,
 )
 from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
-from providers.http import iter_sse_json, parse_json
+from providers.http import iter_sse_data, loads_event, parse_json, stream_ended_early
+from providers.passthrough import ChunkScanner
 from xrouter_site.errors import ErrorCode
 
 _FINISH_REASONS = {reason.value: reason for reason in FinishReason}
@@ -218,45 +219,67 @@ class OpenAICompatibleProvider(Provider):
             close=response.close,
         )
         stream._chunks = self._parse_stream(response, stream)
+        # Content chunks shaped like a checked one go out as upstream's bytes.
+        stream.passthrough = True
         return stream
 
     def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
-        for data in iter_sse_json(response, provider=self.name):
-            if "error" in data:
-                error = data["error"] if isinstance(data["error"], dict) else {}
-                raise ProviderError(
-                    f"{self.name} ended the stream with an error: "
-                    f"{error.get('message') or 'unknown error'}",
-                    provider=self.name,
-                    retryable=False,
-                    status=502,
-                    code=ErrorCode.UPSTREAM_ERROR,
+        """Yield the chunks of an OpenAI stream until ``data: [DONE]``.
+
+        A body that ends without ``[DONE]`` was cut off: a retryable
+        ProviderError, as a broken connection is.
+        """
+        scanner = ChunkScanner()
+        for payload in iter_sse_data(response, provider=self.name):
+            if payload == b"[DONE]":
+                return
+            fast = scanner.chunk(payload)
+            if fast is not None:
+                yield fast
+                continue
+            data = loads_event(payload, provider=self.name)
+            if not isinstance(data, dict):
+                continue
+            yield from self._chunks_of(data, stream)
+            scanner.learn(payload, data)
+        raise stream_ended_early(self.name)
+
+    def _chunks_of(self, data: dict[str, Any], stream: ChatStream) -> Iterator[ChatChunk]:
+        if "error" in data:
+            error = data["error"] if isinstance(data["error"], dict) else {}
+            raise ProviderError(
+                f"{self.name} ended the stream with an error: "
+                f"{error.get('message') or 'unknown error'}",
+                provider=self.name,
+                retryable=False,
+                status=502,
+                code=ErrorCode.UPSTREAM_ERROR,
+            )
+        if not stream.id and data.get("id"):
+            stream.id = str(data["id"])
+            stream.model = str(data.get("model") or stream.model)
+            stream.model_version = data.get("system_fingerprint")
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or {}
+            tool_deltas = [
+                ToolCallDelta(
+                    index=int(call.get("index", 0)),
+                    id=call.get("id"),
+                    name=(call.get("function") or {}).get("name"),
+                    arguments=(call.get("function") or {}).get("arguments") or "",
                 )
-            if not stream.id and data.get("id"):
-                stream.id = str(data["id"])
-                stream.model = str(data.get("model") or stream.model)
-                stream.model_version = data.get("system_fingerprint")
-            for choice in data.get("choices") or []:
-                delta = choice.get("delta") or {}
-                tool_deltas = [
-                    ToolCallDelta(
-                        index=int(call.get("index", 0)),
-                        id=call.get("id"),
-                        name=(call.get("function") or {}).get("name"),
-                        arguments=(call.get("function") or {}).get("arguments") or "",
-                    )
-                    for call in delta.get("tool_calls") or []
-                ]
-                yield ChatChunk(
-                    index=int(choice.get("index", 0)),
-                    role=delta.get("role"),
-                    content=delta.get("content"),
-                    tool_calls=tool_deltas,
-                    finish_reason=_finish_reason(choice.get("finish_reason")),
-                    reasoning_content=_text_or_none(delta.get("reasoning_content")),
-                )
-            if data.get("usage"):
-                yield ChatChunk(usage=usage_from_openai(data["usage"]))
+                for call in delta.get("tool_calls") or []
+            ]
+            yield ChatChunk(
+                index=int(choice.get("index", 0)),
+                role=delta.get("role"),
+                content=delta.get("content"),
+                tool_calls=tool_deltas,
+                finish_reason=_finish_reason(choice.get("finish_reason")),
+                reasoning_content=_text_or_none(delta.get("reasoning_content")),
+            )
+        if data.get("usage"):
+            yield ChatChunk(usage=usage_from_openai(data["usage"]))
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         body: dict[str, Any] = {"model": request.model, "input": request.inputs}

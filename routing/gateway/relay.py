@@ -85,12 +85,17 @@ class ChatEncoder:
             "model": ctx.model,
         }
         self.include_usage = include_usage
+        self._head = b"data: " + orjson.dumps(self.base)[:-1] + b","
 
     def start(self) -> bytes:
         return b""
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         return sse_data({**self.base, "choices": [chunk_dict(chunk)]})
+
+    def raw(self, tail: bytes) -> bytes:
+        """A pass-through chunk: our id, created and model, then upstream's bytes."""
+        return b"".join((self._head, tail, b"\n\n"))
 
     def end(self, usage: Usage) -> bytes:
         if not self.include_usage:
@@ -111,6 +116,9 @@ def relay(
     client is billed for what it received: on a cut or a disconnect the
     usage is what upstream reported, or an estimate of the text relayed.
     """
+    # Content chunks an OpenAI-format adapter passed through
+    # (providers.passthrough) go out as upstream's bytes on chat's surface.
+    raw_encoder = encoder if stream.passthrough and isinstance(encoder, ChatEncoder) else None
     reported: Usage | None = None
     relayed_chars = 0
     ctx.stream_complete = False
@@ -137,6 +145,14 @@ def relay(
         if opening:
             yield opening
         for chunk in pending():
+            if ctx.decision is not None and time.monotonic() >= next_renewal:
+                # A long stream keeps its concurrency slot.
+                limiter.settle(ctx.decision, renew=True)
+                next_renewal = time.monotonic() + renew_every
+            if chunk.raw is not None and raw_encoder is not None:
+                relayed_chars += len(chunk.content or "")
+                yield raw_encoder.raw(chunk.raw)
+                continue
             if chunk.usage is not None:
                 reported = chunk.usage
                 if _is_usage_only(chunk):
@@ -150,10 +166,6 @@ def relay(
             out = encoder.chunk(chunk)
             if out:
                 yield out
-            if ctx.decision is not None and time.monotonic() >= next_renewal:
-                # A long stream keeps its concurrency slot.
-                limiter.settle(ctx.decision, renew=True)
-                next_renewal = time.monotonic() + renew_every
         # What the client is shown is what it is billed, clamped like it.
         yield encoder.end(ctx.plausible(billed()))
         ctx.stream_complete = True
