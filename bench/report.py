@@ -89,6 +89,7 @@ LABELS = {
     "gateway_limits": "XRouter gateway, key with rpm/tpm/concurrency limits",
     "gateway_lean": "XRouter gateway, usage records and metrics off",
     "bare": "bare WSGI proxy (bench/bare_proxy.py)",
+    "gateway_requests": "XRouter gateway, XROUTER_UPSTREAM_CLIENT=requests (the previous client)",
 }
 
 
@@ -360,6 +361,81 @@ def _litellm_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     return md, [f"litellm: XRouter / LiteLLM = {_f(ratio, 2)}× req/s"]
 
 
+def _scale_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    scale = s.get("scale")
+    if not scale:
+        return [], []
+    md = ["## Scale: how cost grows with work (issue 19)", ""]
+    heads: list[str] = []
+    keys, seed_usage = scale.get("seed_keys", {}), scale.get("seed_usage", {})
+    md += [
+        f"Data: {keys.get('keys', 0):,} API keys in {keys.get('teams')} teams "
+        f"(traffic over {keys.get('traffic_keys', 0):,} of them); "
+        f"{seed_usage.get('rows', 0):,} seeded usage rows over {seed_usage.get('days')} days, "
+        f"{scale.get('team', {}).get('team_rows', 0):,} of them in the dashboard's team "
+        f"({scale.get('team', {}).get('team_keys', 0):,} keys). Inserted once by "
+        "`bench/scale_seed.py` (`INSERT ... SELECT` over `generate_series` inside "
+        "PostgreSQL) and kept in the bench database; this run inserted "
+        f"{keys.get('created_now', 0):,} keys in {keys.get('seconds')} s and "
+        f"{seed_usage.get('inserted_now', 0):,} rows in {seed_usage.get('seconds')} s.",
+        "",
+    ]
+    rows = []
+    for name, what in (
+        ("many_keys", "traffic over 10,000 of 100,000 keys vs one key"),
+        ("big_catalog", "1,000 models x 3 deployments (traffic over all) vs the 2-model catalog"),
+    ):
+        d = scale.get(name)
+        if not d:
+            continue
+        ok = d.get("ratio") is not None and d["ratio"] >= d["target"]
+        rows.append(
+            [
+                what,
+                _f(d["rps"], 0),
+                _f(d["base_rps"], 0),
+                f"{_f(d.get('ratio'), 2)}×",
+                f"{_f(d.get('per_cpu_ratio'), 2)}×",
+                str(d.get("errors")),
+                f">= {d['target']}× " + ("met" if ok else "**not met**"),
+            ]
+        )
+        heads.append(f"scale {name}: {_f(d.get('ratio'), 2)}× (target {d['target']}×)")
+    md += _table(
+        ["comparison", "req/s", "base req/s", "ratio", "per server CPU-s", "errors", "target"],
+        rows,
+    )
+    md += ["", "Pages over the seeded usage rows (median and worst of the repeats):", ""]
+    page_rows = [
+        [
+            name,
+            f"`{p['path'][:60]}`",
+            str(p["status"]),
+            _f(p["median_ms"], 1),
+            _f(p["max_ms"], 1),
+            "met" if p["met"] else "**not met**",
+        ]
+        for name, p in (scale.get("pages") or {}).items()
+    ]
+    md += _table(["page", "path", "status", "median ms", "max ms", "< 200 ms"], page_rows)
+    slow = [n for n, p in (scale.get("pages") or {}).items() if not p["met"]]
+    heads.append("scale pages: all < 200 ms" if not slow else f"scale pages over 200 ms: {slow}")
+    rollup = scale.get("rollup") or {}
+    days = rollup.get("days") or []
+    if days:
+        per_day = [d["seconds"] for d in days]
+        md += [
+            "",
+            f"Roll-up job: `usage_rollup_recent` (the periodic task) took "
+            f"{_f(rollup.get('recent_s'), 2)} s; `usage_rollup_day` over each of the last "
+            f"{len(days)} days took {_f(sum(per_day), 1)} s in all (median "
+            f"{_f(sorted(per_day)[len(per_day) // 2], 2)} s per day of "
+            f"~{_f(sorted(d.get('records') or 0 for d in days)[len(days) // 2], 0)} records).",
+        ]
+    md += [""]
+    return md, heads
+
+
 def _soak_section(s: dict[str, Any]) -> tuple[list[str], list[str]]:
     sk = s.get("soak")
     if not sk:
@@ -456,7 +532,7 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
             "",
         ]
         rows = []
-        for name in ("direct", "bare", "gateway", "gateway_nolog"):
+        for name in ("direct", "bare", "gateway", "gateway_nolog", "gateway_requests"):
             if name not in tp:
                 continue
             d = tp[name]
@@ -510,6 +586,14 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
                 f"access log on / off = {_ratio(gw, tp['gateway_nolog']['rps'])} in req/s, "
                 f"{_ratio(_per_core(tp['gateway']), _per_core(tp['gateway_nolog']))} "
                 "per server CPU-second"
+            )
+        if gw and tp.get("gateway_requests"):
+            ratios.append(
+                "upstream client wire / requests = "
+                f"{_ratio(gw, tp['gateway_requests']['rps'])} in req/s, "
+                f"{_ratio(_per_core(tp['gateway']), _per_core(tp['gateway_requests']))} "
+                "per server CPU-second (issue 19: the wire client serves non-stream calls "
+                "only if this is above 1)"
             )
         if gw:
             ratios.append(
@@ -731,7 +815,13 @@ def render(results: dict[str, Any], info: dict[str, str], analysis: str) -> tupl
             f"{_f(after.get('rss_mb'))} MB (PSS {_f(after.get('pss_mb'))})"
         )
 
-    for section in (_stream_section, _workers_section, _litellm_section, _soak_section):
+    for section in (
+        _stream_section,
+        _workers_section,
+        _scale_section,
+        _litellm_section,
+        _soak_section,
+    ):
         lines, heads = section(s)
         md += lines
         headline += heads

@@ -13,6 +13,13 @@ from targets import Target, start_gunicorn, starter
 from scenarios import Scenario
 
 
+@starter("gateway_requests")
+def _gateway_requests(bench: Bench) -> Target:
+    # The upstream client before issue 19, for the wire client's gain.
+    env = {**bench.env, "XROUTER_UPSTREAM_CLIENT": "requests"}
+    return start_gunicorn(bench, "gateway_requests", env=env)
+
+
 @starter("gateway_nolog")
 def _gateway_nolog(bench: Bench) -> Target:
     return start_gunicorn(bench, "gateway_nolog", env={**bench.env, "XROUTER_ACCESS_LOG": "false"})
@@ -27,6 +34,10 @@ def run(bench: Bench) -> dict[str, Any]:
         bench.stop_target("gateway")
         out["gateway_nolog"] = throughput(bench, "gateway_nolog")
         bench.stop_target("gateway_nolog")
+    if bench.args.client_variant:
+        bench.stop_target("gateway")
+        out["gateway_requests"] = throughput(bench, "gateway_requests")
+        bench.stop_target("gateway_requests")
     return out
 
 
@@ -36,6 +47,12 @@ def add_options(group: argparse._ArgumentGroup) -> None:
         dest="access_log_off",
         action="store_false",
         help="skip the extra throughput run with XROUTER_ACCESS_LOG=false",
+    )
+    group.add_argument(
+        "--no-client-variant",
+        dest="client_variant",
+        action="store_false",
+        help="skip the extra throughput run with XROUTER_UPSTREAM_CLIENT=requests",
     )
 
 
