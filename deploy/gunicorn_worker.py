@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Any
 
 import gevent
+import gevent.socket
 from gunicorn.workers.ggevent import GeventWorker
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,6 +36,27 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def _networks(raw: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
+
+
+class _ClientSocket(gevent.socket.socket):
+    """A client socket whose ``sendall`` costs one system call, not two.
+
+    gevent's ``sendall`` asks the kernel for ``SO_SNDBUF`` (a getsockopt)
+    on every call to size its chunks; gunicorn makes one ``sendall`` per
+    chunk of a response, so a relayed stream paid it per event: 10 % of a
+    worker's CPU under 1,000 streams (issue 19, bench/profiles/). ``send``
+    waits for the socket like gevent's does, timeouts included.
+    """
+
+    __slots__ = ()
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        sent = self.send(data, flags)
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            view = view[self.send(view, flags) :]
 
 
 class XRouterGeventWorker(GeventWorker):
@@ -62,6 +84,8 @@ class XRouterGeventWorker(GeventWorker):
         return not any(address in network for network in self.exempt)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        if type(client) is gevent.socket.socket:
+            client.__class__ = _ClientSocket
         ip = addr[0] if isinstance(addr, tuple) and addr else ""
         if not self._limited(ip):
             super().handle(listener, client, addr)

@@ -10,6 +10,7 @@ tiers shared by API keys (``keys.auth``) and OAuth access tokens
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from keys.models import ApiKey
 logger = logging.getLogger(__name__)
 
 _LOCAL_MAX_ENTRIES = 10_000
+# How long a request waits for another one's load of the same key before
+# loading it itself (the shared cache or the database hanging).
+_LOAD_WAIT_SECONDS = 5.0
 
 
 def parse_bearer(header: str) -> str | None:
@@ -141,18 +145,39 @@ class PrincipalCache:
         self.load_from_db = load
         # digest -> (monotonic deadline, principal or miss marker)
         self.local: dict[str, tuple[float, KeyPrincipal | str]] = {}
+        # digest -> set when the one load in flight for it is done.
+        self.loading: dict[str, threading.Event] = {}
 
     def get(self, digest: str) -> KeyPrincipal | str:
-        """Return the principal (or miss marker) for ``digest``."""
+        """Return the principal (or miss marker) for ``digest``.
+
+        One load per digest at a time: when the local entry expires under
+        load, every request of that key would otherwise miss at once and
+        each open its own shared-cache connection (issue 19: a tenth of a
+        worker's CPU while 1,000 streams opened). The others wait for that
+        load and take its result, which is as fresh as their own would be.
+        """
         now = time.monotonic()
         entry = self.local.get(digest)
         if entry is not None and entry[0] > now:
             return entry[1]
-        value = self._load(digest)
-        if len(self.local) >= _LOCAL_MAX_ENTRIES:
-            # Oldest first: dicts keep insertion order.
-            self.local.pop(next(iter(self.local)))
-        self.local[digest] = (now + settings.XROUTER_KEY_LOCAL_TTL, value)
+        pending = self.loading.get(digest)
+        if pending is not None:
+            pending.wait(_LOAD_WAIT_SECONDS)
+            entry = self.local.get(digest)
+            if entry is not None and entry[0] > time.monotonic():
+                return entry[1]
+        done = self.loading[digest] = threading.Event()
+        try:
+            value = self._load(digest)
+            if len(self.local) >= _LOCAL_MAX_ENTRIES:
+                # Oldest first: dicts keep insertion order.
+                self.local.pop(next(iter(self.local)))
+            self.local[digest] = (time.monotonic() + settings.XROUTER_KEY_LOCAL_TTL, value)
+        finally:
+            if self.loading.get(digest) is done:
+                del self.loading[digest]
+            done.set()
         return value
 
     def _load(self, digest: str) -> KeyPrincipal | str:
@@ -188,3 +213,4 @@ class PrincipalCache:
     def clear(self) -> None:
         """Empty this process's tier (tests and reloads)."""
         self.local.clear()
+        self.loading.clear()

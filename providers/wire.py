@@ -212,7 +212,7 @@ class WireClient:
         sock = pool.get(connect_timeout)
         try:
             sock.settimeout(read_timeout)
-            sock.sendall(head + body if body else head)
+            _send(sock, head + body if body else head)
             response = WireResponse(sock, pool, method)
             response.read_head()
         except BaseException:
@@ -227,6 +227,13 @@ class WireClient:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    """``sendall`` without gevent's per-call getsockopt (see deploy/gunicorn_worker.py)."""
+    view = memoryview(data)
+    while view:
+        view = view[sock.send(view) :]
 
 
 def _request_head(
@@ -284,7 +291,17 @@ class WireResponse(HTTPResponse):
         sock = self._sock
         if sock is None:
             raise BodyCut("the response was closed", after_head=self.headers_complete)
-        data = sock.recv(READ_SIZE)
+        try:
+            data = sock.recv(READ_SIZE)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            # A reset after the headers is a body that broke off (what
+            # requests called ChunkedEncodingError), not an unreachable host.
+            self._drop()
+            if not self.headers_complete:
+                raise
+            raise BodyCut(f"connection lost in the body: {exc}", after_head=True) from exc
         if not data:
             self._drop()
             if not self.headers_complete:
