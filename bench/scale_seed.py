@@ -16,8 +16,9 @@ costs seconds, not the minutes the 10,000,000 usage rows take.
   no per-row round trip).
 - ``session``: a dashboard user owning ``scale-t000``; prints its session
   cookie and a generation id of that team for ``/api/v1/generation``.
-- ``rollup DAYS``: times ``usage_rollup_recent`` (the periodic job) and
-  ``usage_rollup_day`` over each of the last DAYS days.
+- ``rollup DAYS``: rolls up, once, each of the last DAYS days that has no
+  roll-up yet (the dashboard reads roll-ups), then times
+  ``usage_rollup_recent``, the periodic job (today and yesterday).
 """
 
 from __future__ import annotations
@@ -204,24 +205,29 @@ def session() -> dict[str, Any]:
 
 
 def rollup(days: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    started = time.monotonic()
-    rollups.usage_rollup_recent()
-    out["recent_s"] = round(time.monotonic() - started, 2)
-    today = timezone.localdate()
-    per_day = []
-    for back in range(days):
+    """Back-fill roll-ups of days that have none (once), then time the periodic job."""
+    from routing.models import UsageRollupDay
+
+    today = timezone.now().date()
+    rolled = set(UsageRollupDay.objects.values_list("day", flat=True))
+    backfill = []
+    for back in range(2, days + 1):
+        day = today - timedelta(days=back)
+        if day in rolled:
+            continue
         started = time.monotonic()
-        result = rollups.usage_rollup_day(day=today - timedelta(days=back))
-        per_day.append(
-            {
-                "day": str(today - timedelta(days=back)),
-                "seconds": round(time.monotonic() - started, 2),
-                "records": getattr(result, "records", None),
-            }
+        result = rollups.usage_rollup_day(day=day)
+        backfill.append(
+            {"day": str(day), "seconds": round(time.monotonic() - started, 2), "rows": result.rows}
         )
-    out["days"] = per_day
-    return out
+        print(f"rolled up {day}: {backfill[-1]}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    recent = rollups.usage_rollup_recent()
+    return {
+        "backfilled_now": backfill,
+        "recent_s": round(time.monotonic() - started, 2),
+        "recent": [{"day": str(r.day), "records": r.records, "rows": r.rows} for r in recent],
+    }
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from context import BENCH, Bench
-from harness import HOST, REQUEST_BODY, BenchError, log
+from harness import HOST, REQUEST_BODY, BenchError, log, run_wrk
 from measure import throughput
 from services import UPSTREAM_KEY_ENV
 from targets import Target, start_gunicorn, starter
@@ -142,7 +142,7 @@ def _ratio(variant: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     if server and base_server:
         # Requests per server CPU-second: less sensitive to the shared box.
         out["per_cpu_ratio"] = round((variant["rps"] / server) / (base["rps"] / base_server), 3)
-    out["errors"] = variant["errors"]
+    out["errors"] = variant["non_2xx"] + variant["socket_errors"]
     return out
 
 
@@ -233,6 +233,18 @@ def run(bench: Bench) -> dict[str, Any]:
     bench.forget("throughput", "gateway")
     base = throughput(bench, "gateway")
     bench.stop_target("gateway")
+    # Every traffic key once through the database into the shared cache
+    # first: the target is the steady state, not 10,000 cold look-ups.
+    target = bench.target("gateway_manykeys")
+    log(f"scale: warming {len(keys):,} keys for {a.scale_warmup}s")
+    run_wrk(
+        bench.tools["wrk"],
+        target.url,
+        target.script,
+        connections=64,
+        threads=2,
+        seconds=a.scale_warmup,
+    )
     many = throughput(bench, "gateway_manykeys")
     bench.stop_target("gateway_manykeys")
     out["many_keys"] = {**_ratio(many, base), "target": 0.8}
@@ -253,11 +265,14 @@ def run(bench: Bench) -> dict[str, Any]:
     log(f"scale: {a.scale_usage_rows:,} usage rows (inserted once, kept)")
     out["seed_usage"] = _seed(bench, "usage", str(a.scale_usage_rows), "30")
     started = time.monotonic()
-    out["rollup"] = _seed(bench, "rollup", "30")
+    out["rollup"] = _seed(bench, "rollup", str(a.scale_rollup_days))
     out["rollup"]["total_s"] = round(time.monotonic() - started, 1)
     session = _seed(bench, "session")
     out["team"] = {k: session[k] for k in ("team_rows", "team_keys")}
-    # The gateway (restarted with the bench catalog) serves the dashboard too.
+    # The dashboard's pages need their static manifest (DEBUG is off), and
+    # the gateway (restarted with the bench catalog) serves them.
+    bench.manage("collectstatic", "--noinput", "--verbosity", "0")
+    bench.stop_target("gateway")
     gateway = bench.target("gateway")
     base_url = f"http://{HOST}:{urlsplit(gateway.url).port}"
     out["pages"] = _pages(bench, base_url, session, keys[0])
@@ -271,6 +286,15 @@ def add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scale-models", type=int, default=1000)
     group.add_argument("--scale-usage-rows", type=int, default=10_000_000)
     group.add_argument("--page-repeats", type=int, default=5)
+    group.add_argument(
+        "--scale-rollup-days",
+        type=int,
+        default=6,
+        help="days back that get a roll-up (once; each takes minutes at 333k rows a day)",
+    )
+    group.add_argument(
+        "--scale-warmup", type=float, default=20.0, help="seconds of load that warm the keys"
+    )
 
 
 def check(args: argparse.Namespace) -> str | None:
@@ -292,6 +316,7 @@ SCENARIO = Scenario(
         "scale_models": 20,
         "scale_usage_rows": 20000,
         "page_repeats": 2,
+        "scale_warmup": 2.0,
     },
     check=check,
 )
