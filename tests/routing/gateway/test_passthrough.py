@@ -47,6 +47,7 @@ def _frame(payload: dict[str, Any], *, ascii_only: bool = False) -> bytes:
 # gateway's own serialiser writes neither this way, so these bytes in an
 # event the client got prove the event was passed through.
 UPSTREAM_TAIL = b'"logprobs":null,"finish_reason":null}],"usage":null}'
+USAGE = {"prompt_tokens": 7, "completion_tokens": 5}
 TEXTS = ["Привет", ", ", 'мир "в кавычках"', ' а это\\ не "}]} конец', "!"]
 
 
@@ -57,7 +58,7 @@ def test_a_passthrough_stream_keeps_exact_usage_and_finish_reason(
     frames += [_frame(_chunk({"content": text}), ascii_only=n == 2) for n, text in enumerate(TEXTS)]
     frames += [
         _frame(_chunk({}, "length")),
-        _frame({**_chunk({}), "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}),
+        _frame({**_chunk({}), "choices": [], "usage": USAGE}),
         b"data: [DONE]\n\n",
     ]
     with hostile_upstream() as upstream:
