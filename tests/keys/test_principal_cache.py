@@ -34,9 +34,7 @@ def test_concurrent_misses_share_one_load(settings: Any) -> None:
 
     cache = PrincipalCache(what="test key", shared_prefix="t:", load=load)
     results: list[KeyPrincipal | str] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("d1"))) for _ in range(8)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(cache.get("d1"))) for _ in range(8)]
     for thread in threads:
         thread.start()
     # Every thread is parked: one in the load, the others on its event
