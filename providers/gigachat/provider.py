@@ -384,7 +384,7 @@ class GigaChatProvider(Provider):
         stream._chunks = self._parse_stream(response, stream, plan)
         return stream
 
-    def _event_stream(self, response: requests.Response, request: ChatRequest) -> ChatStream:
+    def _event_stream(self, response: UpstreamResponse, request: ChatRequest) -> ChatStream:
         """Return the stream over ``response`` once it is an SSE body (v1 and v2)."""
         content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
         if content_type != "text/event-stream":
