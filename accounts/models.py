@@ -6,6 +6,7 @@ memberships with a role.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -213,3 +214,86 @@ class KeyExchangeCode(models.Model):
 
     def __str__(self) -> str:
         return f"exchange code for {self.origin} (expires {self.expires_at:%Y-%m-%d %H:%M:%S})"
+
+
+class AuditEvent(models.Model):
+    """One change to a team's keys, limits, members or app access.
+
+    Written by ``accounts.audit.services.audit_record`` in the same
+    transaction as the change it describes. ``changes`` holds only the
+    fields that changed, as ``{"field": {"before": x, "after": y}}``; secrets
+    and key plaintexts never go in. The actor is kept twice: the user (None
+    for a management key, or once the user is deleted) and a label written
+    at the time, so the record still says who it was.
+    """
+
+    class Action(models.TextChoices):
+        KEY_CREATED = "key.created", _("Key created")
+        KEY_ROTATED = "key.rotated", _("Key rotated")
+        KEY_REVOKED = "key.revoked", _("Key revoked")
+        KEY_LIMITS_CHANGED = "key.limits_changed", _("Key limits changed")
+        KEY_UPDATED = "key.updated", _("Key settings changed")
+        TEAM_LIMITS_CHANGED = "team.limits_changed", _("Team limits changed")
+        TEAM_BUDGET_CHANGED = "team.budget_changed", _("Team budget changed")
+        TEAM_DATA_HANDLING_CHANGED = "team.data_handling_changed", _("Data handling changed")
+        MEMBER_INVITED = "member.invited", _("Member invited")
+        MEMBER_JOINED = "member.joined", _("Member joined")
+        MEMBER_REMOVED = "member.removed", _("Member removed")
+        MEMBER_LEFT = "member.left", _("Member left")
+        MEMBER_ROLE_CHANGED = "member.role_changed", _("Member role changed")
+        OAUTH_APP_AUTHORIZED = "oauth.app_authorized", _("OAuth app authorised")
+
+    class ActorKind(models.TextChoices):
+        USER = "user", _("User")
+        MANAGEMENT_KEY = "management_key", _("Management key")
+        SYSTEM = "system", _("System")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="audit_events")
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_kind = models.CharField(
+        _("actor kind"), max_length=20, choices=ActorKind.choices, default=ActorKind.SYSTEM
+    )
+    actor_label = models.CharField(_("actor"), max_length=200, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    action = models.CharField(_("action"), max_length=40, choices=Action.choices)
+    target_type = models.CharField(_("target type"), max_length=20)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True)
+    target_label = models.CharField(_("target"), max_length=200, blank=True)
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="audit_team_created"),
+            models.Index(fields=["created_at"], name="audit_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_label} by {self.actor_label or self.actor_kind}"
+
+    def change_rows(self) -> list[tuple[str, str, str]]:
+        """Return ``(field, before, after)`` as text, for the dashboard."""
+
+        def text(value: Any) -> str:
+            if value is None or value == "" or value == [] or value == {}:
+                return "—"
+            if isinstance(value, str):
+                return value
+            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+        rows = []
+        for name, change in sorted((self.changes or {}).items()):
+            if isinstance(change, dict) and set(change) <= {"before", "after"}:
+                rows.append((name, text(change.get("before")), text(change.get("after"))))
+            else:
+                rows.append((name, "—", text(change)))
+        return rows

@@ -44,6 +44,8 @@ class Action(StrEnum):
     INVITE_OWNER = "member.invite_owner"
     MEMBER_MANAGE = "member.manage"  # remove members and admins, change their role
     OWNER_MANAGE = "member.manage_owner"  # grant, take away or remove the owner role
+    LIMITS_CHANGE = "team.limits"  # team caps, default key limits, team budget
+    AUDIT_READ = "audit.read"  # the team's audit log
 
 
 _MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
@@ -62,6 +64,8 @@ MATRIX: dict[Action, frozenset[str]] = {
     Action.INVITE_OWNER: frozenset({Role.OWNER}),
     Action.MEMBER_MANAGE: _MANAGERS,
     Action.OWNER_MANAGE: frozenset({Role.OWNER}),
+    Action.LIMITS_CHANGE: _MANAGERS,
+    Action.AUDIT_READ: _MANAGERS,
 }
 
 # OAuth scope -> the action consenting to it needs. Scopes that do not act
@@ -83,6 +87,8 @@ _MESSAGES: dict[Action, Any] = {
     Action.INVITE_OWNER: _("Only owners can invite owners."),
     Action.MEMBER_MANAGE: _("Only team owners and admins can manage members."),
     Action.OWNER_MANAGE: _("Only an owner can grant, remove or take away the owner role."),
+    Action.LIMITS_CHANGE: _("Only team owners and admins can change limits and budgets."),
+    Action.AUDIT_READ: _("Only team owners and admins can read the audit log."),
 }
 
 

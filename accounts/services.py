@@ -6,6 +6,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,7 +17,17 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts import roles
-from accounts.models import DataPolicy, Invitation, Membership, PiiMode, Team, User
+from accounts.audit.services import audit_diff, audit_record, audit_snapshot
+from accounts.models import (
+    AuditEvent,
+    BudgetPeriod,
+    DataPolicy,
+    Invitation,
+    Membership,
+    PiiMode,
+    Team,
+    User,
+)
 
 
 def team_get_or_create(*, slug: str, name: str | None = None) -> tuple[Team, bool]:
@@ -97,6 +109,20 @@ def _lock_team(team: Team) -> None:
     Team.objects.select_for_update().filter(pk=team.pk).first()
 
 
+def _audit_member(
+    membership: Membership, action: str, changes: dict[str, object], actor: User | None = None
+) -> None:
+    audit_record(
+        team=membership.team,
+        action=action,
+        target_type="member",
+        target_id=str(membership.user_id),
+        target_label=membership.user.get_username(),
+        changes=changes,
+        actor=actor,
+    )
+
+
 @transaction.atomic
 def team_leave(*, membership: Membership) -> None:
     """Remove the membership's user from its team; the last owner cannot leave."""
@@ -105,6 +131,12 @@ def team_leave(*, membership: Membership) -> None:
         raise ValidationError(
             _("You are the last owner. Make someone else an owner before leaving.")
         )
+    _audit_member(
+        membership,
+        AuditEvent.Action.MEMBER_LEFT,
+        {"role": {"before": membership.role, "after": None}},
+        actor=membership.user,
+    )
     membership.delete()
 
 
@@ -126,6 +158,12 @@ def team_member_remove(*, membership: Membership, by: Membership) -> None:
             raise ValidationError(_("Only an owner can remove another owner."))
         if _owner_count(membership.team) <= 1:
             raise ValidationError(_("The last owner cannot be removed."))
+    _audit_member(
+        membership,
+        AuditEvent.Action.MEMBER_REMOVED,
+        {"role": {"before": membership.role, "after": None}},
+        actor=by.user,
+    )
     membership.delete()
 
 
@@ -149,8 +187,16 @@ def team_member_set_role(*, membership: Membership, role: str, by: Membership) -
         and _owner_count(membership.team) <= 1
     ):
         raise ValidationError(_("The last owner cannot be demoted."))
+    before = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
+    if before != role:
+        _audit_member(
+            membership,
+            AuditEvent.Action.MEMBER_ROLE_CHANGED,
+            {"role": {"before": before, "after": role}},
+            actor=by.user,
+        )
     return membership
 
 
@@ -162,6 +208,7 @@ def _invitation_action(role: str) -> roles.Action:
     return roles.Action.INVITE_OWNER if role == Membership.Role.OWNER else roles.Action.INVITE
 
 
+@transaction.atomic
 def team_invitation_create(
     *, team: Team, created_by: User, role: str = Membership.Role.MEMBER, email: str = ""
 ) -> CreatedInvitation:
@@ -181,6 +228,18 @@ def team_invitation_create(
         token_hash=_invitation_digest(token),
         created_by=created_by,
         expires_at=timezone.now() + timedelta(hours=settings.XROUTER_INVITATION_TTL_HOURS),
+    )
+    audit_record(
+        team=team,
+        action=AuditEvent.Action.MEMBER_INVITED,
+        target_type="invitation",
+        target_id=str(invitation.public_id),
+        target_label=email,
+        changes={
+            "role": {"before": None, "after": role},
+            "email": {"before": None, "after": email},
+        },
+        actor=created_by,
     )
     return CreatedInvitation(invitation=invitation, token=token)
 
@@ -240,9 +299,17 @@ def team_invitation_accept(*, token: str, user: User) -> Membership:
         team=invitation.team, user=user, defaults={"role": invitation.role}
     )
     order: list[str] = [Membership.Role.MEMBER, Membership.Role.ADMIN, Membership.Role.OWNER]
+    before = None if created else membership.role
     if not created and order.index(invitation.role) > order.index(membership.role):
         membership.role = invitation.role
         membership.save(update_fields=["role"])
+    if before != membership.role:
+        _audit_member(
+            membership,
+            AuditEvent.Action.MEMBER_JOINED,
+            {"role": {"before": before, "after": membership.role}},
+            actor=user,
+        )
     return membership
 
 
@@ -295,7 +362,124 @@ def team_data_handling_update(
             )
     if not changes:
         return team
+    before = audit_snapshot(team, changes)
     for name, value in changes.items():
         setattr(team, name, value)
     team.save(update_fields=sorted(changes))
+    diff = audit_diff(before, audit_snapshot(team, changes))
+    if diff:
+        _audit_team(team, AuditEvent.Action.TEAM_DATA_HANDLING_CHANGED, diff)
+    return team
+
+
+def _audit_team(team: Team, action: str, changes: dict[str, object]) -> None:
+    audit_record(
+        team=team,
+        action=action,
+        target_type="team",
+        target_id=team.slug,
+        target_label=team.name,
+        changes=changes,
+    )
+
+
+# --- Limits and budget ---------------------------------------------------------
+
+TEAM_LIMIT_FIELDS = (
+    "rpm_limit",
+    "tpm_limit",
+    "concurrency_limit",
+    "default_key_rpm",
+    "default_key_tpm",
+    "default_key_concurrency",
+)
+TEAM_BUDGET_FIELDS = ("budget_rub", "budget_period")
+# Sane maxima, checked here for every caller (the forms show the same).
+MAX_RPM = 1_000_000
+MAX_TPM = 1_000_000_000
+MAX_CONCURRENCY = 100_000
+MAX_BUDGET_RUB = Decimal("1000000000.00")
+_LIMIT_MAXIMA = {
+    "rpm_limit": MAX_RPM,
+    "tpm_limit": MAX_TPM,
+    "concurrency_limit": MAX_CONCURRENCY,
+    "default_key_rpm": MAX_RPM,
+    "default_key_tpm": MAX_TPM,
+    "default_key_concurrency": MAX_CONCURRENCY,
+}
+
+
+def _clean_team_limits(changes: dict[str, Any]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    for name, value in changes.items():
+        if name in _LIMIT_MAXIMA:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                errors[name] = _("Enter a whole number of at least 1, or leave it empty.")
+            elif value > _LIMIT_MAXIMA[name]:
+                errors[name] = _("At most %(max)s.") % {"max": f"{_LIMIT_MAXIMA[name]:,}"}
+        elif name == "budget_rub":
+            if value is None:
+                continue
+            if not isinstance(value, Decimal) or not value.is_finite():
+                errors[name] = _("Enter an amount in roubles.")
+            elif value < 0 or value > MAX_BUDGET_RUB:
+                errors[name] = _("Enter an amount from 0 to %(max)s RUB.") % {
+                    "max": f"{MAX_BUDGET_RUB:,.2f}"
+                }
+            elif value != value.quantize(Decimal("0.01")):
+                errors[name] = _("Use at most two decimal places (kopecks).")
+        elif name == "budget_period":
+            if value not in BudgetPeriod.values:
+                errors[name] = _("Unknown budget period.")
+        else:
+            errors[name] = _("This field cannot be changed here.")
+    if errors:
+        raise ValidationError(errors)
+    return changes
+
+
+@transaction.atomic
+def team_limits_update(*, team: Team, by: User | None, **changes: Any) -> Team:
+    """Change the team's caps, default key limits and budget on behalf of ``by``.
+
+    ``by``'s current role must allow ``team.limits`` (accounts.roles), else
+    :class:`accounts.roles.RoleDenied`; None is a management key or the
+    system acting for the team. Only the given fields change; None clears
+    a limit. Saving the team evicts its keys' cached principals
+    (keys.auth), so the gateway applies the change to the next request
+    within ``XROUTER_KEY_LOCAL_TTL``. The audit log gets one event for the
+    caps and one for the budget, each with the fields that changed.
+    """
+    if by is not None:
+        roles.credential_authorize(user=by, team=team, action=roles.Action.LIMITS_CHANGE)
+    _clean_team_limits(changes)
+    _lock_team(team)
+    fields = TEAM_LIMIT_FIELDS + TEAM_BUDGET_FIELDS
+    team.refresh_from_db(fields=list(fields))
+    before = audit_snapshot(team, fields)
+    for name, value in changes.items():
+        setattr(team, name, value)
+    team.full_clean(exclude=["slug", "name"])
+    after = audit_snapshot(team, fields)
+    changed = sorted(name for name in changes if before[name] != after[name])
+    if not changed:
+        return team
+    team.save(update_fields=changed)
+    for action, group in (
+        (AuditEvent.Action.TEAM_LIMITS_CHANGED, TEAM_LIMIT_FIELDS),
+        (AuditEvent.Action.TEAM_BUDGET_CHANGED, TEAM_BUDGET_FIELDS),
+    ):
+        diff = audit_diff({f: before[f] for f in group}, {f: after[f] for f in group})
+        if diff:
+            audit_record(
+                team=team,
+                action=action,
+                target_type="team",
+                target_id=team.slug,
+                target_label=team.name,
+                changes=diff,
+                actor=by,
+            )
     return team

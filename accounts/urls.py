@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from accounts import sso, views
+from accounts.audit import views as audit_views
 
 app_name = "accounts"
 
@@ -39,6 +40,7 @@ urlpatterns = [
     path("members/<int:pk>/role/", views.member_role, name="member_role"),
     path("leave/", views.team_leave, name="team_leave"),
     path("data-handling/", views.data_handling, name="data_handling"),
+    path("audit/", audit_views.audit_log, name="audit_log"),
     path("invitations/new/", views.invitation_create, name="invitation_create"),
     path(
         "invitations/<uuid:public_id>/revoke/",

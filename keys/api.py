@@ -25,6 +25,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import roles
+from accounts.audit.selectors import audit_event_list
 from accounts.models import Membership, Team, User
 from accounts.oauth.api_auth import (
     KEYS_READ,
@@ -39,6 +40,9 @@ from keys import selectors, services
 from keys.models import ApiKey
 from keys.principal import KeyPrincipal
 from keys.serializers import (
+    AuditEventSerializer,
+    AuditListSerializer,
+    AuditQuerySerializer,
     DeletedSerializer,
     KeyCreatedSerializer,
     KeyCreateInputSerializer,
@@ -297,3 +301,37 @@ class TeamCurrentApi(ManagementApiView):
         except DjangoValidationError as exc:
             raise _drf_validation_error(exc) from None
         return Response({"data": self._team_data(caller)})
+
+
+class AuditListApi(ManagementApiView):
+    """The team's audit log: owners, admins and management keys; no OAuth scope."""
+
+    # No scope lets an OAuth app read who changed what in a team.
+    oauth_read_scopes: tuple[str, ...] = ()
+    oauth_write_scopes: tuple[str, ...] = ()
+
+    @extend_schema(
+        operation_id="audit_list",
+        parameters=[AuditQuerySerializer],
+        responses=AuditListSerializer,
+        summary="List the team's audit events, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        caller = caller_of(request)
+        _require_manager(caller, roles.Action.AUDIT_READ)
+        query = AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        events = audit_event_list(
+            team=caller.team, action=params.get("action", ""), actor=params.get("actor", "")
+        )
+        offset, size = params["offset"], params["page_size"]
+        page = list(events[offset : offset + size])
+        return Response(
+            {
+                "data": AuditEventSerializer(page, many=True).data,
+                "total": events.count(),
+                "offset": offset,
+                "page_size": size,
+            }
+        )

@@ -20,7 +20,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-from accounts.models import DataPolicy, PiiMode
+from accounts.models import AuditEvent, DataPolicy, PiiMode
 from keys.models import ApiKey
 from keys.selectors import KEY_STATUSES, catalog_model_ids
 
@@ -291,3 +291,59 @@ class TeamUpdateInputSerializer(StrictInputSerializer):
 
 class TeamEnvelopeSerializer(serializers.Serializer):
     data = TeamSerializer()
+
+
+class AuditQuerySerializer(StrictQuerySerializer):
+    """Query parameters of ``GET /api/v1/audit``."""
+
+    action = serializers.ChoiceField(choices=AuditEvent.Action.values, required=False)
+    actor = serializers.RegexField(
+        r"^[^\x00]+$",
+        max_length=200,
+        required=False,
+        help_text="Part of the actor's name (a username, or a management key's name).",
+    )
+    offset = serializers.IntegerField(min_value=0, max_value=PG_INT_MAX, default=0)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=50)
+
+
+class AuditChangeSerializer(serializers.Serializer):
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class AuditActorSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=AuditEvent.ActorKind.values, source="actor_kind")
+    label = serializers.CharField(
+        source="actor_label",
+        help_text="The username, or the management key's name and prefix; empty for the system.",
+    )
+
+
+class AuditTargetSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(
+        choices=["key", "team", "member", "invitation", "oauth_app"], source="target_type"
+    )
+    id = serializers.CharField(source="target_id")
+    label = serializers.CharField(source="target_label")
+
+
+class AuditEventSerializer(serializers.Serializer):
+    """One audit event: never a secret, never a key's plaintext or hash."""
+
+    created_at = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=AuditEvent.Action.values)
+    actor = AuditActorSerializer(source="*")
+    client_ip = serializers.IPAddressField(allow_null=True)
+    target = AuditTargetSerializer(source="*")
+    changes = serializers.DictField(
+        child=AuditChangeSerializer(),
+        help_text="The fields that changed: {field: {before, after}}.",
+    )
+
+
+class AuditListSerializer(serializers.Serializer):
+    data = AuditEventSerializer(many=True)
+    total = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    page_size = serializers.IntegerField()

@@ -17,7 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import BudgetPeriod, Team, User
+from accounts.audit.services import audit_diff, audit_record, audit_snapshot
+from accounts.models import AuditEvent, BudgetPeriod, Team, User
 from keys import tokens
 from keys.models import ApiKey
 
@@ -42,6 +43,28 @@ UPDATABLE_FIELDS = frozenset(
     }
 )
 _MODEL_LIMIT_NAMES = frozenset({"rpm", "tpm", "concurrency"})
+# What the audit log records of a key: limits apart from other settings.
+LIMIT_FIELDS = (
+    "rpm_limit",
+    "tpm_limit",
+    "concurrency_limit",
+    "budget_rub",
+    "budget_period",
+    "model_limits",
+)
+SETTING_FIELDS = ("name", "kind", "pii_mode", "expires_at", "disabled", "allowed_models")
+
+
+def _audit_key(api_key: ApiKey, action: str, changes: dict[str, Any], actor: User | None) -> None:
+    audit_record(
+        team=api_key.team,
+        action=action,
+        target_type="key",
+        target_id=str(api_key.public_id),
+        target_label=f"{api_key.name} ({api_key.masked})",
+        changes=changes,
+        actor=actor,
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,7 @@ def _clean_model_limits(limits: dict[str, dict[str, int]] | None) -> dict[str, d
     return cleaned
 
 
+@transaction.atomic
 def api_key_create(
     *,
     team: Team,
@@ -102,6 +126,7 @@ def api_key_create(
     kind: str = ApiKey.Kind.STANDARD,
     pii_mode: str = "",
     playground: bool = False,
+    audit: bool = True,
 ) -> CreatedKey:
     """Create a key for ``team`` and return it with its plaintext (shown once).
 
@@ -112,6 +137,8 @@ def api_key_create(
     management command, or a management key acting for the team).
     ``playground`` marks a key minted by the dashboard's playground
     (:func:`keys.playground.services.playground_key_mint`); it must expire.
+    The audit log records the new key unless ``audit`` is False (rotation
+    records one event of its own).
     """
     if kind not in (ApiKey.Kind.STANDARD, ApiKey.Kind.MANAGEMENT):
         # Hidden ``oauth`` keys are made by consent (accounts.oauth.services).
@@ -153,14 +180,29 @@ def api_key_create(
     )
     api_key.full_clean()
     api_key.save()
+    if audit:
+        _audit_key(
+            api_key,
+            AuditEvent.Action.KEY_CREATED,
+            audit_diff({}, audit_snapshot(api_key, SETTING_FIELDS + LIMIT_FIELDS)),
+            created_by,
+        )
     return CreatedKey(api_key=api_key, plaintext=new.plaintext)
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, audit: bool = True) -> ApiKey:
     """Revoke ``api_key`` for good; revoking twice keeps the first time."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        if audit:
+            _audit_key(
+                api_key,
+                AuditEvent.Action.KEY_REVOKED,
+                {"revoked_at": {"before": None, "after": api_key.revoked_at}},
+                None,
+            )
     return api_key
 
 
@@ -192,14 +234,27 @@ def api_key_rotate(*, api_key: ApiKey, created_by: User | None = None) -> Create
         model_limits=dict(locked.model_limits),
         env=locked.prefix.split("_")[1],
         kind=locked.kind,
+        pii_mode=locked.pii_mode,
+        audit=False,
     )
-    api_key_revoke(api_key=locked)
+    api_key_revoke(api_key=locked, audit=False)
+    _audit_key(
+        locked,
+        AuditEvent.Action.KEY_ROTATED,
+        {"key": {"before": locked.masked, "after": created.api_key.masked}},
+        created_by,
+    )
     api_key.refresh_from_db()
     return created
 
 
+@transaction.atomic
 def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
-    """Change the given settings of ``api_key`` (limits, models, expiry...)."""
+    """Change the given settings of ``api_key`` (limits, models, expiry...).
+
+    The audit log gets one event for changed limits and one for other
+    changed settings, each with only the fields that changed.
+    """
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise ValidationError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
@@ -222,8 +277,17 @@ def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
         raise ValidationError(
             {"expires_at": "a playground key's expiry can only be brought forward"}
         )
+    before = audit_snapshot(api_key, SETTING_FIELDS + LIMIT_FIELDS)
     for field, value in changes.items():
         setattr(api_key, field, value)
     api_key.full_clean()
     api_key.save(update_fields=sorted(changes))
+    after = audit_snapshot(api_key, SETTING_FIELDS + LIMIT_FIELDS)
+    for action, fields in (
+        (AuditEvent.Action.KEY_LIMITS_CHANGED, LIMIT_FIELDS),
+        (AuditEvent.Action.KEY_UPDATED, SETTING_FIELDS),
+    ):
+        diff = audit_diff({f: before[f] for f in fields}, {f: after[f] for f in fields})
+        if diff:
+            _audit_key(api_key, action, diff, None)
     return api_key

@@ -1,4 +1,4 @@
-"""Celery entry points of the routing app: health probes, stored responses.
+"""Celery entry points of the routing app: health probes, stored responses, audit purge.
 
 Thin wrappers around :mod:`routing.probes`. Beat (or the in-process
 scheduler, :mod:`xrouter_site.scheduler`) runs :func:`probe_all_deployments`
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from accounts.audit.services import audit_purge as _audit_purge
 from routing.gateway.surfaces import store
 from routing.probes import deployment_ids_to_probe, deployment_probe
 from xrouter_site.celery import app
@@ -42,3 +43,13 @@ def probe_deployment(deployment_id: int) -> bool | None:
 def responses_prune() -> int:
     """Delete stored /v1/responses results past retention; return how many."""
     return store.responses_prune()
+
+
+@app.task(name="routing.audit_purge", acks_late=True, ignore_result=True)
+def audit_purge() -> int:
+    """Delete audit events past ``XROUTER_AUDIT_RETENTION_DAYS``; return how many.
+
+    Hourly from ``CELERY_BEAT_SCHEDULE``; idempotent, so a redelivery after
+    a crash only deletes what is still due.
+    """
+    return _audit_purge()

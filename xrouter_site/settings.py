@@ -125,6 +125,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lets audited services see who acts and from where (accounts/audit).
+    "accounts.audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: turns a locked-out login into its 429.
@@ -285,6 +287,11 @@ if XROUTER_PUBLIC_URL and not XROUTER_PUBLIC_URL.startswith(("http://", "https:/
 XROUTER_PLAYGROUND_KEY_TTL_MINUTES = env_int("XROUTER_PLAYGROUND_KEY_TTL_MINUTES", 60)
 if not 1 <= XROUTER_PLAYGROUND_KEY_TTL_MINUTES <= 24 * 60:
     raise ImproperlyConfigured("XROUTER_PLAYGROUND_KEY_TTL_MINUTES must be between 1 and 1440")
+# Audit events (accounts/audit) older than this are deleted by the hourly
+# "audit-purge" task; 0 keeps them forever.
+XROUTER_AUDIT_RETENTION_DAYS = env_int("XROUTER_AUDIT_RETENTION_DAYS", 365)
+if XROUTER_AUDIT_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("XROUTER_AUDIT_RETENTION_DAYS must be 0 (forever) or more")
 
 # --- Single sign-on (OpenID Connect, mozilla-django-oidc; accounts/sso.py) ---
 # On when the provider's endpoints and a client id are set. Claims map to
@@ -639,6 +646,7 @@ CELERY_BEAT_SCHEDULE["usage-prune"] = {"task": "routing.usage_prune", "schedule"
 # many days (OpenAI keeps 30), then pruned hourly; 0 keeps them forever.
 XROUTER_RESPONSES_RETENTION_DAYS = env_int("XROUTER_RESPONSES_RETENTION_DAYS", 30)
 CELERY_BEAT_SCHEDULE["responses-prune"] = {"task": "routing.responses_prune", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["audit-purge"] = {"task": "routing.audit_purge", "schedule": 3600.0}
 # Switches for measuring their cost (bench/): false skips writing usage
 # records / recording Prometheus metrics on the request path. Keep both on
 # in production: budgets are settled either way, but nothing is accounted.

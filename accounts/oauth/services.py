@@ -29,7 +29,8 @@ from oauth2_provider.models import (
 from oauth2_provider.settings import oauth2_settings
 
 from accounts import roles
-from accounts.models import Team, User
+from accounts.audit.services import audit_record
+from accounts.models import AuditEvent, Team, User
 from keys.models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ def oauth_principal_key_ensure(
     A key revoked in the dashboard, or one bound to another team (the user
     consented again from a different current team), is retired and a new one
     is created, so usage never mixes teams and a revocation stays final.
+    The consent is written to the team's audit log.
     """
+    scopes = sorted(set(scopes))
     membership = roles.credential_authorize(user=user, team=team, action=roles.Action.TEAM_READ)
     roles.require_consent(membership.role, scopes)
     digest = oauth_principal_digest(application_id=application.pk, user_id=user.pk)
@@ -107,6 +110,15 @@ def oauth_principal_key_ensure(
         )
         key.full_clean()
         key.save()
+    audit_record(
+        team=team,
+        action=AuditEvent.Action.OAUTH_APP_AUTHORIZED,
+        target_type="oauth_app",
+        target_id=application.client_id,
+        target_label=application.name or application.client_id,
+        changes={"scopes": {"before": None, "after": scopes}},
+        actor=user,
+    )
     return key
 
 
