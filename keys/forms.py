@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import PiiMode
+from accounts.forms import budget_field, limit_field
+from accounts.models import BudgetPeriod, PiiMode
+from accounts.services import MAX_CONCURRENCY, MAX_RPM, MAX_TPM
 from keys.selectors import KEY_STATUSES, catalog_model_list
-from keys.serializers import PG_INT_MAX
 
 STATUS_LABELS = {
     "active": _("Active"),
@@ -58,18 +58,24 @@ class ApiKeyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text=_("None selected allows every model."),
     )
-    rpm_limit = forms.IntegerField(
-        label=_("Requests per minute"), required=False, min_value=1, max_value=PG_INT_MAX
+    rpm_limit = limit_field(
+        _("Requests per minute"), MAX_RPM, _("Empty: the team's default for keys, if any.")
     )
-    tpm_limit = forms.IntegerField(
-        label=_("Tokens per minute"), required=False, min_value=1, max_value=PG_INT_MAX
+    tpm_limit = limit_field(
+        _("Tokens per minute"), MAX_TPM, _("Empty: the team's default for keys, if any.")
     )
-    budget_rub = forms.DecimalField(
-        label=_("Budget, RUB"),
+    concurrency_limit = limit_field(
+        _("Concurrent requests"),
+        MAX_CONCURRENCY,
+        _("Empty: the team's default for keys, if any."),
+    )
+    budget_rub = budget_field(_("Budget, RUB"))
+    # Not required: a form posted without it keeps the key's period.
+    budget_period = forms.ChoiceField(
+        label=_("Budget period"),
+        choices=BudgetPeriod.choices,
+        initial=BudgetPeriod.MONTHLY,
         required=False,
-        min_value=Decimal(0),
-        max_digits=14,
-        decimal_places=2,
     )
     pii_mode = forms.ChoiceField(
         label=_("Personal data in prompts"),
@@ -105,3 +111,84 @@ class ApiKeyCreateForm(ApiKeyForm):
         required=False,
         help_text=_("For scripts that manage keys through /api/v1/. It cannot call models."),
     )
+
+
+def _model_choices(current: list[str] | None = None) -> list[tuple[str, str]]:
+    choices = [(m.model_id, m.model_id) for m in catalog_model_list()]
+    known = {c[0] for c in choices}
+    return choices + [(m, m) for m in current or [] if m not in known]
+
+
+class ModelLimitForm(forms.Form):
+    """One row of a key's per-model limits: a model and up to three limits."""
+
+    model = forms.ChoiceField(label=_("Model"), required=False)
+    rpm = limit_field(_("Requests per minute"), MAX_RPM)
+    tpm = limit_field(_("Tokens per minute"), MAX_TPM)
+    concurrency = limit_field(_("Concurrent requests"), MAX_CONCURRENCY)
+
+    def __init__(self, *args: Any, models: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [("", "—")] + _model_choices(models)  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        values = [data.get(name) for name in ("rpm", "tpm", "concurrency")]
+        if data.get("model") and all(v is None for v in values):
+            raise forms.ValidationError(
+                _("Set at least one limit for this model, or choose “—” to remove the row.")
+            )
+        if not data.get("model") and any(v is not None for v in values):
+            raise forms.ValidationError(_("Choose the model these limits are for."))
+        return data
+
+
+class BaseModelLimitFormSet(forms.BaseFormSet):  # type: ignore[type-arg]
+    """The per-model rows of a key; a model appears at most once."""
+
+    def __init__(self, *args: Any, models: list[str] | None = None, **kwargs: Any) -> None:
+        self.models = models or []
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        return {**super().get_form_kwargs(index), "models": self.models}
+
+    def clean(self) -> None:
+        if any(form.errors for form in self.forms):
+            return
+        seen: set[str] = set()
+        for form in self.forms:
+            model = form.cleaned_data.get("model")
+            if not model:
+                continue
+            if model in seen:
+                raise forms.ValidationError(
+                    _("%(model)s is listed twice; keep one row per model.") % {"model": model}
+                )
+            seen.add(model)
+
+    def model_limits(self) -> dict[str, dict[str, int]]:
+        """Return ``{model: {"rpm"|"tpm"|"concurrency": n}}`` of the filled rows."""
+        limits: dict[str, dict[str, int]] = {}
+        for form in self.forms:
+            data = form.cleaned_data
+            if data.get("model"):
+                limits[data["model"]] = {
+                    name: data[name]
+                    for name in ("rpm", "tpm", "concurrency")
+                    if data.get(name) is not None
+                }
+        return limits
+
+
+ModelLimitFormSet = cast(
+    type[BaseModelLimitFormSet],
+    forms.formset_factory(
+        ModelLimitForm, formset=BaseModelLimitFormSet, extra=2, max_num=50, validate_max=True
+    ),
+)
+
+
+def model_limit_initial(model_limits: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Return the formset's initial rows for a key's ``model_limits``."""
+    return [{"model": model, **values} for model, values in sorted(model_limits.items())]

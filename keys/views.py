@@ -19,9 +19,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.decorators import TeamRequest, team_required
+from accounts.models import BudgetPeriod
 from keys import quickstart, selectors, services
-from keys.forms import STATUS_LABELS, ApiKeyCreateForm, ApiKeyForm, KeyFilterForm
+from keys.forms import (
+    STATUS_LABELS,
+    ApiKeyCreateForm,
+    ApiKeyForm,
+    KeyFilterForm,
+    ModelLimitFormSet,
+    model_limit_initial,
+)
 from keys.models import ApiKey
+from keys.panels import key_panel_context
 
 KEYS_PER_PAGE = 25
 #: Stands for the key in the home page's snippets and says where to get one.
@@ -130,7 +139,9 @@ def key_create(request: TeamRequest) -> HttpResponse:
                 allowed_models=data["allowed_models"],
                 rpm_limit=data["rpm_limit"],
                 tpm_limit=data["tpm_limit"],
+                concurrency_limit=data["concurrency_limit"],
                 budget_rub=data["budget_rub"],
+                budget_period=data["budget_period"] or BudgetPeriod.MONTHLY,
                 pii_mode=data["pii_mode"],
                 kind=ApiKey.Kind.MANAGEMENT if data["management"] else ApiKey.Kind.STANDARD,
             )
@@ -143,7 +154,11 @@ def key_create(request: TeamRequest) -> HttpResponse:
 
 @team_required
 def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
-    """Show a key; owners and admins edit its limits, models, expiry and name."""
+    """Show a key with its usage and limits; owners and admins edit its settings.
+
+    Members see the page read-only; their POST is refused with 403 before
+    any form is read.
+    """
     api_key = _get_key(request, public_id)
     # A playground key is the playground's: revoke it, never extend it.
     editable = request.membership.can_manage and not api_key.is_revoked and not api_key.playground
@@ -153,34 +168,60 @@ def key_detail(request: TeamRequest, public_id: Any) -> HttpResponse:
         "allowed_models": api_key.allowed_models,
         "rpm_limit": api_key.rpm_limit,
         "tpm_limit": api_key.tpm_limit,
+        "concurrency_limit": api_key.concurrency_limit,
         "budget_rub": api_key.budget_rub,
+        "budget_period": api_key.budget_period,
         "pii_mode": api_key.pii_mode,
     }
+    limited_models = list(api_key.model_limits or {})
     if request.method == "POST":
         _require_manager(request)
         if api_key.playground:
             raise PermissionDenied
         form = ApiKeyForm(request.POST, current_models=api_key.allowed_models)
-        if form.is_valid():
+        # A POST without the per-model rows (an older page) leaves them as they are.
+        with_models = "model-TOTAL_FORMS" in request.POST
+        model_forms = ModelLimitFormSet(
+            request.POST if with_models else None,
+            initial=model_limit_initial(api_key.model_limits or {}),
+            prefix="model",
+            models=limited_models,
+        )
+        if form.is_valid() and (not with_models or model_forms.is_valid()):
+            changes = {name: form.cleaned_data[name] for name in initial}
+            if not changes["budget_period"]:  # not sent: keep the key's period
+                del changes["budget_period"]
+            if with_models:
+                changes["model_limits"] = model_forms.model_limits()
             try:
-                services.api_key_update(
-                    api_key=api_key,
-                    **{name: form.cleaned_data[name] for name in initial},
-                )
+                services.api_key_update(api_key=api_key, **changes)
             except ValidationError as exc:
                 _form_errors_from(form, exc)
             else:
                 messages.success(request, _("Key “%(name)s” saved.") % {"name": api_key.name})
-                return redirect("dashboard:keys")
+                return redirect("dashboard:key_detail", public_id=api_key.public_id)
     else:
         form = ApiKeyForm(initial=initial, current_models=api_key.allowed_models)
+        model_forms = ModelLimitFormSet(
+            initial=model_limit_initial(api_key.model_limits or {}),
+            prefix="model",
+            models=limited_models,
+        )
     if not editable:
-        for field in form.fields.values():
-            field.disabled = True
+        for each in [form, *model_forms.forms]:
+            for field in each.fields.values():
+                field.disabled = True
     return render(
         request,
         "keys/key_form.html",
-        {"form": form, "api_key": api_key, "editable": editable, "creating": False},
+        {
+            "form": form,
+            "model_forms": model_forms,
+            "api_key": api_key,
+            "editable": editable,
+            "creating": False,
+            **key_panel_context(request, api_key),
+        },
     )
 
 

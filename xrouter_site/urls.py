@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("keys.urls")),
     path("accounts/", include("accounts.urls")),
     path("routing/", include("routing.urls")),
+    path("limits/", include("routing.limits.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path(
         "api/schema/",

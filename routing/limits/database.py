@@ -181,6 +181,38 @@ class DatabaseLimiter:
         self._next_purge = now + _PURGE_EVERY_MS
         cursor.execute(f"DELETE FROM {table} WHERE expires_ms <= %s", [now])  # noqa: S608
 
+    # -- peek --------------------------------------------------------------------
+
+    def peek(self, limits: list[Limit]) -> list[tuple[int, int]]:
+        """Return (used, ms until it frees) per limit, reading only live rows."""
+        table = self._table()
+        out: list[tuple[int, int]] = []
+        with connection.cursor() as cursor:
+            now = self._now_ms(cursor)
+            for limit in limits:
+                if limit.kind == "b":
+                    cursor.execute(
+                        f"SELECT weight, expires_ms FROM {table} "  # noqa: S608
+                        "WHERE limit_key = %s AND member = '' AND expires_ms > %s",
+                        [limit.key, now],
+                    )
+                    row = cursor.fetchone()
+                    if row is None:
+                        out.append((limit.initial() if limit.initial else 0, 0))
+                    else:
+                        out.append((int(row[0]), int(row[1]) - now))
+                    continue
+                cursor.execute(
+                    f"SELECT count(*), coalesce(sum(weight), 0), min(expires_ms) "  # noqa: S608
+                    f"FROM {table} WHERE limit_key = %s AND member <> '' AND expires_ms > %s",
+                    [limit.key, now],
+                )
+                count, weight, first = cursor.fetchone()
+                used = int(weight) if limit.kind == "t" else int(count)
+                reset = int(first) - now if first is not None and limit.kind != "c" else 0
+                out.append((used, reset))
+        return out
+
     # -- settle ------------------------------------------------------------------
 
     def settle(self, limits: list[Limit], member: str, actual: dict[str, int]) -> None:

@@ -58,6 +58,7 @@ _LUA = Path(__file__).resolve().parent / "lua"
 # KEYS and ARGV are flat lists; see the header of each script.
 _ACQUIRE = (_LUA / "acquire.lua").read_text(encoding="utf-8")
 _SETTLE = (_LUA / "settle.lua").read_text(encoding="utf-8")
+_PEEK = (_LUA / "peek.lua").read_text(encoding="utf-8")
 
 
 class Limiter:
@@ -73,6 +74,7 @@ class Limiter:
         self._client: Any = None
         self._acquire_script: Any = None
         self._settle_script: Any = None
+        self._peek_script: Any = None
         self._down_until = 0.0
         self.fail_open_events = 0
         # Concurrent requests' scripts share pipelined round trips.
@@ -97,6 +99,7 @@ class Limiter:
                 client = redis_connections.client(url, retry=None, **options)
             self._acquire_script = client.register_script(_ACQUIRE)
             self._settle_script = client.register_script(_SETTLE)
+            self._peek_script = client.register_script(_PEEK)
             self._client = client
         return self._client
 
@@ -140,6 +143,43 @@ class Limiter:
                 self._store_failed("database", exc)
         share = settings.XROUTER_LIMITER_FALLBACK_SHARE
         return self.local.acquire(limits, member, share=share)
+
+    def peek(self, limits: list[Limit]) -> tuple[list[tuple[int, int]], str]:
+        """Return what each limit has used and ms until it frees, and the engine.
+
+        Reads the same store :meth:`acquire` would decide on (Redis, the
+        database, or this process while the configured one is down) and
+        changes nothing. A budget counter that is not there yet reads the
+        record (its ``initial``), exactly as the next request would start.
+        """
+        if not limits:
+            return [], "none"
+        if self.uses_redis:
+            try:
+                return self._peek_redis(limits), "redis"
+            except Exception as exc:
+                self._redis_failed(exc)
+        elif not settings.XROUTER_LIMITER_REDIS_URL:
+            try:
+                return self.database.peek(limits), "database"
+            except Exception as exc:
+                self._store_failed("database", exc)
+        return self.local.peek(limits), "local"
+
+    def _peek_redis(self, limits: list[Limit]) -> list[tuple[int, int]]:
+        client = self._redis()
+        args: list[Any] = [len(limits)]
+        for limit in limits:
+            args += [limit.kind, limit.span_ms]
+        result = self._peek_script(keys=[lt.key for lt in limits], args=args, client=client)
+        values = [int(v) for v in result]
+        out: list[tuple[int, int]] = []
+        for i, limit in enumerate(limits):
+            used, reset = values[2 * i], values[2 * i + 1]
+            if used < 0:
+                used = limit.initial() if limit.initial else 0
+            out.append((used, reset))
+        return out
 
     def _args(
         self, limits: list[Limit], member: str, init: dict[int, int]

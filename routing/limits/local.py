@@ -54,6 +54,28 @@ class LocalLimiter:
                 True, member, limits, remaining=remaining, reset_ms=resets, engine="local"
             )
 
+    def peek(self, limits: list[Limit]) -> list[tuple[int, int]]:
+        """Return (used, ms until it frees) per limit; changes nothing but expiry."""
+        now = time.monotonic() * 1000
+        out: list[tuple[int, int]] = []
+        with self._lock:
+            for limit in limits:
+                if limit.kind in ("r", "t"):
+                    live = [e for e in self._logs.get(limit.key, []) if e[0] > now - limit.span_ms]
+                    used = len(live) if limit.kind == "r" else sum(e[2] for e in live)
+                    reset = live[0][0] + limit.span_ms - now if live else 0
+                    out.append((used, int(reset)))
+                elif limit.kind == "c":
+                    leases = self._leases.get(limit.key, {})
+                    out.append((sum(1 for expiry in leases.values() if expiry > now), 0))
+                else:
+                    expires, spent = self._counters.get(limit.key, (0.0, -1))
+                    if spent < 0 or expires <= now:
+                        out.append((limit.initial() if limit.initial else 0, 0))
+                    else:
+                        out.append((spent, int(expires - now)))
+        return out
+
     def _usage(self, limit: Limit, now: float, cap: int) -> tuple[int, float, float | None]:
         if limit.kind in ("r", "t"):
             log = self._logs[limit.key]

@@ -69,7 +69,43 @@ def spent_micro(*, team_id: int, key_id: int | None, since: dt.datetime) -> int:
     return to_micro(total or Decimal(0))
 
 
-def _budget(
+def team_tag(team_id: int) -> str:
+    """Return the Redis hash tag every limit key of a team carries."""
+    return f"{{t{team_id}}}"
+
+
+def key_owner(key_id: int) -> str:
+    """Return the owner part of a key's limit keys."""
+    return f"k{key_id}"
+
+
+def key_model_owner(key_id: int, model_id: str) -> str:
+    """Return the owner part of a key's per-model limit keys."""
+    return f"{key_owner(key_id)}:m:{model_id}"
+
+
+def rate_limits(
+    scope: str,
+    tag: str,
+    owner: str,
+    rpm: int | None,
+    tpm: int | None,
+    conc: int | None,
+    tokens: int,
+) -> list[Limit]:
+    """Return the requests, tokens and concurrency limits of one scope that are set."""
+    lease_ms = settings.XROUTER_LEASE_TTL_SECONDS * 1000
+    limits: list[Limit] = []
+    if rpm:
+        limits.append(Limit("r", scope, f"rl:{tag}:{owner}:rpm", rpm, 1, WINDOW_MS))
+    if tpm:
+        limits.append(Limit("t", scope, f"rl:{tag}:{owner}:tpm", tpm, tokens, WINDOW_MS))
+    if conc:
+        limits.append(Limit("c", scope, f"rl:{tag}:{owner}:conc", conc, 1, lease_ms))
+    return limits
+
+
+def budget_limit(
     scope: str,
     tag: str,
     owner: str,
@@ -79,6 +115,7 @@ def _budget(
     key_id: int | None,
     cost: int,
 ) -> Limit:
+    """Return the budget limit of one scope for the period that contains now."""
     start, end = period_bounds(period)
     span = max(1000, int((end - timezone.now()).total_seconds() * 1000)) + 60_000
     return Limit(
@@ -94,53 +131,46 @@ def _budget(
 
 def requests_key(team_id: int, owner: str) -> str:
     """The limiter key of a requests-per-minute log (owner: ``k<key id>`` or ``team``)."""
-    return f"rl:{{t{team_id}}}:{owner}:rpm"
+    return f"rl:{team_tag(team_id)}:{owner}:rpm"
 
 
 def limit_plan(
     principal: KeyPrincipal, route: ModelRoute, tokens: int, cost_micro: int
 ) -> list[Limit]:
     """Return every limit that applies to this request, tightest scopes first."""
-    tag = f"{{t{principal.team_id}}}"
-    key = f"k{principal.key_id}"
-    lease_ms = settings.XROUTER_LEASE_TTL_SECONDS * 1000
-    plan: list[Limit] = []
-
-    def add(scope: str, owner: str, rpm: int | None, tpm: int | None, conc: int | None) -> None:
-        if rpm:
-            plan.append(
-                Limit("r", scope, requests_key(principal.team_id, owner), rpm, 1, WINDOW_MS)
-            )
-        if tpm:
-            plan.append(Limit("t", scope, f"rl:{tag}:{owner}:tpm", tpm, tokens, WINDOW_MS))
-        if conc:
-            plan.append(Limit("c", scope, f"rl:{tag}:{owner}:conc", conc, 1, lease_ms))
-
+    tag = team_tag(principal.team_id)
+    key = key_owner(principal.key_id)
     overrides = principal.model_limits.get(route.model_id) or {}
-    add(
+    plan = rate_limits(
         "key-model",
-        f"{key}:m:{route.model_id}",
+        tag,
+        key_model_owner(principal.key_id, route.model_id),
         overrides.get("rpm", route.key_rpm_limit),
         overrides.get("tpm", route.key_tpm_limit),
         overrides.get("concurrency", route.key_concurrency_limit),
+        tokens,
     )
-    add(
+    plan += rate_limits(
         "key",
+        tag,
         key,
         principal.rpm_limit or principal.team_default_key_rpm,
         principal.tpm_limit or principal.team_default_key_tpm,
         principal.concurrency_limit or principal.team_default_key_concurrency,
+        tokens,
     )
-    add(
+    plan += rate_limits(
         "team",
+        tag,
         "team",
         principal.team_rpm_limit,
         principal.team_tpm_limit,
         principal.team_concurrency_limit,
+        tokens,
     )
     if principal.budget_rub is not None:
         plan.append(
-            _budget(
+            budget_limit(
                 "key",
                 tag,
                 key,
@@ -153,7 +183,7 @@ def limit_plan(
         )
     if principal.team_budget_rub is not None:
         plan.append(
-            _budget(
+            budget_limit(
                 "team",
                 tag,
                 "team",

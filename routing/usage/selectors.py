@@ -210,6 +210,12 @@ def usage_record_list(
     return records.select_related("key").order_by("-created_at", "-id")
 
 
+def usage_record_recent(*, team: Team, key: ApiKey, limit: int = 20) -> list[UsageRecord]:
+    """Return ``key``'s latest ``limit`` raw records, newest first (its index)."""
+    records = UsageRecord.objects.filter(team=team, key=key).order_by("-created_at", "-id")
+    return list(records[:limit])
+
+
 def usage_record_get(
     *, request_id: str, team_id: int, key_id: int | None = None
 ) -> UsageRecord | None:
