@@ -71,6 +71,8 @@ def test_every_page_loads_without_a_csp_violation(site: str, chromium: Any) -> N
             "/keys/new/": "form",
             "/usage/": "h1",
             "/playground/": "#playground",
+            "/limits/": "h1",
+            "/accounts/audit/": "h1",
             "/accounts/members/": "h1",
             "/oauth/apps/": "h1",
             "/admin/": "#content",
