@@ -191,15 +191,18 @@ def session() -> dict[str, Any]:
     record = (
         UsageRecord.objects.filter(team=team, request_id__startswith=MARK)
         .order_by("-created_at")
-        .values("generation_id", "request_id")
+        .values("generation_id", "request_id", "key__name")
         .first()
     )
+    # /api/v1/generation answers a standard key about its own records only.
+    owner = record["key__name"].rsplit(" ", 1)[-1] if record and record["key__name"] else ""
     key = ApiKey.objects.filter(team=team).order_by("id").values("public_id").first()
     return {
         "cookie": f"sessionid={client.cookies['sessionid'].value}",
         "generation_id": record["generation_id"] if record else None,
         "request_id": record["generation_id"] if record else None,
         "key_public_id": str(key["public_id"]) if key else None,
+        "generation_key": _plaintext(int(owner)) if owner.isdigit() else None,
         "team_rows": UsageRecord.objects.filter(team=team).count(),
         "team_keys": ApiKey.objects.filter(team=team).count(),
     }
