@@ -226,20 +226,29 @@ def _tools(body: dict[str, Any]) -> list[Tool]:
         function = item.get("function")
         if not isinstance(function, dict):
             raise _type_error(f"{param}.function", "an object", function)
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise _missing(f"{param}.function.name")
-        parameters = function.get("parameters", {})
-        if not isinstance(parameters, dict):
-            raise _type_error(f"{param}.function.parameters", "an object", parameters)
-        description = function.get("description")
-        if description is not None and not isinstance(description, str):
-            raise _type_error(f"{param}.function.description", "a string", description)
-        strict = function.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise _type_error(f"{param}.function.strict", "a boolean", strict)
-        tools.append(Tool(name=name, description=description, parameters=parameters, strict=strict))
+        tools.append(function_tool(function, f"{param}.function"))
     return tools
+
+
+def function_tool(spec: dict[str, Any], param: str) -> Tool:
+    """Return the tool a function declaration describes; ``param`` names it in errors.
+
+    Chat nests the declaration under ``function``, the Responses API does
+    not; the fields and their checks are the same.
+    """
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise _missing(f"{param}.name")
+    parameters = spec.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise _type_error(f"{param}.parameters", "an object", parameters)
+    description = spec.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _type_error(f"{param}.description", "a string", description)
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise _type_error(f"{param}.strict", "a boolean", strict)
+    return Tool(name=name, description=description, parameters=parameters, strict=strict)
 
 
 def _tool_choice(body: dict[str, Any], tools: list[Tool]) -> str | dict[str, Any] | None:

@@ -205,19 +205,9 @@ def _tools(body: dict[str, Any]) -> list[Tool]:
             raise _type_error(param, "an object", item)
         if item.get("type") != "function":
             raise _value_error(f"{param}.type", "only 'function' tools are supported.")
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise _missing(f"{param}.name")
-        parameters = item.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise _type_error(f"{param}.parameters", "an object", parameters)
-        description = item.get("description")
-        if description is not None and not isinstance(description, str):
-            raise _type_error(f"{param}.description", "a string", description)
-        strict = item.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise _type_error(f"{param}.strict", "a boolean", strict)
-        tools.append(Tool(name=name, description=description, parameters=parameters, strict=strict))
+        # Here a null (or empty) "parameters" means a tool without arguments.
+        spec = {**item, "parameters": item.get("parameters") or {}}
+        tools.append(validation.function_tool(spec, param))
     return tools
 
 

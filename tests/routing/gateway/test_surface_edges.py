@@ -45,6 +45,7 @@ SURFACES: dict[str, tuple[str, Body, str]] = {
 }
 NEW = ["responses", "completions", "messages", "count_tokens"]
 GENERATING = ["responses", "completions", "messages"]
+MISSING = "missing_required_parameter"
 # The parameter that bounds the answer, per surface.
 MAX_TOKENS = {
     "responses": "max_output_tokens",
@@ -103,6 +104,48 @@ def test_a_wrong_type_is_a_400_naming_the_parameter(gateway: LiveGateway, surfac
     if SURFACES[surface][2] == "openai":
         assert error["param"] == "temperature"
         assert error["code"] == "invalid_type"
+
+
+@pytest.mark.parametrize(
+    ("surface", "tool", "param", "code"),
+    [
+        ("chat", {"type": "function", "function": {}}, "tools[0].function.name", MISSING),
+        (
+            "chat",
+            {"type": "function", "function": {"name": "f", "parameters": "x"}},
+            "tools[0].function.parameters",
+            "invalid_type",
+        ),
+        ("responses", {"type": "function"}, "tools[0].name", MISSING),
+        (
+            "responses",
+            {"type": "function", "name": "f", "parameters": ["x"]},
+            "tools[0].parameters",
+            "invalid_type",
+        ),
+        (
+            "responses",
+            {"type": "function", "name": "f", "strict": "yes"},
+            "tools[0].strict",
+            "invalid_type",
+        ),
+    ],
+)
+def test_a_bad_function_tool_names_its_field_in_the_surfaces_shape(
+    gateway: LiveGateway, surface: str, tool: dict[str, Any], param: str, code: str
+) -> None:
+    """Chat nests the declaration under "function", Responses does not: each names its own path."""
+    response = post(gateway, surface, json=body(surface, tools=[tool]))
+    assert response.status_code == 400
+    error = error_of(response, surface)
+    assert error["param"] == param
+    assert error["code"] == code
+
+
+def test_a_responses_tool_with_null_parameters_takes_no_arguments(gateway: LiveGateway) -> None:
+    tool = {"type": "function", "name": "now", "parameters": None}
+    response = post(gateway, "responses", json=body("responses", tools=[tool]))
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("surface", ["chat", *NEW])
