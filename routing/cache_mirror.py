@@ -60,9 +60,24 @@ class CacheMirror(Generic[V]):
         if ident not in self._known:
             self._known.add(ident)
             if read_new_now:
-                self._next_refresh = 0.0
+                # Only this id: re-reading every known id here made a worker's
+                # first pass over a big catalog quadratic (one get_many of all
+                # ids so far per new id).
+                self._read_one(ident)
         self.refresh()
         return self._values.get(ident)
+
+    def _read_one(self, ident: int) -> None:
+        if not self.enabled():
+            return
+        try:
+            value = cache.get(self.key(ident))
+        except Exception:
+            logger.warning(
+                "%s: cache unavailable; keeping the last values", self.what, exc_info=True
+            )
+            return
+        self.put(ident, None if value is None else self.decode(value))
 
     def peek(self, ident: int) -> V | None:
         """Return this process's value of ``ident`` without touching the cache."""

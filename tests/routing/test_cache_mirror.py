@@ -1,0 +1,81 @@
+"""The per-deployment mirror of the shared cache reads what it must, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from routing import cache_mirror
+from routing.cache_mirror import CacheMirror
+
+
+class CountingCache:
+    """The real cache, with the keys each call asked for."""
+
+    def __init__(self) -> None:
+        self.gets: list[str] = []
+        self.get_manys: list[list[str]] = []
+
+    def get(self, key: str) -> Any:
+        self.gets.append(key)
+        return cache.get(key)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        self.get_manys.append(list(keys))
+        return cache.get_many(keys)
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> CountingCache:
+    counter = CountingCache()
+    monkeypatch.setattr(cache_mirror, "cache", counter)
+    return counter
+
+
+def mirror(interval: float = 3600.0) -> CacheMirror[str]:
+    return CacheMirror(what="test", key=lambda i: f"mirror-test:{i}", decode=str, interval=interval)
+
+
+def test_a_new_id_is_read_at_once_and_alone(counting: CountingCache) -> None:
+    cache.set("mirror-test:7", "open")
+    states = mirror()
+    assert states.get(1) is None  # the first call also does the first full refresh
+    counting.gets.clear()
+    counting.get_manys.clear()
+    for ident in range(2, 200):
+        states.get(ident)
+    assert states.get(7) == "open"
+    # One read per new id, never a re-read of every id known so far.
+    assert len(counting.gets) == 198
+    assert counting.get_manys == []
+
+
+def test_known_ids_are_refreshed_together_once_the_interval_passes(
+    counting: CountingCache,
+) -> None:
+    states = mirror(interval=0.0)
+    states.get(1)
+    states.get(2)
+    cache.set("mirror-test:1", "half-open")
+    counting.get_manys.clear()
+    assert states.get(1) == "half-open"
+    assert counting.get_manys == [["mirror-test:1", "mirror-test:2"]]
+
+
+def test_a_cache_outage_keeps_the_last_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.set("mirror-test:3", "open")
+    states = mirror(interval=0.0)
+    assert states.get(3) == "open"
+
+    class Down:
+        def get(self, key: str) -> Any:
+            raise ConnectionError("down")
+
+        def get_many(self, keys: list[str]) -> Any:
+            raise ConnectionError("down")
+
+    monkeypatch.setattr(cache_mirror, "cache", Down())
+    assert states.get(3) == "open"
+    assert states.get(4) is None
