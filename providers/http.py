@@ -138,52 +138,16 @@ class HttpClient:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            raise ProviderError(
-                f"{self.provider} did not answer in time",
-                provider=self.provider,
-                retryable=True,
-                status=504,
-                code=ErrorCode.UPSTREAM_TIMEOUT,
-            ) from exc
+            raise self._timed_out() from exc
         except requests.exceptions.ChunkedEncodingError as exc:
-            # The body broke off mid-way: the connection dropped, so another
-            # attempt may well succeed.
-            raise ProviderError(
-                f"the response from {self.provider} broke off",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code=ErrorCode.UPSTREAM_STREAM_CUT,
-            ) from exc
+            raise self._stream_cut() from exc
         except (requests.ConnectionError, Urllib3HTTPError) as exc:
             refused = refused_in(exc)
             if refused is not None:
-                # Retryable: another deployment of the model may be allowed.
-                logger.warning(
-                    "upstream address refused by the outbound policy",
-                    extra={"provider": self.provider, "reason": str(refused)},
-                )
-                raise ProviderError(
-                    f"{self.provider}'s address is refused by the outbound policy",
-                    provider=self.provider,
-                    retryable=True,
-                    status=502,
-                    code="upstream_address_refused",
-                ) from exc
-            raise ProviderError(
-                f"could not reach {self.provider}",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code=ErrorCode.UPSTREAM_UNREACHABLE,
-            ) from exc
+                raise self._address_refused(refused) from exc
+            raise self._unreachable() from exc
         except requests.RequestException as exc:
-            raise ProviderError(
-                f"request to {self.provider} failed",
-                provider=self.provider,
-                retryable=False,
-                status=502,
-            ) from exc
+            raise self._failed() from exc
 
     def _wire_request(
         self,
@@ -200,48 +164,65 @@ class HttpClient:
         try:
             return self.wire.request(method, url, data, headers, timeout=timeout, stream=stream)
         except TimeoutError as exc:
-            raise ProviderError(
-                f"{self.provider} did not answer in time",
-                provider=self.provider,
-                retryable=True,
-                status=504,
-                code=ErrorCode.UPSTREAM_TIMEOUT,
-            ) from exc
+            raise self._timed_out() from exc
         except OutboundRefused as exc:
-            logger.warning(
-                "upstream address refused by the outbound policy",
-                extra={"provider": self.provider, "reason": str(exc)},
-            )
-            raise ProviderError(
-                f"{self.provider}'s address is refused by the outbound policy",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code="upstream_address_refused",
-            ) from exc
+            raise self._address_refused(exc) from exc
         except wire.BodyCut as exc:
             if not exc.after_head:
                 raise self._unreachable() from exc
-            raise ProviderError(
-                f"the response from {self.provider} broke off",
-                provider=self.provider,
-                retryable=True,
-                status=502,
-                code=ErrorCode.UPSTREAM_STREAM_CUT,
-            ) from exc
+            raise self._stream_cut() from exc
         except (wire.HTTPParseError, zlib.error) as exc:
             raise bad_response(
                 self.provider, f"{self.provider} sent a response that is not valid HTTP"
             ) from exc
         except wire.BadHeader as exc:
-            raise ProviderError(
-                f"request to {self.provider} failed",
-                provider=self.provider,
-                retryable=False,
-                status=502,
-            ) from exc
+            raise self._failed() from exc
         except OSError as exc:
             raise self._unreachable() from exc
+
+    # The failures both clients map to, one constructor each.
+
+    def _timed_out(self) -> ProviderError:
+        return ProviderError(
+            f"{self.provider} did not answer in time",
+            provider=self.provider,
+            retryable=True,
+            status=504,
+            code=ErrorCode.UPSTREAM_TIMEOUT,
+        )
+
+    def _stream_cut(self) -> ProviderError:
+        # The body broke off mid-way: the connection dropped, so another
+        # attempt may well succeed.
+        return ProviderError(
+            f"the response from {self.provider} broke off",
+            provider=self.provider,
+            retryable=True,
+            status=502,
+            code=ErrorCode.UPSTREAM_STREAM_CUT,
+        )
+
+    def _address_refused(self, reason: Exception) -> ProviderError:
+        # Retryable: another deployment of the model may be allowed.
+        logger.warning(
+            "upstream address refused by the outbound policy",
+            extra={"provider": self.provider, "reason": str(reason)},
+        )
+        return ProviderError(
+            f"{self.provider}'s address is refused by the outbound policy",
+            provider=self.provider,
+            retryable=True,
+            status=502,
+            code="upstream_address_refused",
+        )
+
+    def _failed(self) -> ProviderError:
+        return ProviderError(
+            f"request to {self.provider} failed",
+            provider=self.provider,
+            retryable=False,
+            status=502,
+        )
 
     def _unreachable(self) -> ProviderError:
         return ProviderError(
