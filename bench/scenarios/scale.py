@@ -218,70 +218,83 @@ def _pages(bench: Bench, base: str, session: dict[str, Any], key: str) -> dict[s
     return out
 
 
+PARTS = ("keys", "catalog", "pages")
+
+
 def run(bench: Bench) -> dict[str, Any]:
     """Seed, then many keys vs one, big catalog vs small, pages over 10M rows."""
     a = bench.args
     out: dict[str, Any] = {}
+    parts = set(a.scale_parts.split(","))
     keys_file = bench.workdir / "scale-keys.txt"
-    log(f"scale: {a.scale_keys:,} keys ({a.scale_traffic_keys:,} with traffic)")
-    out["seed_keys"] = _seed(
-        bench,
-        "keys",
-        str(a.scale_keys),
-        str(a.scale_keys // 1000 or 1),
-        str(a.scale_traffic_keys),
-        str(keys_file),
-    )
-    keys = keys_file.read_text().split()
-    _keys_script(bench.workdir / "scale-keys.lua", keys)
+    keys: list[str] = []
+    if "keys" in parts:
+        log(f"scale: {a.scale_keys:,} keys ({a.scale_traffic_keys:,} with traffic)")
+        out["seed_keys"] = _seed(
+            bench,
+            "keys",
+            str(a.scale_keys),
+            str(a.scale_keys // 1000 or 1),
+            str(a.scale_traffic_keys),
+            str(keys_file),
+        )
+        keys = keys_file.read_text().split()
+        _keys_script(bench.workdir / "scale-keys.lua", keys)
 
-    bench.forget("throughput", "gateway")
-    base = throughput(bench, "gateway")
-    bench.stop_target("gateway")
-    # Every traffic key once through the database into the shared cache
-    # first: the target is the steady state, not 10,000 cold look-ups.
-    target = bench.target("gateway_manykeys")
-    log(f"scale: warming {len(keys):,} keys for {a.scale_warmup}s")
-    run_wrk(
-        bench.tools["wrk"],
-        target.url,
-        target.script,
-        connections=64,
-        threads=2,
-        seconds=a.scale_warmup,
-    )
-    many = throughput(bench, "gateway_manykeys")
-    bench.stop_target("gateway_manykeys")
-    out["many_keys"] = {**_ratio(many, base), "target": 0.8}
+        bench.forget("throughput", "gateway")
+        base = throughput(bench, "gateway")
+        bench.stop_target("gateway")
+        # Every traffic key once through the database into the shared cache
+        # first: the target is the steady state, not 10,000 cold look-ups.
+        target = bench.target("gateway_manykeys")
+        log(f"scale: warming {len(keys):,} keys for {a.scale_warmup}s")
+        run_wrk(
+            bench.tools["wrk"],
+            target.url,
+            target.script,
+            connections=64,
+            threads=2,
+            seconds=a.scale_warmup,
+        )
+        many = throughput(bench, "gateway_manykeys")
+        bench.stop_target("gateway_manykeys")
+        out["many_keys"] = {**_ratio(many, base), "target": 0.8}
 
-    nginx_port = urlsplit(bench.targets["direct"].url).port or 0
-    models = _big_catalog(
-        bench.workdir / "catalog-big.yaml", nginx_port, bench.stream_port, a.scale_models
-    )
-    _models_script(bench.workdir / "scale-models.lua", bench.key, models)
-    bench.forget("throughput", "gateway")
-    base = throughput(bench, "gateway")
-    bench.stop_target("gateway")
-    big = throughput(bench, "gateway_bigcatalog")
-    bench.stop_target("gateway_bigcatalog")
-    out["big_catalog"] = {**_ratio(big, base), "models": len(models), "deployments_each": 3}
-    out["big_catalog"]["target"] = 0.9
+    if "catalog" in parts:
+        nginx_port = urlsplit(bench.targets["direct"].url).port or 0
+        models = _big_catalog(
+            bench.workdir / "catalog-big.yaml", nginx_port, bench.stream_port, a.scale_models
+        )
+        _models_script(bench.workdir / "scale-models.lua", bench.key, models)
+        bench.forget("throughput", "gateway")
+        base = throughput(bench, "gateway")
+        bench.stop_target("gateway")
+        big = throughput(bench, "gateway_bigcatalog")
+        bench.stop_target("gateway_bigcatalog")
+        out["big_catalog"] = {**_ratio(big, base), "models": len(models), "deployments_each": 3}
+        out["big_catalog"]["target"] = 0.9
 
-    log(f"scale: {a.scale_usage_rows:,} usage rows (inserted once, kept)")
-    out["seed_usage"] = _seed(bench, "usage", str(a.scale_usage_rows), "30")
-    started = time.monotonic()
-    out["rollup"] = _seed(bench, "rollup", str(a.scale_rollup_days))
-    out["rollup"]["total_s"] = round(time.monotonic() - started, 1)
-    session = _seed(bench, "session")
-    out["team"] = {k: session[k] for k in ("team_rows", "team_keys")}
-    # The dashboard's pages need their static manifest (DEBUG is off), and
-    # the gateway (restarted with the bench catalog) serves them.
-    bench.manage("collectstatic", "--noinput", "--verbosity", "0")
-    bench.stop_target("gateway")
-    gateway = bench.target("gateway")
-    base_url = f"http://{HOST}:{urlsplit(gateway.url).port}"
-    out["pages"] = _pages(bench, base_url, session, session.get("generation_key") or keys[0])
-    out["pages_met"] = all(p["met"] for p in out["pages"].values())
+    if "pages" in parts:
+        log(f"scale: {a.scale_usage_rows:,} usage rows (inserted once, kept)")
+        out["seed_usage"] = _seed(bench, "usage", str(a.scale_usage_rows), "30")
+        started = time.monotonic()
+        out["rollup"] = _seed(bench, "rollup", str(a.scale_rollup_days))
+        out["rollup"]["total_s"] = round(time.monotonic() - started, 1)
+        session = _seed(bench, "session")
+        out["team"] = {k: session[k] for k in ("team_rows", "team_keys")}
+        # The dashboard's pages need their static manifest (DEBUG is off), and
+        # the gateway (restarted with the bench catalog) serves them.
+        bench.manage("collectstatic", "--noinput", "--verbosity", "0")
+        bench.stop_target("gateway")
+        gateway = bench.target("gateway")
+        base_url = f"http://{HOST}:{urlsplit(gateway.url).port}"
+        out["pages"] = _pages(
+            bench,
+            base_url,
+            session,
+            session.get("generation_key") or (keys or keys_file.read_text().split())[0],
+        )
+        out["pages_met"] = all(p["met"] for p in out["pages"].values())
     return out
 
 
@@ -298,11 +311,19 @@ def add_options(group: argparse._ArgumentGroup) -> None:
         help="days back that get a roll-up (once; each takes minutes at 333k rows a day)",
     )
     group.add_argument(
+        "--scale-parts",
+        default=",".join(PARTS),
+        help="which parts to run, comma-separated: keys, catalog, pages (default: all)",
+    )
+    group.add_argument(
         "--scale-warmup", type=float, default=20.0, help="seconds of load that warm the keys"
     )
 
 
 def check(args: argparse.Namespace) -> str | None:
+    unknown = set(args.scale_parts.split(",")) - set(PARTS)
+    if unknown:
+        return f"--scale-parts: unknown {sorted(unknown)}; choose from {', '.join(PARTS)}"
     if args.scale_keys > 100 * 1000:
         return "--scale-keys is capped at 100,000 (100 teams of 1,000)"
     if args.scale_traffic_keys > args.scale_keys:
