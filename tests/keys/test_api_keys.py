@@ -543,6 +543,7 @@ def test_schema_and_docs_are_served_without_cdn(cast: Cast) -> None:
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert set(schema["paths"]) == {
+        "/api/v1/audit",
         "/api/v1/generation",
         "/api/v1/keys",
         "/api/v1/keys/{public_id}",
