@@ -27,6 +27,7 @@ library exception; routing decides whether to retry or fall back from its
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -241,6 +242,11 @@ class ChatStream:
     chunks' ``raw`` bytes may reach the client as they are; only the adapter
     that made them sets it, so a wrapper that edits chunks (a new stream,
     like the PII guard's) never passes stale bytes on.
+
+    An adapter that reads several events per upstream read may hand them
+    over in lists (:meth:`set_batches`): iterating still gives one chunk at
+    a time, and :meth:`batches` gives the relay each read's chunks at once,
+    so it can send them to the client in one write (issue 19).
     """
 
     def __init__(
@@ -253,6 +259,9 @@ class ChatStream:
         close: Any = None,
     ) -> None:
         self._chunks = chunks
+        self._batches: Iterator[list[ChatChunk]] | None = None
+        # Chunks of a batch that one-at-a-time iteration has not given out.
+        self._held: deque[ChatChunk] = deque()
         self._close = close
         self.id = id
         self.model = model
@@ -261,19 +270,44 @@ class ChatStream:
         self.passthrough = False
         self.closed = False
 
+    def set_batches(self, batches: Iterator[list[ChatChunk]]) -> None:
+        """Take the chunks from ``batches``: one list per upstream read."""
+        self._batches = batches
+
     def __iter__(self) -> Iterator[ChatChunk]:
         return self
 
     def __next__(self) -> ChatChunk:
-        return next(self._chunks)
+        if self._held:
+            return self._held.popleft()
+        if self._batches is None:
+            return next(self._chunks)
+        while True:
+            batch = next(self._batches)
+            if batch:
+                self._held.extend(batch[1:])
+                return batch[0]
+
+    def batches(self) -> Iterator[list[ChatChunk]]:
+        """Yield the remaining chunks in lists, each what one upstream read gave."""
+        if self._held:
+            held = list(self._held)
+            self._held.clear()
+            yield held
+        if self._batches is None:
+            for chunk in self._chunks:
+                yield [chunk]
+        else:
+            yield from self._batches
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        close_gen = getattr(self._chunks, "close", None)
-        if close_gen is not None:
-            close_gen()
+        for source in (self._chunks, self._batches):
+            close_gen = getattr(source, "close", None)
+            if close_gen is not None:
+                close_gen()
         if self._close is not None:
             self._close()
 

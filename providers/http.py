@@ -293,6 +293,26 @@ def _body_reader(response: UpstreamResponse) -> Any:
     return functools.partial(raw.read1, decode_content=True)
 
 
+def _read_error(provider: str) -> ProviderError:
+    return ProviderError(
+        f"the stream from {provider} broke off",
+        provider=provider,
+        retryable=True,
+        status=502,
+        code=ErrorCode.UPSTREAM_STREAM_CUT,
+    )
+
+
+#: What a failed read of a streamed body raises, whichever client read it.
+_READ_ERRORS = (
+    requests.RequestException,
+    Urllib3HTTPError,
+    http.client.HTTPException,
+    OSError,
+    zlib.error,
+)
+
+
 def iter_lines(
     response: UpstreamResponse, *, provider: str, max_line: int = MAX_SSE_EVENT_BYTES
 ) -> Iterator[bytes]:
@@ -310,20 +330,8 @@ def iter_lines(
         while True:
             try:
                 chunk = read1(65536)
-            except (
-                requests.RequestException,
-                Urllib3HTTPError,
-                http.client.HTTPException,
-                OSError,
-                zlib.error,
-            ) as exc:
-                raise ProviderError(
-                    f"the stream from {provider} broke off",
-                    provider=provider,
-                    retryable=True,
-                    status=502,
-                    code=ErrorCode.UPSTREAM_STREAM_CUT,
-                ) from exc
+            except _READ_ERRORS as exc:
+                raise _read_error(provider) from exc
             if not chunk:
                 break
             buffer += chunk
@@ -342,26 +350,109 @@ def iter_lines(
         response.close()
 
 
+def _block_data(block: bytes) -> bytes | None:
+    """The ``data`` payload of one event's lines (no blank line inside), or None."""
+    data_lines = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data_lines.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(data_lines) if data_lines else None
+
+
+def iter_sse_batches(
+    response: UpstreamResponse, *, provider: str, max_event: int = MAX_SSE_EVENT_BYTES
+) -> Iterator[list[bytes]]:
+    """Yield, after each read of the body, the ``data`` of every event it completed.
+
+    One list per upstream read that completed at least one event, in order:
+    a relay that writes one list as one client write sends as many events
+    per system call as upstream packed into one (under load the socket
+    buffers fill, so the busier the gateway, the fewer calls per event;
+    issue 19), and an event is never held back once its blank line is in.
+    Multi-line ``data`` fields are joined with newlines; comments and other
+    fields are skipped.
+
+    The common shape (``data: ...`` lines, ``\\n`` line ends) is cut on
+    ``\\n\\n`` in C, one slice per event; a body with any ``\\r`` is read
+    line by line from there on, like :func:`iter_lines`. A dropped
+    connection raises a retryable ProviderError, an event longer than
+    ``max_event`` a non-retryable one. The response is closed at the end.
+    """
+    read1 = _body_reader(response)
+    buffer = b""
+    by_line = False
+    data_lines: list[bytes] = []
+    try:
+        while True:
+            try:
+                chunk = read1(65536)
+            except _READ_ERRORS as exc:
+                raise _read_error(provider) from exc
+            if not chunk:
+                break
+            buffer = buffer + chunk if buffer else chunk
+            events: list[bytes] = []
+            if not by_line and b"\r" in chunk:
+                # Only whole events were taken so far: the line reader
+                # starts at an event boundary.
+                by_line = True
+            if by_line:
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if not line:
+                        if data_lines:
+                            events.append(b"\n".join(data_lines))
+                            data_lines = []
+                    elif line.startswith(b"data:"):
+                        value = line[5:]
+                        data_lines.append(value[1:] if value.startswith(b" ") else value)
+                    # "event:", "id:", "retry:" and ":" comments carry
+                    # nothing the adapters need.
+            else:
+                end = buffer.rfind(b"\n\n")
+                if end >= 0:
+                    blocks = buffer[:end].split(b"\n\n")
+                    buffer = buffer[end + 2 :]
+                    for block in blocks:
+                        if block.startswith(b"data: ") and b"\n" not in block:
+                            events.append(block[6:])
+                        else:
+                            payload = _block_data(block)
+                            if payload is not None:
+                                events.append(payload)
+            if len(buffer) > max_event:
+                raise bad_response(
+                    provider,
+                    f"{provider} sent an oversized stream line",
+                    retryable=False,
+                )
+            if events:
+                yield events
+        # A last event without its blank line still counts.
+        if by_line:
+            if buffer.rstrip(b"\r").startswith(b"data:"):
+                value = buffer.rstrip(b"\r")[5:]
+                data_lines.append(value[1:] if value.startswith(b" ") else value)
+            if data_lines:
+                yield [b"\n".join(data_lines)]
+        elif buffer:
+            payload = _block_data(buffer)
+            if payload is not None:
+                yield [payload]
+    finally:
+        response.close()
+
+
 def iter_sse_data(response: UpstreamResponse, *, provider: str) -> Iterator[bytes]:
     """Yield the ``data`` payload of each server-sent event as bytes.
 
     Each event is passed on as soon as its terminating blank line is in;
-    multi-line ``data`` fields are joined with newlines; comments and other
-    fields are skipped. See :func:`iter_lines` for reading and errors.
+    see :func:`iter_sse_batches` for the parsing, reading and errors.
     """
-    data_lines: list[bytes] = []
-    for line in iter_lines(response, provider=provider):
-        if not line:
-            if data_lines:
-                yield b"\n".join(data_lines)
-                data_lines = []
-        elif line.startswith(b"data:"):
-            value = line[5:]
-            data_lines.append(value[1:] if value.startswith(b" ") else value)
-        # "event:", "id:", "retry:" and ":" comments carry nothing the
-        # adapters need.
-    if data_lines:
-        yield b"\n".join(data_lines)
+    for events in iter_sse_batches(response, provider=provider):
+        yield from events
 
 
 def loads_event(payload: bytes, *, provider: str) -> Any:

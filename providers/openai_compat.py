@@ -32,7 +32,7 @@ from providers.base import (
     Usage,
 )
 from providers.errors import ProviderError, bad_response, error_from_status, retry_after_seconds
-from providers.http import iter_sse_data, loads_event, parse_json, stream_ended_early
+from providers.http import iter_sse_batches, loads_event, parse_json, stream_ended_early
 from providers.passthrough import ChunkScanner
 from xrouter_site.errors import ErrorCode
 
@@ -218,30 +218,44 @@ class OpenAICompatibleProvider(Provider):
             created=int(time.time()),
             close=response.close,
         )
-        stream._chunks = self._parse_stream(response, stream)
+        stream.set_batches(self._parse_batches(response, stream))
         # Content chunks shaped like a checked one go out as upstream's bytes.
         stream.passthrough = True
         return stream
 
-    def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
-        """Yield the chunks of an OpenAI stream until ``data: [DONE]``.
+    def _parse_batches(self, response: Any, stream: ChatStream) -> Iterator[list[ChatChunk]]:
+        """Yield the chunks of an OpenAI stream, one list per upstream read, until ``[DONE]``.
 
         A body that ends without ``[DONE]`` was cut off: a retryable
-        ProviderError, as a broken connection is.
+        ProviderError, as a broken connection is. An event that fails
+        comes after the chunks of the same read before it.
         """
         scanner = ChunkScanner()
-        for payload in iter_sse_data(response, provider=self.name):
-            if payload == b"[DONE]":
+        for payloads in iter_sse_batches(response, provider=self.name):
+            batch: list[ChatChunk] = []
+            done = False
+            try:
+                for payload in payloads:
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    fast = scanner.chunk(payload)
+                    if fast is not None:
+                        batch.append(fast)
+                        continue
+                    data = loads_event(payload, provider=self.name)
+                    if not isinstance(data, dict):
+                        continue
+                    batch.extend(self._chunks_of(data, stream))
+                    scanner.learn(payload, data)
+            except Exception:
+                if batch:
+                    yield batch
+                raise
+            if batch:
+                yield batch
+            if done:
                 return
-            fast = scanner.chunk(payload)
-            if fast is not None:
-                yield fast
-                continue
-            data = loads_event(payload, provider=self.name)
-            if not isinstance(data, dict):
-                continue
-            yield from self._chunks_of(data, stream)
-            scanner.learn(payload, data)
         raise stream_ended_early(self.name)
 
     def _chunks_of(self, data: dict[str, Any], stream: ChatStream) -> Iterator[ChatChunk]:

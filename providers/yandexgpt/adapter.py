@@ -625,8 +625,10 @@ class _OpenAISurface(OpenAICompatibleProvider):
                 call.id = unique_call_id(index, call.id)
         return response
 
-    def _parse_stream(self, response: Any, stream: ChatStream) -> Iterator[ChatChunk]:
-        for chunk in super()._parse_stream(response, stream):
+    def _chunks_of(self, data: dict[str, Any], stream: ChatStream) -> Iterator[ChatChunk]:
+        # Parsed events only: a passed-through chunk carries neither the
+        # model nor tool calls (providers/passthrough.py).
+        for chunk in super()._chunks_of(data, stream):
             stream.model = model_name(stream.model)
             for delta in chunk.tool_calls:
                 if delta.id:

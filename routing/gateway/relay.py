@@ -85,17 +85,15 @@ class ChatEncoder:
             "model": ctx.model,
         }
         self.include_usage = include_usage
-        self._head = b"data: " + orjson.dumps(self.base)[:-1] + b","
+        #: A pass-through chunk's event is this, upstream's bytes from
+        #: ``"choices"`` on, then the blank line: our id, created and model.
+        self.raw_head = b"data: " + orjson.dumps(self.base)[:-1] + b","
 
     def start(self) -> bytes:
         return b""
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         return sse_data({**self.base, "choices": [chunk_dict(chunk)]})
-
-    def raw(self, tail: bytes) -> bytes:
-        """A pass-through chunk: our id, created and model, then upstream's bytes."""
-        return b"".join((self._head, tail, b"\n\n"))
 
     def end(self, usage: Usage) -> bytes:
         if not self.include_usage:
@@ -109,26 +107,32 @@ class ChatEncoder:
 def relay(
     stream: ChatStream, first: ChatChunk | None, ctx: CallContext, encoder: StreamEncoder
 ) -> Iterator[bytes]:
-    """Yield the client's bytes chunk by chunk as upstream sends them.
+    """Yield the client's bytes as upstream sends them.
 
-    Closing this generator (the client went away: the WSGI server calls
-    ``close()`` on the response) closes the upstream response at once. The
-    client is billed for what it received: on a cut or a disconnect the
-    usage is what upstream reported, or an estimate of the text relayed.
+    The chunks of one upstream read go out as one write (one chunked
+    frame, one ``send``): under load upstream's bytes queue up, so several
+    events share a system call, while a quiet stream's event is never held
+    for a next one (issue 19). Closing this generator (the client went
+    away: the WSGI server calls ``close()`` on the response) closes the
+    upstream response at once. The client is billed for what it received:
+    on a cut or a disconnect the usage is what upstream reported, or an
+    estimate of the text relayed.
     """
     # Content chunks an OpenAI-format adapter passed through
     # (providers.passthrough) go out as upstream's bytes on chat's surface.
-    raw_encoder = encoder if stream.passthrough and isinstance(encoder, ChatEncoder) else None
+    raw_head = encoder.raw_head if stream.passthrough and isinstance(encoder, ChatEncoder) else None
     reported: Usage | None = None
     relayed_chars = 0
     ctx.stream_complete = False
     renew_every = settings.XROUTER_LEASE_TTL_SECONDS / 3
     next_renewal = time.monotonic() + renew_every
+    # The bytes of the read being relayed; sent before a terminal error.
+    out: list[bytes] = []
 
-    def pending() -> Iterator[ChatChunk]:
+    def pending() -> Iterator[list[ChatChunk]]:
         if first is not None:
-            yield first
-        yield from stream
+            yield [first]
+        yield from stream.batches()
 
     def billed() -> Usage:
         if reported is not None:
@@ -144,33 +148,38 @@ def relay(
         opening = encoder.start()
         if opening:
             yield opening
-        for chunk in pending():
+        for batch in pending():
             if ctx.decision is not None and time.monotonic() >= next_renewal:
                 # A long stream keeps its concurrency slot.
                 limiter.settle(ctx.decision, renew=True)
                 next_renewal = time.monotonic() + renew_every
-            if chunk.raw is not None and raw_encoder is not None:
-                relayed_chars += len(chunk.content or "")
-                yield raw_encoder.raw(chunk.raw)
-                continue
-            if chunk.usage is not None:
-                reported = chunk.usage
-                if _is_usage_only(chunk):
+            for chunk in batch:
+                if chunk.raw is not None and raw_head is not None:
+                    relayed_chars += len(chunk.content or "")
+                    out += (raw_head, chunk.raw, b"\n\n")
                     continue
-            if chunk.content:
-                relayed_chars += len(chunk.content)
-            for call in chunk.tool_calls:
-                relayed_chars += len(call.arguments)
-            if chunk.finish_reason is not None:
-                ctx.finish_reason = str(chunk.finish_reason)
-            out = encoder.chunk(chunk)
+                if chunk.usage is not None:
+                    reported = chunk.usage
+                    if _is_usage_only(chunk):
+                        continue
+                if chunk.content:
+                    relayed_chars += len(chunk.content)
+                for call in chunk.tool_calls:
+                    relayed_chars += len(call.arguments)
+                if chunk.finish_reason is not None:
+                    ctx.finish_reason = str(chunk.finish_reason)
+                encoded = encoder.chunk(chunk)
+                if encoded:
+                    out.append(encoded)
             if out:
-                yield out
+                data = b"".join(out)
+                out.clear()
+                yield data
         # What the client is shown is what it is billed, clamped like it.
         yield encoder.end(ctx.plausible(billed()))
         ctx.stream_complete = True
     except ProviderError as exc:
-        yield _stream_error(ctx, encoder, exc)
+        yield b"".join(out) + _stream_error(ctx, encoder, exc)
     except Exception:
         # An adapter choked on an event it did not expect (valid JSON of the
         # wrong shape): still the surface's terminal error event, never a
@@ -179,7 +188,7 @@ def relay(
             "upstream stream event could not be read",
             extra={"request_id": ctx.request_id, "provider": ctx.provider},
         )
-        yield _stream_error(
+        yield b"".join(out) + _stream_error(
             ctx,
             encoder,
             ProviderError(
