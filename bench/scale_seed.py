@@ -13,12 +13,13 @@ costs seconds, not the minutes the 10,000,000 usage rows take.
   ``scale-t000`` (the dashboard's team), the rest over the other scale
   teams, inserted by PostgreSQL itself (``INSERT ... SELECT`` over
   ``generate_series``, one statement per million rows: no ORM objects and
-  no per-row round trip).
+  no per-row round trip), in time order as a gateway writes them.
 - ``session``: a dashboard user owning ``scale-t000``; prints its session
   cookie and a generation id of that team for ``/api/v1/generation``.
 - ``rollup DAYS``: rolls up, once, each of the last DAYS days that has no
-  roll-up yet (the dashboard reads roll-ups), then times
-  ``usage_rollup_recent``, the periodic job (today and yesterday).
+  complete roll-up yet, then times ``usage_rollup_recent``, the periodic job
+  (today and yesterday): the state production is in, every past day rolled
+  up and only the records since the job's last run raw.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ INSERT INTO {table} (
 )
 SELECT
     %(mark)s || g, 'gen-scale-' || g, CASE WHEN g %% 10 = 0 THEN 'corr-' || g ELSE '' END,
-    'chatcmpl-' || g, '', now() - ((g::bigint * 104729) %% %(span)s) * interval '1 second',
+    'chatcmpl-' || g, '', %(t0)s::timestamptz + (g - 1) * %(step)s * interval '1 second',
     k.team_id, k.id, '', 'chat', m.model, m.model, '', 'bench', NULL, '[]'::jsonb,
     10 + g %% 500, 20 + g %% 700, 0, ((10 + g %% 500) * 0.0005 + (20 + g %% 700) * 0.0015),
     CASE WHEN g %% 50 = 0 THEN 502 ELSE 200 END,
@@ -152,6 +153,12 @@ def seed_usage(rows: int, days: int) -> dict[str, Any]:
     ):
         raise SystemExit("scale keys are not contiguous ids; drop the scale teams and reseed")
     have = UsageRecord.objects.filter(request_id__startswith=MARK).count()
+    # Rows go in in time order, as a gateway writes them: a day's records
+    # then share heap pages, as in production. (Spread at random over the
+    # 30 days, each record of a day sat on its own page and one roll-up of a
+    # day read 330,000 random pages.) A resumed seed continues the timeline.
+    first_row = UsageRecord.objects.filter(request_id=f"{MARK}1").values("created_at").first()
+    t0 = first_row["created_at"] if first_row else timezone.now() - timedelta(days=days)
     batch = 1_000_000
     for first in range(have + 1, rows + 1, batch):
         last = min(rows, first + batch - 1)
@@ -160,7 +167,8 @@ def seed_usage(rows: int, days: int) -> dict[str, Any]:
                 _INSERT.format(table=table, keys=keys),
                 {
                     "mark": MARK,
-                    "span": days * 86400,
+                    "t0": t0,
+                    "step": days * 86400 / rows,
                     "first": first,
                     "last": last,
                     "home_first": home_ids[0],
@@ -213,11 +221,17 @@ def rollup(days: int) -> dict[str, Any]:
     from routing.models import UsageRollupDay
 
     today = timezone.now().date()
-    rolled = set(UsageRollupDay.objects.values_list("day", flat=True))
+    # A day rolled up after it ended is complete (the seed adds no rows
+    # later); one rolled up while it was today or yesterday is redone.
+    complete = {
+        day
+        for day, rolled_at in UsageRollupDay.objects.values_list("day", "rolled_at")
+        if rolled_at >= rollups.day_bounds(day)[1]
+    }
     backfill = []
     for back in range(2, days + 1):
         day = today - timedelta(days=back)
-        if day in rolled:
+        if day in complete:
             continue
         started = time.monotonic()
         result = rollups.usage_rollup_day(day=day)
