@@ -719,8 +719,9 @@ LOGGING = {
         },
         # The access line is built from fields the gateway controls (key
         # prefix, ids, numbers), never free text: it skips the redaction
-        # regexes, which cost more than the rest of the line.
-        "access": {"class": "logging.StreamHandler", "formatter": "json"},
+        # regexes, which cost more than the rest of the line. Its handler
+        # also writes the line without a LogRecord (xrouter_site.logging).
+        "access": {"class": "xrouter_site.logging.AccessLineHandler", "formatter": "json"},
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {

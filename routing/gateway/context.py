@@ -29,6 +29,7 @@ from routing.table import ModelRoute
 from routing.usage import records
 from routing.usage.pricing import cost_rub, to_micro
 from xrouter_site.errors import XRouterError, error_response
+from xrouter_site.logging import write_access
 
 access_log = logging.getLogger("xrouter.access")
 logger = logging.getLogger(__name__)
@@ -209,6 +210,8 @@ class CallContext:
             logger.debug("metrics failed", exc_info=True)
 
     def _log(self) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return  # XROUTER_ACCESS_LOG=false: not even the fields
         principal = self.principal
         entry: dict[str, Any] = {
             "request_id": self.request_id,
@@ -237,7 +240,7 @@ class CallContext:
             entry["stream"] = True
             entry["stream_complete"] = self.stream_complete
             entry["ttft_ms"] = self.first_token_ms
-        access_log.info("request", extra=entry)
+        write_access(access_log, "request", entry)
 
 
 @dataclass(frozen=True, slots=True)
