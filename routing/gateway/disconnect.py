@@ -50,10 +50,17 @@ def watch_client(environ: dict[str, Any]) -> Iterator[None]:
         yield
         return
     import gevent
-    from gevent.socket import wait_read
 
+    # A bare read watcher on the hub's loop, not a watching greenlet: almost
+    # every call ends before the socket turns readable, and then the watch
+    # costs one watcher started and stopped instead of a greenlet spawned,
+    # switched into and killed (issue 19: 3.3 % of a non-stream request's
+    # CPU; bench/profiles/features-watch-client.txt). Only a readable socket
+    # (a hang-up or a pipelined request) gets a greenlet, to peek at it.
+    hub = gevent.get_hub()
     target = gevent.getcurrent()
     state = {"active": True}
+    watcher = hub.loop.io(sock.fileno(), 1)
 
     def interrupt() -> None:
         # Runs in the hub; the target is blocked (it is not running, or the
@@ -62,19 +69,31 @@ def watch_client(environ: dict[str, Any]) -> Iterator[None]:
             state["active"] = False
             target.throw(ClientDisconnected())
 
-    def watch() -> None:
+    def peek() -> None:
         try:
-            wait_read(sock.fileno())
             if sock.recv(1, socket.MSG_PEEK) != b"":
                 return  # the client sent more: not a hang-up
         except OSError:
             pass  # reset by peer: gone as well
         if state["active"]:
-            gevent.get_hub().loop.run_callback(interrupt)
+            hub.loop.run_callback(interrupt)
 
-    watcher = gevent.spawn(watch)
+    peeking: list[Any] = []
+
+    def readable() -> None:
+        # In the hub: stop the (level-triggered) watcher, look in a greenlet.
+        watcher.stop()
+        if state["active"]:
+            peeking.append(gevent.spawn(peek))
+
+    watcher.start(readable)
     try:
         yield
     finally:
         state["active"] = False
-        watcher.kill(block=False)
+        watcher.stop()
+        watcher.close()
+        for greenlet in peeking:
+            # As the watching greenlet was before: never left reading the
+            # socket the next request on this connection will read.
+            greenlet.kill(block=False)
