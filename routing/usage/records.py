@@ -50,6 +50,8 @@ GROUP = "usage-writers"
 
 
 _BASE62 = string.digits + string.ascii_letters
+# _BASE62_PAIRS[n] for n < 62 * 62: the digits of n, least significant first.
+_BASE62_PAIRS = [_BASE62[n % 62] + _BASE62[n // 62] for n in range(62 * 62)]
 
 
 def new_generation_id() -> str:
@@ -61,10 +63,12 @@ def new_generation_id() -> str:
     ``X-Generation-Id`` header and the unique key of the usage record.
     """
     n = int.from_bytes(secrets.token_bytes(15), "big")
+    # Two base62 digits per step (least significant first, as one digit per
+    # step would give): 10 divisions instead of 20, 4.0 -> 2.3 us (issue 19).
     chars = []
-    for _ in range(20):
-        n, rest = divmod(n, 62)
-        chars.append(_BASE62[rest])
+    for _ in range(10):
+        n, rest = divmod(n, 3844)
+        chars.append(_BASE62_PAIRS[rest])
     return f"gen-{int(time.time())}-{''.join(chars)}"
 
 
