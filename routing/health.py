@@ -40,16 +40,31 @@ def health_record(
     *, deployment_id: int, healthy: bool, latency_ms: float | None, error: str = ""
 ) -> Health:
     """Store a probe result; it expires after a few probe intervals."""
+    return health_record_many(
+        deployment_ids=[deployment_id], healthy=healthy, latency_ms=latency_ms, error=error
+    )
+
+
+def health_record_many(
+    *, deployment_ids: list[int], healthy: bool, latency_ms: float | None, error: str = ""
+) -> Health:
+    """Store one probe result for every deployment it answers for, in one write.
+
+    A models-list probe answers for all of a provider's deployments
+    (``routing.probes``): one ``set_many``, not a round trip per deployment.
+    """
     result = Health(healthy=healthy, latency_ms=latency_ms, checked_at=time.time(), error=error)
     ttl = int(settings.XROUTER_HEALTH_INTERVAL_SECONDS * 5) + 1
-    cache.set(_key(deployment_id), result, ttl)
-    _mirror.put(deployment_id, result)
+    cache.set_many({_key(i): result for i in deployment_ids}, ttl)
+    for deployment_id in deployment_ids:
+        _mirror.put(deployment_id, result)
     try:
         from routing import metrics
 
-        metrics.DEPLOYMENT_HEALTHY.labels(provider="", deployment=str(deployment_id)).set(
-            1 if healthy else 0
-        )
+        for deployment_id in deployment_ids:
+            metrics.DEPLOYMENT_HEALTHY.labels(provider="", deployment=str(deployment_id)).set(
+                1 if healthy else 0
+            )
     except Exception:
         logger.debug("metrics unavailable", exc_info=True)
     return result

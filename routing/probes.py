@@ -14,7 +14,16 @@ Probes use their own adapter per provider with short timeouts
 hanging upstream cannot hold a probe for the request timeout, nor take
 connections from client requests.
 
-Rate limit: at most one probe per deployment per interval window
+One question, one call: deployments that would send the upstream the same
+request share one probe (:func:`probe_question`). The models list depends
+only on the provider, so a provider serving 1,000 models is asked once per
+interval, not 1,000 times; a chat probe depends on the provider and the
+upstream model. The answer is recorded for every deployment that shares the
+question, so each deployment still gets a result every interval. Issue 19:
+the bench's 1,000 models x 3 deployments on 3 providers made 3,000 probe
+calls per 30 s (100 a second) that asked 3 questions.
+
+Rate limit: at most one probe per question per interval window
 (``XROUTER_HEALTH_INTERVAL_SECONDS``), however many Celery beats, workers or
 in-process schedulers ask. The window is claimed with an atomic
 ``cache.add``; without a shared cache the claim is per process, which is what
@@ -42,7 +51,7 @@ from providers.base import ChatRequest, EmbeddingRequest, Message, ProviderConfi
 from providers.base import Provider as ProviderAdapter
 from providers.errors import ProviderError
 from providers.registry import provider_class
-from routing.health import Health, health_record
+from routing.health import Health, health_record_many
 from routing.table import DeploymentRoute, ModelRoute, RoutingTable, get_table
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,8 @@ PROBE_MODES = ("models", "chat")
 
 _adapters: dict[str, tuple[ProviderConfig, ProviderAdapter]] = {}
 _adapters_lock = threading.Lock()
+# The last routing table and its probe groups (probe_groups).
+_groups: tuple[RoutingTable, dict[tuple[str, ...], list[int]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,12 +81,56 @@ def deployment_ids_to_probe(table: RoutingTable | None = None) -> list[int]:
     return sorted(ids)
 
 
+def probe_question(table: RoutingTable, target: ProbeTarget) -> tuple[str, ...]:
+    """Return what probing ``target`` asks upstream; equal tuples, equal requests.
+
+    The models list (and an unavailable provider's recorded reason) depends
+    on the provider alone; a chat probe also on the model type and the
+    upstream model it names.
+    """
+    deployment = target.deployment
+    entry = table.providers[deployment.provider]
+    if entry.unavailable or probe_mode(entry.config) == "models":
+        return ("models", deployment.provider)
+    return ("chat", deployment.provider, target.route.type, deployment.upstream)
+
+
+def probe_groups(table: RoutingTable | None = None) -> dict[tuple[str, ...], list[int]]:
+    """Return the deployment ids sharing each probe question, ids ascending.
+
+    Computed once per routing table (a catalog edit builds a new one), so a
+    probe finds the deployments it answers for without walking the catalog.
+    """
+    global _groups
+    table = table or get_table()
+    cached = _groups
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for deployment_id in deployment_ids_to_probe(table):
+        target = _find(table, deployment_id)
+        if target is not None:
+            groups.setdefault(probe_question(table, target), []).append(deployment_id)
+    _groups = (table, groups)
+    return groups
+
+
+def probe_ids_to_queue(table: RoutingTable | None = None) -> list[int]:
+    """Return one deployment id per probe question (its lowest), ascending."""
+    return sorted(ids[0] for ids in probe_groups(table).values())
+
+
 def _find(table: RoutingTable, deployment_id: int) -> ProbeTarget | None:
-    for route in table.models.values():
-        for deployment in route.deployments:
-            if deployment.deployment_id == deployment_id:
-                return ProbeTarget(deployment=deployment, route=route)
-    return None
+    found = table.deployment(deployment_id)
+    if found is None:
+        return None
+    return ProbeTarget(deployment=found[1], route=found[0])
+
+
+def _sharing(table: RoutingTable, target: ProbeTarget) -> list[int]:
+    """Return the ids of every deployment asked the same question as ``target``."""
+    question = probe_question(table, target)
+    return probe_groups(table).get(question) or [target.deployment.deployment_id]
 
 
 def _probe_adapter(config: ProviderConfig) -> ProviderAdapter:
@@ -157,22 +212,28 @@ def _ask(adapter: ProviderAdapter, target: ProbeTarget, mode: str) -> None:
 def deployment_probe(*, deployment_id: int, force: bool = False) -> Health | None:
     """Probe one deployment and record the result; return it.
 
+    The result is recorded for every deployment that shares the question
+    (:func:`probe_question`), and the interval's claim is the question's, so
+    a probe of any of them in the same interval is skipped.
+
     Returns None, without calling upstream, when the deployment is not in
     the routing table (disabled or removed) or when this interval's probe of
-    it already ran elsewhere (``force`` skips that check). Never raises for
-    an upstream failure: that is what the recorded result says.
+    its question already ran elsewhere (``force`` skips that check). Never
+    raises for an upstream failure: that is what the recorded result says.
     """
     table = get_table()
     target = _find(table, deployment_id)
     if target is None:
         return None
-    if not force and not probe_slot_claim(deployment_id):
+    sharing = _sharing(table, target)
+    # The group's lowest id names the claim: every member computes the same.
+    if not force and not probe_slot_claim(sharing[0]):
         return None
     entry = table.providers[target.deployment.provider]
     if entry.unavailable:
         # The router already leaves it out; the dashboard should say why.
-        return health_record(
-            deployment_id=deployment_id, healthy=False, latency_ms=None, error=entry.unavailable
+        return health_record_many(
+            deployment_ids=sharing, healthy=False, latency_ms=None, error=entry.unavailable
         )
     mode = probe_mode(entry.config)
     started = time.perf_counter()
@@ -195,13 +256,14 @@ def deployment_probe(*, deployment_id: int, force: bool = False) -> Health | Non
             "deployment probe failed",
             extra={
                 "deployment_id": deployment_id,
+                "deployments": len(sharing),
                 "provider": entry.config.name,
                 "mode": mode,
                 "error": error,
             },
         )
-    return health_record(
-        deployment_id=deployment_id,
+    return health_record_many(
+        deployment_ids=sharing,
         healthy=healthy,
         # A failed probe's latency says nothing about the upstream's speed.
         latency_ms=latency_ms if healthy else None,
@@ -210,7 +272,9 @@ def deployment_probe(*, deployment_id: int, force: bool = False) -> Health | Non
 
 
 def reset_probe_adapters() -> None:
-    """Close and forget this process's probe adapters (tests)."""
+    """Close and forget this process's probe adapters and groups (tests)."""
+    global _groups
+    _groups = None
     with _adapters_lock:
         for _config, adapter in _adapters.values():
             adapter.close()

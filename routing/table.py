@@ -86,6 +86,22 @@ class RoutingTable:
     version: str
     models: dict[str, ModelRoute] = field(default_factory=dict)
     providers: dict[str, ProviderEntry] = field(default_factory=dict)
+    # deployment id -> (its model, itself), built on first use (probes look
+    # one deployment up per call: a walk of every model made a probe round
+    # over 3,000 deployments quadratic, issue 19).
+    _by_deployment: dict[int, tuple[ModelRoute, DeploymentRoute]] | None = None
+
+    def deployment(self, deployment_id: int) -> tuple[ModelRoute, DeploymentRoute] | None:
+        """Return the model and route of an enabled deployment, or None."""
+        index = self._by_deployment
+        if index is None:
+            index = {
+                d.deployment_id: (route, d)
+                for route in self.models.values()
+                for d in route.deployments
+            }
+            self._by_deployment = index
+        return index.get(deployment_id)
 
     def adapter(self, name: str) -> ProviderAdapter:
         """Return this worker's adapter for provider ``name``.

@@ -3,9 +3,11 @@
 Thin wrappers around :mod:`routing.probes`. Beat (or the in-process
 scheduler, :mod:`xrouter_site.scheduler`) runs :func:`probe_all_deployments`
 every ``XROUTER_HEALTH_INTERVAL_SECONDS``; it fans out one
-:func:`probe_deployment` per deployment so a hanging upstream delays only
-its own probe. Both are safe to run twice (``acks_late`` redelivers after a
-worker crash): a probe is a read, and the interval lock in
+:func:`probe_deployment` per probe question (one per provider for the models
+list, one per upstream model for chat probes; the answer is recorded for
+every deployment sharing it) so a hanging upstream delays only its own
+probe. Both are safe to run twice (``acks_late`` redelivers after a worker
+crash): a probe is a read, and the interval lock in
 :func:`routing.probes.probe_slot_claim` keeps repeats from reaching upstream.
 """
 
@@ -15,7 +17,7 @@ from django.conf import settings
 
 from accounts.audit.services import audit_purge as _audit_purge
 from routing.gateway.surfaces import store
-from routing.probes import deployment_ids_to_probe, deployment_probe
+from routing.probes import deployment_probe, probe_ids_to_queue
 from xrouter_site.celery import app
 
 
@@ -23,8 +25,8 @@ from xrouter_site.celery import app
 # strands a queued task during a rolling deploy.
 @app.task(name="routing.tasks.probe_all_deployments", acks_late=True, ignore_result=True)
 def probe_all_deployments() -> int:
-    """Queue a probe of every enabled deployment; return how many."""
-    ids = deployment_ids_to_probe()
+    """Queue one probe per question over every enabled deployment; return how many."""
+    ids = probe_ids_to_queue()
     # A probe still queued after one interval is stale: the next one is due.
     expires = max(1.0, settings.XROUTER_HEALTH_INTERVAL_SECONDS)
     for deployment_id in ids:

@@ -141,3 +141,70 @@ def test_tasks_probe_every_deployment(catalog: Any, settings: Any) -> None:
     assert all(health.health_of(i) is not None for i in ids)
     # Already probed in this interval: the task reports it skipped.
     assert probe_deployment.delay(ids[0]).get() is None
+
+
+def _many_models(upstream: Any, models: int) -> str:
+    """``models`` models, each on both providers; chat probes name two upstreams."""
+    lines = [
+        "providers:",
+        f'  - {{name: listed, kind: openai, base_url: "{upstream.base_url}/v1",',
+        "      api_key_env: TEST_UPSTREAM_KEY}",
+        f'  - {{name: chatty, kind: openai, base_url: "{upstream.base_url}/v1",',
+        "      api_key_env: TEST_UPSTREAM_KEY, options: {health_check: chat}}",
+        "models:",
+    ]
+    for i in range(models):
+        upstream_model = "gpt-mock" if i % 2 else "gpt-mock-large"
+        lines += [
+            f"  - id: many/m{i:03d}",
+            "    deployments:",
+            f"      - {{provider: listed, upstream: {upstream_model}, priority: 0}}",
+            f"      - {{provider: chatty, upstream: {upstream_model}, priority: 1}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_round_asks_each_question_once_and_records_every_deployment(
+    db: None,
+    load_catalog: Callable[[str], None],
+    upstream: Any,
+    upstream_control: Any,
+    settings: Any,
+) -> None:
+    """40 deployments, 3 distinct questions: 3 upstream calls, 40 results.
+
+    The models list is the provider's, whatever the model; a chat probe is
+    the same request for every deployment of one upstream model.
+    """
+    settings.XROUTER_HEALTH_INTERVAL_SECONDS = 3600
+    load_catalog(_many_models(upstream, 20))
+    ids = deployment_ids_to_probe()
+    assert len(ids) == 40
+    assert probe_all_deployments.delay().get() == 3
+    assert _hits(upstream_control, MODELS_PATH) == 1
+    assert _hits(upstream_control, CHAT_PATH) == 2
+    assert all(health.health_of(i) is not None for i in ids)
+    # Any deployment of an asked question is skipped for the rest of the interval.
+    assert all(probe_deployment.delay(i).get() is None for i in ids)
+    assert upstream_control.stats()["requests_total"] == 3
+
+
+def test_a_dead_provider_marks_all_its_deployments_down(
+    db: None,
+    load_catalog: Callable[[str], None],
+    upstream: Any,
+    upstream_control: Any,
+    settings: Any,
+) -> None:
+    """One failed models list is every deployment of that provider failing."""
+    settings.XROUTER_HEALTH_INTERVAL_SECONDS = 3600
+    load_catalog(_many_models(upstream, 6))
+    upstream_control.set_config(fault="http_503")
+    listed = list(Deployment.objects.filter(provider__name="listed").values_list("pk", flat=True))
+    result = deployment_probe(deployment_id=listed[-1])
+    assert result is not None and result.healthy is False
+    states = [health.health_of(i) for i in listed]
+    assert all(s is not None and not s.healthy for s in states)
+    # The other provider's deployments were not answered for.
+    chatty = Deployment.objects.filter(provider__name="chatty").values_list("pk", flat=True)
+    assert all(health.health_of(i) is None for i in chatty)
