@@ -204,7 +204,8 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # One client per process, not per call and greenlet (redis_cache.py).
+            "BACKEND": "xrouter_site.redis_cache.RedisCache",
             # A list: Django would split a string at the commas of a
             # redis+sentinel:// host list. Connections come from
             # xrouter_site.redis_connections (plain, TLS or Sentinel).

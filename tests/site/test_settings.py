@@ -62,7 +62,7 @@ def test_environment_switches_to_postgres_redis_and_celery() -> None:
         }
     ) == {
         "db": "django.db.backends.postgresql",
-        "cache": "django.core.cache.backends.redis.RedisCache",
+        "cache": "xrouter_site.redis_cache.RedisCache",
         "eager": False,
         "shared": True,
     }
