@@ -2,10 +2,13 @@
 
 The lookup has three tiers:
 
-1. an in-process dict, trusted for ``XROUTER_KEY_LOCAL_TTL`` seconds (1 s);
-2. the shared cache (Redis), holding principals and misses, evicted when a
-   key changes (``post_save``), so every worker sees a revocation within the
-   local TTL;
+1. an in-process dict; with a shared cache an entry lives up to
+   ``XROUTER_KEY_LOCAL_MAX_AGE`` and is dropped within
+   ``XROUTER_KEY_LOCAL_TTL`` (1 s) of an announced eviction
+   (``keys.principal``), otherwise it lives the local TTL;
+2. the shared cache (Redis), holding principals and misses, evicted and
+   announced when a key changes (``post_save``), so every worker sees a
+   revocation within the local TTL;
 3. the database, on a shared-cache miss.
 
 Without a shared cache (zero-config, local-memory cache per process) the
@@ -97,8 +100,8 @@ def _evict_team_keys(sender: type[Team], instance: Team, **kwargs: Any) -> None:
     digests = list(ApiKey.objects.filter(team=instance).values_list("key_hash", flat=True))
 
     def evict() -> None:
-        for digest in digests:
-            forget_key(digest)
+        # One eviction (one announcement) for the whole team.
+        _keys.forget(digests)
 
     evict()
     transaction.on_commit(evict)

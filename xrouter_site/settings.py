@@ -524,6 +524,10 @@ XROUTER_KEY_ENV = env_str("XROUTER_KEY_ENV", "live")
 # How long a worker trusts its in-process copy of a key (seconds). This is
 # the revocation bound: a revoked key stops working everywhere within it.
 XROUTER_KEY_LOCAL_TTL = env_float("XROUTER_KEY_LOCAL_TTL", 1.0)
+# With a shared cache, how long a worker may keep an unchanged key: it reads
+# the revocation announcements every XROUTER_KEY_LOCAL_TTL, so this bounds a
+# revocation only when its announcement could not be written (logged).
+XROUTER_KEY_LOCAL_MAX_AGE = env_float("XROUTER_KEY_LOCAL_MAX_AGE", 300.0)
 # How long the shared cache keeps a resolved key; revocation deletes it.
 XROUTER_KEY_SHARED_TTL = env_int("XROUTER_KEY_SHARED_TTL", 60)
 # Upstream timeouts (seconds): connect, and read between two bytes.

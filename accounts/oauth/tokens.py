@@ -5,8 +5,9 @@
 kind ``oauth`` for (application, user) (see accounts.oauth.services), so
 limits and usage work exactly as for keys.
 
-The cache tiers mirror ``keys.auth``: an in-process dict trusted for
-``XROUTER_KEY_LOCAL_TTL`` (1 s), then the shared cache, then the database.
+The cache tiers mirror ``keys.auth``: an in-process dict that drops an
+evicted token within ``XROUTER_KEY_LOCAL_TTL`` (1 s), then the shared cache,
+then the database.
 Entries are keyed by the token's SHA-256 (DOT's ``token_checksum``), never
 by the token. Misses are cached too. Every change that can end a token's
 right to call (revocation or expiry cleanup deleting the row, the hidden
