@@ -13,8 +13,9 @@ State machine (per deployment):
   cooldown; failure opens it again.
 
 Failures and openings are written to the shared cache (only on failure, so
-the happy path pays nothing). Each worker re-reads which breakers are open
-at most once a second with one ``get_many``. Without a shared cache the
+the happy path pays nothing) and announced. Each worker re-reads which
+breakers are open within a second of an announcement, with one
+``get_many`` (``routing.cache_mirror``). Without a shared cache the
 same machine runs per process.
 """
 
@@ -158,6 +159,8 @@ class Breakers:
                 )
         except Exception:
             logger.warning("breaker: could not share the state", exc_info=True)
+            return
+        self._states.changed()
 
     @staticmethod
     def _metric(deployment_id: int, value: int) -> None:

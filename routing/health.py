@@ -1,7 +1,8 @@
 """Deployment health as measured by the scheduled probes.
 
 Probes (``routing.tasks``) write each deployment's last result to the shared
-cache; the router only reads it, in bulk, at most once a second per worker.
+cache and announce it; the router only reads it, in bulk, within a second of
+an announcement (``routing.cache_mirror``).
 A deployment with no result yet counts as healthy: a fresh gateway must not
 refuse traffic before its first probe.
 """
@@ -56,6 +57,7 @@ def health_record_many(
     result = Health(healthy=healthy, latency_ms=latency_ms, checked_at=time.time(), error=error)
     ttl = int(settings.XROUTER_HEALTH_INTERVAL_SECONDS * 5) + 1
     cache.set_many({_key(i): result for i in deployment_ids}, ttl)
+    _mirror.changed()
     for deployment_id in deployment_ids:
         _mirror.put(deployment_id, result)
     try:

@@ -26,6 +26,12 @@ class CountingCache:
         self.get_manys.append(list(keys))
         return cache.get_many(keys)
 
+    def incr(self, key: str) -> int:
+        return cache.incr(key)
+
+    def add(self, key: str, value: Any, timeout: Any = None) -> bool:
+        return bool(cache.add(key, value, timeout))
+
 
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch) -> CountingCache:
@@ -59,9 +65,57 @@ def test_known_ids_are_refreshed_together_once_the_interval_passes(
     states.get(1)
     states.get(2)
     cache.set("mirror-test:1", "half-open")
+    states.changed()
     counting.get_manys.clear()
     assert states.get(1) == "half-open"
     assert counting.get_manys == [["mirror-test:1", "mirror-test:2"]]
+
+
+def test_nothing_announced_nothing_re_read(counting: CountingCache) -> None:
+    """Issue 19: 3,000 ids re-read every second while nothing changed.
+
+    Each refresh reads the one counter; the ids only when a writer announced.
+    """
+    states = mirror(interval=0.0)
+    for ident in range(1, 50):
+        states.get(ident)
+    counting.get_manys.clear()
+    counting.gets.clear()
+    for _ in range(20):
+        states.get(7)
+    assert counting.get_manys == []
+    assert set(counting.gets) == {states.changes_key}
+
+
+def test_an_unannounced_write_is_read_at_the_next_full_refresh(
+    counting: CountingCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that could not announce (or expiry) is seen within ``full_every``."""
+    now = [100.0]
+    monkeypatch.setattr(cache_mirror.time, "monotonic", lambda: now[0])
+    states = CacheMirror(
+        what="test", key=lambda i: f"mirror-test:{i}", decode=str, interval=1.0, full_every=30.0
+    )
+    assert states.get(1) is None
+    cache.set("mirror-test:1", "open")
+    now[0] += 2
+    assert states.get(1) is None  # not announced, not due
+    now[0] += 30
+    assert states.get(1) == "open"
+
+
+def test_an_id_first_seen_without_a_read_is_read_at_the_next_refresh(
+    counting: CountingCache,
+) -> None:
+    """``read_new_now=False`` (the breaker's hot path): read next time even if quiet.
+
+    Its value may have been announced before this worker knew the id.
+    """
+    cache.set("mirror-test:9", "open")
+    states = mirror(interval=0.0)
+    states.get(1)  # the first full refresh, before 9 is known
+    assert states.get(9, read_new_now=False) == "open"
+    assert counting.get_manys[-1] == ["mirror-test:9"]
 
 
 def test_a_cache_outage_keeps_the_last_values(monkeypatch: pytest.MonkeyPatch) -> None:
