@@ -136,6 +136,11 @@ def _parameters(value: Any, where: str) -> list[str] | None:
     return sorted(set(value))
 
 
+def _row(obj: Any) -> list[Any]:
+    """Return the stored fields of ``obj``: equal before and after, nothing to write."""
+    return [getattr(obj, f.attname) for f in obj._meta.concrete_fields]
+
+
 def _full_clean(obj: Any, where: str) -> None:
     try:
         obj.full_clean(validate_unique=False)
@@ -198,6 +203,15 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
 
     models_seen: set[str] = set()
     fallback_refs: list[tuple[str, str]] = []
+    # Every row read once up front; unchanged rows are not written (issue 19:
+    # each gateway pod loads the file at start, and 1,000 models x 3
+    # deployments took ~15,000 queries and 36 CPU-s per start, over the
+    # bench's 90 s readiness limit on a busy box).
+    known_models = {m.model_id: m for m in Model.objects.all()}
+    known_deployments: dict[int, list[Deployment]] = {}
+    for existing in Deployment.objects.all():
+        known_deployments.setdefault(existing.model_id, []).append(existing)
+    to_disable: list[int] = []
     try:
         model_entries = expand_versions(data.get("models") or [])
     except CatalogVersionError as exc:
@@ -214,7 +228,8 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         pricing = entry.get("pricing") or {}
         if not isinstance(pricing, dict) or set(pricing) - {"prompt", "completion"}:
             raise CatalogError(f"{where}.pricing: expected {{prompt, completion}}")
-        model = Model.objects.filter(model_id=model_id).first() or Model(model_id=model_id)
+        model = known_models.get(model_id) or Model(model_id=model_id)
+        before = _row(model)
         model.display_name = entry.get("name") or ""
         model.type = entry.get("type") or Model.Type.CHAT
         model.context_length = entry.get("context_length")
@@ -237,7 +252,8 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         model.key_concurrency_limit = limits.get("concurrency")
         model.managed = True
         _full_clean(model, where)
-        model.save()
+        if model.pk is None or _row(model) != before:
+            model.save()
         fallback_refs.extend((where, f) for f in fallbacks)
 
         if fallbacks and not any(k in entry for k in ("deployments", "provider", "upstream")):
@@ -277,23 +293,40 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
                 residency.default_stores_prompts(provider_obj.kind, provider_obj.options or {}),
             )
             data_region, stores_prompts = _residency(dep, inherited, dep_where)
+            defaults = {
+                "priority": int(dep.get("priority", j)),
+                "weight": int(dep.get("weight", 1)),
+                "enabled": bool(dep.get("enabled", True)),
+                "data_region": data_region,
+                "stores_prompts": stores_prompts,
+                "supported_parameters": _parameters(
+                    dep.get("supported_parameters"), f"{dep_where}.supported_parameters"
+                ),
+            }
+            current = next(
+                (
+                    d
+                    for d in known_deployments.get(model.pk, ())
+                    if d.provider_id == provider_obj.pk and d.upstream == upstream
+                ),
+                None,
+            )
+            if current is not None and all(
+                getattr(current, name) == value for name, value in defaults.items()
+            ):
+                keep.append(current.pk)
+                continue
+            # New or changed: the locking upsert, as concurrent loads need.
             deployment, _created = Deployment.objects.update_or_create(
-                model=model,
-                provider=provider_obj,
-                upstream=upstream,
-                defaults={
-                    "priority": int(dep.get("priority", j)),
-                    "weight": int(dep.get("weight", 1)),
-                    "enabled": bool(dep.get("enabled", True)),
-                    "data_region": data_region,
-                    "stores_prompts": stores_prompts,
-                    "supported_parameters": _parameters(
-                        dep.get("supported_parameters"), f"{dep_where}.supported_parameters"
-                    ),
-                },
+                model=model, provider=provider_obj, upstream=upstream, defaults=defaults
             )
             keep.append(deployment.pk)
-        Deployment.objects.filter(model=model).exclude(pk__in=keep).update(enabled=False)
+        to_disable += [
+            d.pk for d in known_deployments.get(model.pk, ()) if d.enabled and d.pk not in keep
+        ]
+
+    if to_disable:
+        Deployment.objects.filter(pk__in=to_disable).update(enabled=False)
 
     for where, target in fallback_refs:
         if target not in models_seen and not Model.objects.filter(model_id=target).exists():

@@ -341,6 +341,14 @@ def reset_table() -> None:
 def _bump_on_change(**kwargs: Any) -> None:
     from django.db import transaction
 
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+        func is catalog_version_bump for _sids, func, _robust in connection.run_on_commit
+    ):
+        # One bump per transaction is enough: a catalog load saving 4,000
+        # rows queued 4,000 (a shared-cache write each). A rolled-back
+        # savepoint drops its callbacks, so the next change queues anew.
+        return
     transaction.on_commit(catalog_version_bump)
 
 

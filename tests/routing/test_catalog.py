@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from routing.models import Deployment, Model, Provider
 from routing.services import CatalogError, catalog_load, catalog_load_file, parse_catalog
-from routing.table import get_table, reset_table
+from routing.table import catalog_version_bump, get_table, reset_table
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +145,92 @@ def test_catalog_edits_reach_the_table() -> None:
 
     catalog_version_bump()
     assert "local/mock" not in get_table().models
+
+
+BIG = (
+    "providers:\n"
+    + "".join(
+        f"  - {{name: p{i}, kind: openai, base_url: 'http://127.0.0.1:1/v1'}}\n" for i in range(3)
+    )
+    + "models:\n"
+    + "".join(
+        f"  - id: big/m{m:02d}\n    deployments:\n"
+        + "".join(f"      - {{provider: p{i}, upstream: up, priority: {i}}}\n" for i in range(3))
+        for m in range(20)
+    )
+)
+
+
+def _writes(queries: list[dict[str, str]]) -> list[str]:
+    return [q["sql"] for q in queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+
+
+def test_an_unchanged_reload_writes_only_providers_and_the_retire_pass() -> None:
+    """Each pod loads the file at start: unchanged models and deployments are not written.
+
+    Before (issue 19) every model and deployment was saved again.
+    """
+    catalog_load(parse_catalog(BIG))
+    with CaptureQueriesContext(connection) as ctx:
+        catalog_load(parse_catalog(BIG))
+    writes = _writes(ctx.captured_queries)
+    assert not [w for w in writes if '"routing_model"' in w.split("SET")[0]]
+    assert not [w for w in writes if '"routing_deployment"' in w.split("SET")[0]]
+
+
+def test_a_changed_deployment_is_written_and_a_dropped_one_disabled() -> None:
+    catalog_load(parse_catalog(BIG))
+    changed = BIG.replace(
+        "  - id: big/m07\n    deployments:\n"
+        "      - {provider: p0, upstream: up, priority: 0}\n"
+        "      - {provider: p1, upstream: up, priority: 1}\n"
+        "      - {provider: p2, upstream: up, priority: 2}\n",
+        "  - id: big/m07\n    deployments:\n"
+        "      - {provider: p0, upstream: up, priority: 5}\n"
+        "      - {provider: p1, upstream: up, priority: 1}\n",
+    )
+    assert changed != BIG
+    catalog_load(parse_catalog(changed))
+    rows = {
+        d.provider.name: (d.priority, d.enabled)
+        for d in Deployment.objects.filter(model__model_id="big/m07").select_related("provider")
+    }
+    assert rows == {"p0": (5, True), "p1": (1, True), "p2": (2, False)}
+    # Another model's deployments stay as they were.
+    assert Deployment.objects.filter(model__model_id="big/m08", enabled=True).count() == 3
+
+
+def _models_without_signals(count: int) -> list[Model]:
+    # bulk_create sends no post_save: nothing is queued before the test's block.
+    return Model.objects.bulk_create(Model(model_id=f"bulk/m{i}") for i in range(count))
+
+
+def test_one_catalog_bump_per_transaction_of_edits(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Five saves in one transaction queue one catalog-version bump, not five."""
+    models = _models_without_signals(5)
+    with django_capture_on_commit_callbacks() as bumps, transaction.atomic():
+        for model in models:
+            model.display_name = "renamed"
+            model.save()
+    assert bumps == [catalog_version_bump]
+
+
+def test_a_rolled_back_savepoint_does_not_take_the_bump_with_it(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The bump queued inside a rolled-back savepoint is dropped; the next save queues one."""
+    first, second = _models_without_signals(2)
+    with django_capture_on_commit_callbacks() as bumps, transaction.atomic():
+        try:
+            with transaction.atomic():
+                first.save()
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+        assert not connection.run_on_commit or all(
+            func is not catalog_version_bump for _s, func, _r in connection.run_on_commit
+        )
+        second.save()
+    assert bumps == [catalog_version_bump]
