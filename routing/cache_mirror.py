@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from django.core.cache import cache
@@ -83,6 +83,37 @@ class CacheMirror(Generic[V]):
                 self._unread.add(ident)
         self.refresh()
         return self._values.get(ident)
+
+    def know(self, idents: Iterable[int]) -> None:
+        """Read every new id of ``idents`` now, in one ``get_many``, and keep them known.
+
+        Called with a routing table's deployments when it is new: a worker's
+        first pass over a big catalog otherwise paid one GET per deployment
+        (issue 19: 15 % of a worker's samples while the bench's 3,000
+        deployments were first seen). A failed read leaves them unknown, so
+        ``get`` reads each alone as before.
+        """
+        new = [i for i in idents if i not in self._known]
+        if not new:
+            return
+        self._known.update(new)
+        if not self.enabled():
+            return
+        try:
+            shared = cache.get_many([self.key(i) for i in new])
+        except Exception:
+            logger.warning(
+                "%s: cache unavailable; reading ids one by one", self.what, exc_info=True
+            )
+            self._known.difference_update(new)
+            return
+        with self._lock:
+            for ident in new:
+                value = shared.get(self.key(ident))
+                if value is None:
+                    self._values.pop(ident, None)
+                else:
+                    self._values[ident] = self.decode(value)
 
     def _read_one(self, ident: int) -> None:
         if not self.enabled():

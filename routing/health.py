@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -79,6 +80,11 @@ def _decode(value: Any) -> Health:
 _mirror: CacheMirror[Health] = CacheMirror(
     what="health", key=_key, decode=_decode, interval=_REFRESH_SECONDS
 )
+
+
+def health_prime(deployment_ids: Iterable[int]) -> None:
+    """Read the results of these deployments now, together (a new routing table)."""
+    _mirror.know(deployment_ids)
 
 
 def health_of(deployment_id: int) -> Health | None:

@@ -121,6 +121,18 @@ def _weighted_shuffle(group: list[DeploymentRoute]) -> list[DeploymentRoute]:
     return sorted(group, key=key, reverse=True)
 
 
+# The routing table whose deployments' health was read in one go.
+_primed: RoutingTable | None = None
+
+
+def _prime_health(table: RoutingTable) -> None:
+    global _primed
+    if _primed is table:
+        return
+    _primed = table
+    health.health_prime(d.deployment_id for r in table.models.values() for d in r.deployments)
+
+
 def candidates(
     table: RoutingTable, routes: list[ModelRoute], policy: Residency = UNRESTRICTED
 ) -> list[Candidate]:
@@ -129,6 +141,7 @@ def candidates(
     Deployments ``policy`` forbids come back with ``refused`` set, in their
     place in the order; :func:`execute` records and skips them.
     """
+    _prime_health(table)
     good: list[Candidate] = []
     skipped: list[Candidate] = []
     seen: set[int] = set()

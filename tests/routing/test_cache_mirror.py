@@ -133,3 +133,17 @@ def test_a_cache_outage_keeps_the_last_values(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(cache_mirror, "cache", Down())
     assert states.get(3) == "open"
     assert states.get(4) is None
+
+
+def test_a_new_table_is_read_in_one_round_trip(counting: CountingCache) -> None:
+    """``know`` (a new routing table): one get_many for every new id, then no GET per id."""
+    cache.set("mirror-test:42", "down")
+    states = mirror()
+    states.know(range(1, 101))
+    assert counting.get_manys == [[f"mirror-test:{i}" for i in range(1, 101)]]
+    counting.gets.clear()
+    assert states.get(42) == "down"
+    assert all(states.get(i) is None for i in range(1, 101) if i != 42)
+    assert [k for k in counting.gets if k != states.changes_key] == []
+    states.know(range(1, 101))  # nothing new: no read
+    assert len(counting.get_manys) == 2  # the first refresh of get() above, and no more
