@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from providers.base import PARAMETERS
 from providers.registry import PROVIDER_KINDS
@@ -212,6 +213,10 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
     for existing in Deployment.objects.all():
         known_deployments.setdefault(existing.model_id, []).append(existing)
     to_disable: list[int] = []
+    # Existing models that changed: one UPDATE per batch at the end (the
+    # table's version bump below covers them; bulk_update sends no signal).
+    changed_models: list[Model] = []
+    now = timezone.now()
     try:
         model_entries = expand_versions(data.get("models") or [])
     except CatalogVersionError as exc:
@@ -252,8 +257,11 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
         model.key_concurrency_limit = limits.get("concurrency")
         model.managed = True
         _full_clean(model, where)
-        if model.pk is None or _row(model) != before:
+        if model.pk is None:
             model.save()
+        elif _row(model) != before:
+            model.updated_at = now
+            changed_models.append(model)
         fallback_refs.extend((where, f) for f in fallbacks)
 
         if fallbacks and not any(k in entry for k in ("deployments", "provider", "upstream")):
@@ -327,6 +335,9 @@ def catalog_load(data: dict[str, Any]) -> CatalogLoadResult:
 
     if to_disable:
         Deployment.objects.filter(pk__in=to_disable).update(enabled=False)
+    if changed_models:
+        fields = [f.name for f in Model._meta.concrete_fields if not f.primary_key]
+        Model.objects.bulk_update(changed_models, fields, batch_size=500)
 
     for where, target in fallback_refs:
         if target not in models_seen and not Model.objects.filter(model_id=target).exists():

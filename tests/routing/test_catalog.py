@@ -174,8 +174,11 @@ def test_an_unchanged_reload_writes_only_providers_and_the_retire_pass() -> None
     with CaptureQueriesContext(connection) as ctx:
         catalog_load(parse_catalog(BIG))
     writes = _writes(ctx.captured_queries)
-    assert not [w for w in writes if '"routing_model"' in w.split("SET")[0]]
-    assert not [w for w in writes if '"routing_deployment"' in w.split("SET")[0]]
+    # A save (or a bulk_update) sets every field, model_id first; the retire
+    # pass only sets enabled = false on models the file no longer lists.
+    assert not [w for w in writes if w.startswith('UPDATE "routing_model" SET "model_id"')]
+    assert not [w for w in writes if w.startswith('INSERT INTO "routing_model"')]
+    assert not [w for w in writes if '"routing_deployment"' in w.split(" SET ")[0]]
 
 
 def test_a_changed_deployment_is_written_and_a_dropped_one_disabled() -> None:
@@ -234,3 +237,19 @@ def test_a_rolled_back_savepoint_does_not_take_the_bump_with_it(
         )
         second.save()
     assert bumps == [catalog_version_bump]
+
+
+def test_changed_and_retired_models_are_written_in_bulk() -> None:
+    """A changed model is updated (its updated_at too); a retired one comes back enabled."""
+    catalog_load(parse_catalog(BIG))
+    before = Model.objects.get(model_id="big/m03").updated_at
+    without = BIG.replace("  - id: big/m05\n", "  - id: big/m05\n    enabled: false\n")
+    catalog_load(
+        parse_catalog(without.replace("  - id: big/m03\n", "  - id: big/m03\n    name: Three\n"))
+    )
+    three = Model.objects.get(model_id="big/m03")
+    assert (three.display_name, three.updated_at > before) == ("Three", True)
+    assert Model.objects.get(model_id="big/m05").enabled is False
+    catalog_load(parse_catalog(BIG))
+    assert Model.objects.get(model_id="big/m05").enabled is True
+    assert Model.objects.get(model_id="big/m03").display_name == ""
