@@ -147,21 +147,26 @@ def test_an_unreadable_counter_empties_the_tier(
     """Redis failing at the read: the worker cannot know, so it forgets all."""
     assert shared.a.get("d1") == "key one"
     clock.now += 2
-    real_get = django_cache.get
 
-    def failing(key: str, *args: Any, **kwargs: Any) -> Any:
-        if key.endswith("epoch"):
-            raise ConnectionError("redis gone")
-        return real_get(key, *args, **kwargs)
+    class EpochDown:
+        """The shared cache with the announcement counter unreadable."""
 
-    monkeypatch.setattr(django_cache, "get", failing)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(django_cache, name)
+
+        def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            if key.endswith("epoch"):
+                raise ConnectionError("redis gone")
+            return django_cache.get(key, *args, **kwargs)
+
+    monkeypatch.setattr("keys.principal.cache", EpochDown())
     shared.loads.clear()
     django_cache.delete(shared.prefix + "d1")
     assert shared.a.get("d1") == "key one"
     assert shared.loads == ["d1"]
     # Until a good read, new entries live only the local TTL.
     clock.now += 1.5
-    monkeypatch.setattr(django_cache, "get", real_get)
+    monkeypatch.setattr("keys.principal.cache", django_cache)
     django_cache.delete(shared.prefix + "d1")
     assert shared.a.get("d1") == "key one"
     assert shared.loads == ["d1", "d1"]
