@@ -59,6 +59,10 @@ USAGE_DROPPED = Counter(
     "xrouter_usage_dropped_total", "Usage records dropped because the buffer was full."
 )
 USAGE_WRITTEN = Counter("xrouter_usage_written_total", "Usage records written to the database.")
+USAGE_DIRECT_WRITES = Counter(
+    "xrouter_usage_direct_writes_total",
+    "Usage records the request inserted itself because the Redis stream did not confirm them.",
+)
 BREAKER_OPEN = Gauge(
     "xrouter_breaker_open",
     "1 while a deployment's circuit breaker is open.",
