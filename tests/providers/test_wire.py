@@ -237,3 +237,62 @@ def test_tls_is_verified_against_certifi_or_the_ca_bundle(tmp_path: Path) -> Non
         assert response.content == BODY
     finally:
         tls_server.close()
+
+
+def _gevent_stream(timeout: float) -> tuple[Any, WireResponse]:
+    """A streamed response on a gevent socket pair (what the gunicorn workers hold)."""
+    import gevent.socket
+
+    from providers.wire import _Pool
+
+    upstream, ours = gevent.socket.socketpair()
+    ours.settimeout(timeout)
+    upstream.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+    response = WireResponse(ours, _Pool("http", "upstream", 80, 0, None), "POST")
+    response.read_head()
+    response.stream_reads()
+    return upstream, response
+
+
+def test_a_stream_on_a_gevent_socket_waits_before_it_reads() -> None:
+    upstream, response = _gevent_stream(5)
+    assert response._waits_first
+    try:
+        # Data already there is read at once; the next read waits for it.
+        upstream.sendall(b"data: 1\n\n")
+        assert response.read1() == b"data: 1\n\n"
+        upstream.sendall(b"data: 2\n\n")
+        assert response.read1() == b"data: 2\n\n"
+        upstream.close()
+        # The end of a body delimited by the connection's close.
+        assert response.read1() == b""
+    finally:
+        upstream.close()
+
+
+def test_a_silent_stream_on_a_gevent_socket_times_out_each_wait() -> None:
+    upstream, response = _gevent_stream(0.05)
+    try:
+        upstream.sendall(b"data: 1\n\n")
+        assert response.read1() == b"data: 1\n\n"
+        # The one Timeout is reused: a second silence times out as well.
+        with pytest.raises(TimeoutError):
+            response.read1()
+    finally:
+        upstream.close()
+
+
+def test_a_blocking_socket_reads_as_before() -> None:
+    upstream, ours = socket.socketpair()
+    try:
+        from providers.wire import _Pool
+
+        upstream.sendall(b"HTTP/1.1 200 OK\r\n\r\ndata: x\n\n")
+        response = WireResponse(ours, _Pool("http", "upstream", 80, 0, None), "POST")
+        response.read_head()
+        response.stream_reads()
+        assert not response._waits_first
+        assert response.read1() == b"data: x\n\n"
+    finally:
+        upstream.close()
+        ours.close()
