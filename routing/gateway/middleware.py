@@ -34,6 +34,9 @@ from xrouter_site.middleware import request_id_from
 logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
+# Orchestrator probes: resolved against their own two-pattern URLconf.
+PROBE_URLCONF = "xrouter_site.probe_urls"
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 ANTHROPIC_PREFIX = "/v1/messages"
 View = Callable[..., HttpResponseBase]
 
@@ -104,6 +107,11 @@ class GatewayMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         path = request.path_info
         if not path.startswith(PREFIX):
+            if path in PROBE_PATHS:
+                # Probes resolve against their own two-pattern URLconf: a
+                # worker that only serves /v1/ never imports the site's
+                # (xrouter_site/probe_urls.py, ~9.4 MB per worker).
+                request.urlconf = PROBE_URLCONF
             return self.get_response(request)
         ctx = CallContext(
             request_id=request_id_from(request.META), method=request.method or "", path=path
