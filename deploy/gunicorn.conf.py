@@ -77,7 +77,9 @@ def post_worker_init(worker: Any) -> None:
     # psycopg2 is C code: without this its socket waits would block the
     # whole worker instead of yielding to other greenlets. Only for gevent
     # workers: bench/run.py's `workers` scenario also runs gthread.
-    if "gevent" in type(worker).__module__:
+    # The class's MRO, not its module: deploy.gunicorn_worker's name has no
+    # "gevent" in it, and checking the module left psycopg2 unpatched there.
+    if _is_gevent_worker(worker):
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
@@ -90,6 +92,12 @@ def post_worker_init(worker: Any) -> None:
     ready_dir = os.environ.get("XROUTER_READY_DIR")
     if ready_dir:
         Path(ready_dir, str(os.getpid())).touch()
+
+
+def _is_gevent_worker(worker: Any) -> bool:
+    return any(
+        cls.__module__.startswith("gunicorn.workers.ggevent") for cls in type(worker).__mro__
+    )
 
 
 def _clean_metrics_dir() -> None:
