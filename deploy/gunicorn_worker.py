@@ -15,9 +15,10 @@ offline: each held a greenlet (a slot of ``worker_connections``) for the
   ``XROUTER_TRUSTED_PROXIES`` are exempt (behind a proxy every connection
   comes from it: the proxy limits clients, see deploy/nginx/xrouter.conf).
 
-``deploy/gunicorn.conf.py`` selects it with
-``worker_class = "deploy.gunicorn_worker.XRouterGeventWorker"``. It reads
-the environment itself: it runs before Django is set up.
+``deploy/gunicorn.conf.py`` selects it through
+``deploy.gunicorn_lazy_worker.LazyGeventWorker``, which keeps gevent out of
+the arbiter and turns into this class in each forked worker. It reads the
+environment itself: it runs before Django is set up.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class XRouterGeventWorker(GeventWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.configure()
+
+    def configure(self) -> None:
+        """Read the bounds (also called by deploy.gunicorn_lazy_worker)."""
         self.header_timeout = float(os.environ.get("XROUTER_HEADER_TIMEOUT", "10"))
         self.max_per_ip = int(os.environ.get("XROUTER_MAX_CONNECTIONS_PER_IP", "256"))
         self.exempt = _networks(os.environ.get("XROUTER_TRUSTED_PROXIES", ""))
