@@ -19,6 +19,6 @@ class AccountsConfig(AppConfig):
         # change, whatever made it (accounts.credentials).
         from accounts import (
             credentials,  # noqa: F401
-            sso,  # noqa: F401  (registers the SSO settings checks)
+            sso_rules,  # noqa: F401  (registers the SSO settings checks)
         )
         from accounts.oauth import tokens as oauth_tokens  # noqa: F401

@@ -16,16 +16,17 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
-import requests
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from providers import wire
 from providers.errors import ProviderError, bad_response
-from providers.outbound import OutboundRefused, PolicyHTTPAdapter, refused_in
+from providers.outbound import OutboundRefused, refused_in
 from xrouter_site.errors import ErrorCode
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,23 @@ MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024
 
 #: What :meth:`HttpClient.request` returns: the wire client's response on the
 #: hot path, requests' for form posts and auth objects (token endpoints).
-UpstreamResponse = requests.Response | wire.WireResponse
+UpstreamResponse: TypeAlias = "requests.Response | wire.WireResponse"
+
+# requests (with urllib3, charset_normalizer, idna) is imported when a client
+# first needs its session: a worker on the wire client never does, and the
+# import is ~6 MB of its RSS (issue 19, bench/profiles/memory-imports.txt).
+# Until then no requests response exists, so none of its errors can be
+# raised: the read paths below catch the tuple as it is at that moment.
+SESSION_ERRORS: tuple[type[Exception], ...] = ()
+
+
+def session_errors(*others: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """``others`` and, once a session exists, requests' and urllib3's errors.
+
+    For ``except`` clauses: evaluated only when something was raised.
+    """
+    return (*others, *SESSION_ERRORS)
+
 
 # The monotonic time by which the current request must be answered, set by
 # the router around each attempt. Context variables are per greenlet under
@@ -83,16 +100,16 @@ class HttpClient:
         self.provider = provider
         self.timeout = (connect_timeout, read_timeout)
         self.wire = wire.WireClient(max_idle=pool_size, verify=verify) if _wire_on() else None
-        self.session = requests.Session()
-        self.session.verify = verify
-        # Requests otherwise reads proxies and .netrc from the environment on
-        # every call, which is slow and surprising for a gateway.
-        self.session.trust_env = False
-        # Every new connection goes only to an address the outbound policy
-        # allows, checked after DNS resolution (providers.outbound).
-        adapter = PolicyHTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.verify = verify
+        self.pool_size = pool_size
+        self._session: requests.Session | None = None
+
+    @property
+    def session(self) -> requests.Session:
+        """The requests session, built (and requests imported) on first use."""
+        if self._session is None:
+            self._session = _new_session(self.verify, self.pool_size)
+        return self._session
 
     def request(
         self,
@@ -126,8 +143,13 @@ class HttpClient:
             return self._wire_request(
                 method, url, data, all_headers, stream=stream, timeout=(connect, read)
             )
+        session = self.session
+        # Imported by the session's construction; bound here for the handlers.
+        import requests
+        from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
         try:
-            return self.session.request(
+            return session.request(
                 method,
                 url,
                 data=data,
@@ -240,9 +262,31 @@ class HttpClient:
         return self.request("GET", url, **kwargs)
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         if self.wire is not None:
             self.wire.close()
+
+
+def _new_session(verify: bool | str, pool_size: int) -> requests.Session:
+    global SESSION_ERRORS
+    import requests
+    from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+    from providers.outbound_adapter import PolicyHTTPAdapter
+
+    SESSION_ERRORS = (requests.RequestException, Urllib3HTTPError)
+    session = requests.Session()
+    session.verify = verify
+    # Requests otherwise reads proxies and .netrc from the environment on
+    # every call, which is slow and surprising for a gateway.
+    session.trust_env = False
+    # Every new connection goes only to an address the outbound policy
+    # allows, checked after DNS resolution (providers.outbound_adapter).
+    adapter = PolicyHTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _wire_on() -> bool:
@@ -256,12 +300,7 @@ def parse_json(response: UpstreamResponse, *, provider: str) -> Any:
 
     try:
         return orjson.loads(response.content)
-    except (
-        orjson.JSONDecodeError,
-        requests.RequestException,
-        Urllib3HTTPError,
-        *wire.TRANSPORT_ERRORS,
-    ) as exc:
+    except session_errors(orjson.JSONDecodeError, *wire.TRANSPORT_ERRORS) as exc:
         raise bad_response(
             provider,
             f"{provider} sent a response that is not valid JSON",
@@ -303,14 +342,9 @@ def _read_error(provider: str) -> ProviderError:
     )
 
 
-#: What a failed read of a streamed body raises, whichever client read it.
-_READ_ERRORS = (
-    requests.RequestException,
-    Urllib3HTTPError,
-    http.client.HTTPException,
-    OSError,
-    zlib.error,
-)
+#: What a failed read of a streamed body raises, whichever client read it
+#: (with session_errors(): requests' and urllib3's once a session exists).
+_READ_ERRORS = (http.client.HTTPException, OSError, zlib.error)
 
 
 def iter_lines(
@@ -330,7 +364,7 @@ def iter_lines(
         while True:
             try:
                 chunk = read1(65536)
-            except _READ_ERRORS as exc:
+            except session_errors(*_READ_ERRORS) as exc:
                 raise _read_error(provider) from exc
             if not chunk:
                 break
@@ -387,7 +421,7 @@ def iter_sse_batches(
         while True:
             try:
                 chunk = read1(65536)
-            except _READ_ERRORS as exc:
+            except session_errors(*_READ_ERRORS) as exc:
                 raise _read_error(provider) from exc
             if not chunk:
                 break

@@ -9,7 +9,8 @@ whoever got one) could point it at the cloud metadata service
   catalog loader and any ``full_clean()``): host names and IP literals, and
   the addresses the name resolves to when it resolves from here;
 - **at call time**, after DNS resolution, on every new upstream connection
-  (:class:`PolicyHTTPAdapter`): each resolved address is checked and the
+  (:mod:`providers.wire`, and ``PolicyHTTPAdapter`` in
+  :mod:`providers.outbound_adapter` for requests): each resolved address is checked and the
   socket is opened to the checked address itself, so a name that
   re-resolves to a denied address later (DNS rebinding) is refused too.
 
@@ -34,11 +35,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -179,68 +175,6 @@ def current_policy() -> OutboundPolicy:
         tuple(settings.XROUTER_OUTBOUND_ALLOW_HOSTS),
         bool(settings.XROUTER_OUTBOUND_ALLOW_LOOPBACK),
     )
-
-
-# --- call time: connections opened only to checked addresses ---------------------
-
-
-def _checked_socket(conn: HTTPConnection) -> socket.socket:
-    """Open ``conn``'s socket to an address the policy allows (urllib3's _new_conn)."""
-    host = conn._dns_host  # the name being connected to (host keeps it for TLS)
-    try:
-        infos = current_policy().resolve(host, conn.port or 0)
-    except socket.gaierror as exc:
-        raise NameResolutionError(conn.host, conn, exc) from exc
-    last: OSError | None = None
-    for family, socktype, proto, _canon, address in infos:
-        sock = socket.socket(family, socktype, proto)
-        try:
-            for option in conn.socket_options or ():
-                sock.setsockopt(*option)
-            if isinstance(conn.timeout, int | float):  # else urllib3's "default" sentinel
-                sock.settimeout(conn.timeout)
-            if conn.source_address:
-                sock.bind(conn.source_address)
-            sock.connect(address)
-            return sock
-        except TimeoutError as exc:
-            sock.close()
-            raise ConnectTimeoutError(
-                conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
-            ) from exc
-        except OSError as exc:
-            sock.close()
-            last = exc
-    raise NewConnectionError(conn, f"Failed to establish a new connection: {last}")
-
-
-class _CheckedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _checked_socket(self)
-
-
-class _CheckedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _checked_socket(self)
-
-
-class _CheckedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _CheckedHTTPConnection
-
-
-class _CheckedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _CheckedHTTPSConnection
-
-
-class PolicyHTTPAdapter(HTTPAdapter):
-    """A requests adapter whose new connections obey :func:`current_policy`."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {  # type: ignore[assignment]
-            "http": _CheckedHTTPPool,
-            "https": _CheckedHTTPSPool,
-        }
 
 
 def refused_in(exc: BaseException) -> OutboundRefused | None:

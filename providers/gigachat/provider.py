@@ -61,7 +61,6 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import orjson
-import requests
 
 from providers.base import (
     ChatChunk,
@@ -106,6 +105,7 @@ from providers.http import (
     iter_sse_json,
     loads_event,
     parse_json,
+    session_errors,
 )
 from providers.wire import TRANSPORT_ERRORS as WIRE_ERRORS
 from xrouter_site.errors import ErrorCode
@@ -286,7 +286,7 @@ class GigaChatProvider(Provider):
             data = orjson.loads(response.content)
             if isinstance(data, dict):
                 message = str(data.get("message") or "")
-        except (orjson.JSONDecodeError, requests.RequestException, *WIRE_ERRORS):
+        except session_errors(orjson.JSONDecodeError, *WIRE_ERRORS):
             message = ""
         raise error_from_status(
             self.name,

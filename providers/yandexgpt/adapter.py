@@ -61,8 +61,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import requests
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from providers.base import (
     ChatChunk,
@@ -88,7 +86,14 @@ from providers.errors import (
     retry_after_seconds,
     sanitize_upstream_message,
 )
-from providers.http import HttpClient, UpstreamResponse, iter_lines, loads_event, parse_json
+from providers.http import (
+    HttpClient,
+    UpstreamResponse,
+    iter_lines,
+    loads_event,
+    parse_json,
+    session_errors,
+)
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.wire import TRANSPORT_ERRORS as WIRE_ERRORS
 from providers.yandexgpt.auth import IamTokenSource
@@ -297,7 +302,7 @@ class YandexGPTProvider(Provider):
         if response.status_code >= 400:
             try:
                 content = response.content
-            except (requests.RequestException, Urllib3HTTPError, *WIRE_ERRORS):
+            except session_errors(*WIRE_ERRORS):
                 content = b""
             finally:
                 response.close()

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Serve WSGI requests to the production application in this process and
 # report, after each, the status, a few headers and whether the site's
-# URLconf was imported.
+# URLconf and requests were imported.
 SERVE = """
 import json, sys
 from wsgiref.util import setup_testing_defaults
@@ -43,6 +43,8 @@ def serve(path):
         "csp": bool(headers.get("Content-Security-Policy")),
         "nosniff": headers.get("X-Content-Type-Options"),
         "site_urls": "xrouter_site.urls" in sys.modules,
+        # The wire client serves /v1/; requests waits for a form post or a login.
+        "requests": "requests" in sys.modules,
     }
 
 print(json.dumps([serve(path) for path in sys.argv[1:]]))
@@ -81,7 +83,7 @@ def test_probes_do_not_load_the_site_urlconf_and_pages_still_do(tmp_path: Path) 
     # The probes still pass the whole middleware stack.
     for probe in (healthz, readyz):
         assert (probe["request_id"], probe["csp"], probe["nosniff"]) == (True, True, "nosniff")
-        assert probe["site_urls"] is False
+        assert (probe["site_urls"], probe["requests"]) == (False, False)
     # The first page resolves against the full URLconf, loaded then.
     assert (favicon["status"], favicon["site_urls"]) == (301, True)
 
