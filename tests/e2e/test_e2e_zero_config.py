@@ -14,7 +14,7 @@ from providers.emulators.testing import RunningEmulator
 from tests.e2e.conftest import Client, Stack, running_stack, watch_probes
 from tests.e2e.test_e2e_scheduler import (
     INTERVAL,
-    PRIMARY_DEPLOYMENTS,
+    PRIMARY_PROBES,
     SCHEDULER_ENV,
     route_around_down_primary,
 )
@@ -29,9 +29,10 @@ def stack(django_db_setup: None) -> Iterator[Stack]:
 def test_each_worker_probes_and_routes_around_a_dead_upstream(
     client: Client, primary: RunningEmulator, stack: Stack
 ) -> None:
-    """Both workers probe both primary deployments each second; both skip it once down."""
+    """Both workers probe the primary each second (one call answers both of its
+    deployments); both skip it once down."""
     assert stack.gateway.log().count("in-process scheduler started") == 2
-    # Each worker probes each primary deployment every tick for itself: more
-    # probes arrive than one worker alone could send, and never more than two.
-    watch_probes(primary, interval=INTERVAL, per_tick=PRIMARY_DEPLOYMENTS, senders=2)
+    # Each worker probes the primary every tick for itself: more probes
+    # arrive than one worker alone could send, and never more than two.
+    watch_probes(primary, interval=INTERVAL, per_tick=PRIMARY_PROBES, senders=2)
     route_around_down_primary(client, primary, stack)
