@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.test import Client
 from django.utils import timezone
 
-from routing.usage import rollups
+from routing.usage import rollups, views
 from tests.accounts.cast import Cast
 
 
@@ -47,6 +47,33 @@ def test_overview_charts_show_only_the_current_team(
     assert "local" in bob.get("/usage/?group=provider").content.decode()
     # A bad range falls back to the default instead of failing.
     assert bob.get("/usage/?start=2026-12-31&end=2026-01-01").status_code == 200
+
+
+def test_overview_totals_come_in_pages_busiest_first(
+    cast: Cast, record_usage: Callable[..., object]
+) -> None:
+    """More series than a page holds: the busiest first, the rest on page 2."""
+    key = cast.alice_key.api_key
+    per_page = views.TOTALS_PER_PAGE
+    for n in range(per_page + 3):
+        # Model m/000 is the busiest: it gets a second request.
+        for _ in range(2 if n == 0 else 1):
+            record_usage(team_id=cast.team.pk, key_id=key.pk, requested_model=f"m/{n:03d}")
+    rollups.usage_rollup_recent()
+    bob = cast.client_for(cast.bob)
+
+    first = bob.get("/usage/").content.decode()
+    second = bob.get("/usage/?group=model&page=2").content.decode()
+
+    rows = [line for line in first.split("<tr>") if "<code>m/" in line]
+    assert len(rows) == per_page and "<code>m/000</code>" in rows[0]
+    assert "page=2" in first and 'rel="next"' in first
+    rest = [line for line in second.split("<tr>") if "<code>m/" in line]
+    assert len(rest) == 3 and 'rel="prev"' in second
+    shown = {line.split("<code>")[1].split("</code>")[0] for line in rows + rest}
+    assert shown == {f"m/{n:03d}" for n in range(per_page + 3)}
+    # A page past the end shows the last one instead of failing.
+    assert bob.get("/usage/?page=99").status_code == 200
 
 
 def test_request_log_search_and_detail_404_for_other_teams(
