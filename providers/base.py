@@ -295,7 +295,9 @@ class ChatStream:
             self._held.clear()
             yield held
         if self._batches is None:
-            for chunk in self._chunks:
+            # Through __next__, not self._chunks: a wrapper that edits
+            # chunks (the PII guard's RestoringStream) overrides __next__.
+            for chunk in self:
                 yield [chunk]
         else:
             yield from self._batches

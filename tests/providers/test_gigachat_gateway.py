@@ -371,12 +371,18 @@ def test_two_workers_share_one_token(
     emulator.control.set_config(latency_ms=300)
     # A short graceful timeout: nothing is in flight when the block ends.
     with running_gateway(workers=2, env={"XROUTER_GRACEFUL_TIMEOUT": "2"}) as gateway:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=10)
 
         def call(index: int) -> str:
-            completion = client.chat.completions.create(
-                model="gigachat/max", messages=[{"role": "user", "content": f"w{index}"}]
-            )
+            # A client (and so a connection) per call: which worker answers
+            # is decided at accept, and a gevent worker that no longer blocks
+            # on PostgreSQL (psycogreen) can take all eight kept-alive
+            # connections of one pool, round after round.
+            with openai.OpenAI(
+                base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=10
+            ) as client:
+                completion = client.chat.completions.create(
+                    model="gigachat/max", messages=[{"role": "user", "content": f"w{index}"}]
+                )
             return completion.choices[0].message.content or ""
 
         workers = gateway.worker_pids()
@@ -387,7 +393,6 @@ def test_two_workers_share_one_token(
             served = _connected_workers(workers, emulator.port)
             if len(served) == 2:
                 break
-        client.close()
         stats = emulator.control.stats()
     assert len(workers) == 2
     assert served == set(workers), "both workers called the emulator"
